@@ -1,0 +1,3 @@
+from mantra6g.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Forecast-driven orchestration: telemetry, forecasters, policy, placement, simulator."""

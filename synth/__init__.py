@@ -1,0 +1,1 @@
+"""Service-graph language, ServiceGraph IR, DP-IR and the InfraNF library."""

@@ -1,0 +1,1 @@
+"""Target backends: BMv2 (v1model), Tofino (TNA) and XDP."""

@@ -1,0 +1,1 @@
+"""Mininet edge-site testbed: deploy, monitor, forecast, migrate."""

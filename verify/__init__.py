@@ -1,0 +1,1 @@
+"""Z3 verification of DP-IR programs and tenant merges."""
