@@ -1,0 +1,22 @@
+"""The InfraNF library: one module per kind, each owning its parameters, rule forms,
+checks and (in later stages) its lowering to DP-IR."""
+
+from __future__ import annotations
+
+from mantra6g.synth.nf import (
+    classifier,
+    firewall,
+    latency_monitor,
+    load_balancer,
+    policer,
+    router,
+    tunnel,
+)
+from mantra6g.synth.nf.base import NfKind
+
+KINDS: dict[str, NfKind] = {
+    m.KIND.name: m.KIND
+    for m in (classifier, firewall, router, load_balancer, tunnel, latency_monitor, policer)
+}
+
+__all__ = ["KINDS", "NfKind"]

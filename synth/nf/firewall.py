@@ -1,0 +1,36 @@
+"""firewall: ordered allow/deny rules; the first rule that matches decides.
+
+Lowering: one ternary/range table whose entry priorities follow the written order
+(a rule with ``or`` becomes several entries of the same priority).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mantra6g.serde import tagged
+from mantra6g.source import Span
+from mantra6g.synth.expr import Expr
+from mantra6g.synth.nf.base import Choice, Match, NfKind, head, keyword, param, source_span
+
+
+@tagged("firewall.params")
+@dataclass(frozen=True)
+class FirewallParams:
+    default: str = param(Choice(("allow", "deny")), "what happens to packets no rule matches", default="deny")
+
+
+@tagged("firewall.rule")
+@dataclass(frozen=True)
+class FirewallRule:
+    action: str = keyword("allow or deny")
+    match: Expr = head(Match(ternary=True), "the packets the rule applies to")
+    span: Span | None = source_span()
+
+
+KIND = NfKind(
+    name="firewall",
+    summary="Ordered allow/deny rules over header fields; the first match decides, else the default.",
+    params=FirewallParams,
+    rules={"allow": FirewallRule, "deny": FirewallRule},
+)

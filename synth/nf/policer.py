@@ -1,0 +1,60 @@
+"""policer: a token bucket per slice; traffic above the rate is dropped or re-marked.
+
+Lowering: a meter (or a token bucket in a register/map) of ``rate`` and ``burst``;
+packets that exceed it are dropped, or have their DSCP set to ``dscp``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mantra6g.serde import tagged
+from mantra6g.synth import ast
+from mantra6g.synth.nf.base import Choice, Int, NfKind, Quantity, param, param_span
+from mantra6g.synth.values import Reporter, format_quantity
+
+MIN_BURST = 1514  # one full-size Ethernet frame
+
+
+@tagged("policer.params")
+@dataclass(frozen=True)
+class PolicerParams:
+    rate: int = param(Quantity("rate"), "committed rate (bps)")
+    burst: int = param(Quantity("size"), "bucket depth (bytes)")
+    exceed: str = param(Choice(("drop", "remark")), "what happens to traffic above the rate", default="drop")
+    dscp: int | None = param(Int(0, 63), "the DSCP written into excess packets (with exceed: remark)", default=None)
+
+
+def _check(params: PolicerParams, rules: tuple, decl: ast.NfDecl, report: Reporter) -> None:
+    if params.exceed == "remark" and params.dscp is None:
+        report.error(param_span(decl, "exceed"), "exceed: remark needs the DSCP to write", "add dscp: 0 (best effort) or another class")
+    if params.exceed == "drop" and params.dscp is not None:
+        report.error(param_span(decl, "dscp"), "'dscp' only applies with exceed: remark")
+    if params.rate == 0:
+        report.error(param_span(decl, "rate"), "a rate of 0 drops everything")
+    if params.burst < MIN_BURST:
+        report.error(
+            param_span(decl, "burst"),
+            f"burst {format_quantity(params.burst, 'size')} is smaller than one full-size frame ({MIN_BURST} B)",
+            "every large packet would exceed; use at least 2 KB",
+        )
+
+
+def _check_in_graph(nf, graph, slice_, report: Reporter) -> None:
+    guaranteed = slice_.sla.bandwidth_bps
+    if guaranteed is not None and nf.params.rate < guaranteed:
+        report.error(
+            nf.span,
+            f"policer '{nf.name}' limits slice '{graph.tenant}.{graph.slice}' to "
+            f"{format_quantity(nf.params.rate, 'rate')}, below the {format_quantity(guaranteed, 'rate')} its SLA guarantees",
+            "raise the policer's rate or lower the slice's bandwidth",
+        )
+
+
+KIND = NfKind(
+    name="policer",
+    summary="Token bucket per slice: drop or re-mark DSCP when traffic exceeds the rate.",
+    params=PolicerParams,
+    check=_check,
+    check_in_graph=_check_in_graph,
+)

@@ -1,0 +1,59 @@
+"""router: IPv4 longest-prefix-match forwarding.
+
+Lowering: an LPM table on ``ipv4.dst``; a hit rewrites the MAC addresses, decrements
+the TTL (dropping packets whose TTL would reach 0), updates the IPv4 checksum and
+sends the packet out of the route's port. A miss drops the packet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+from mantra6g.serde import tagged
+from mantra6g.source import Span
+from mantra6g.synth import ast
+from mantra6g.synth.nf.base import Int, Ipv4Prefix, Mac, NfKind, head, option, param, source_span
+from mantra6g.synth.values import MacAddress, Reporter
+
+DEVICE_PORTS = Int(0, 511)  # v1model's 9-bit egress_spec bounds every target's port number
+
+
+@tagged("router.params")
+@dataclass(frozen=True)
+class RouterParams:
+    mac: MacAddress = param(Mac(), "the router's own MAC: the source MAC of forwarded packets")
+
+
+@tagged("router.route")
+@dataclass(frozen=True)
+class Route:
+    """``route PREFIX via NEXT_HOP_MAC port PORT``."""
+
+    prefix: IPv4Network = head(Ipv4Prefix(), "destination prefix")
+    via: MacAddress = option(Mac(), "next hop's MAC address (the new destination MAC)")
+    port: int = option(DEVICE_PORTS, "egress port")
+    span: Span | None = source_span()
+
+
+def _check(params: RouterParams, rules: tuple[Route, ...], decl: ast.NfDecl, report: Reporter) -> None:
+    seen: dict[IPv4Network, Route] = {}
+    for r in rules:
+        if r.prefix in seen:
+            first = seen[r.prefix]
+            report.error(
+                r.span,
+                f"route {r.prefix} is listed twice",
+                f"first at line {first.span.line}; longest-prefix match needs one next hop per prefix",
+            )
+        seen.setdefault(r.prefix, r)
+
+
+KIND = NfKind(
+    name="router",
+    summary="IPv4 LPM forwarding with MAC rewrite, TTL decrement and checksum update.",
+    params=RouterParams,
+    rules={"route": Route},
+    min_rules=1,
+    check=_check,
+)
