@@ -169,7 +169,7 @@ def _check_compare(node: ast.Compare, report: Reporter) -> Expr | None:
             if f.kind is not FieldKind.INT:
                 report.error(node.span, f"{path} is {_kind_name(f)}; ranges apply to numeric fields", _membership_hint(f))
                 return None
-            low, high = _field_int(f, path, value.low, report), _field_int(f, path, value.high, report)
+            low, high = field_int(f, path, value.low, report), field_int(f, path, value.high, report)
             if low is INVALID or high is INVALID:
                 return None
             if low > high:
@@ -217,10 +217,11 @@ def _field_value(f: HeaderField, path: str, value: ast.Value, report: Reporter):
         return to_ipv6(value, report, path)
     if f.kind is FieldKind.MAC:
         return to_mac(value, report, path)
-    return _field_int(f, path, value, report)
+    return field_int(f, path, value, report)
 
 
-def _field_int(f: HeaderField, path: str, value: ast.Value, report: Reporter):
+def field_int(f: HeaderField, path: str, value: ast.Value, report: Reporter):
+    """A number (or one of the field's named constants) that fits the field."""
     if isinstance(value, ast.Literal) and value.kind == "name":
         n = f.constant(value.text)
         if n is None:

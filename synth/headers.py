@@ -62,6 +62,12 @@ def _f(name: str, width: int, kind: FieldKind = FieldKind.INT, **constants: int)
 
 ETHER_TYPES = {"ipv4": 0x0800, "ipv6": 0x86DD, "vlan": 0x8100, "arp": 0x0806, "mtel": 0x88B5}
 IP_PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+# RFC 4594 names: best effort, class selectors, assured forwarding, expedited forwarding.
+DSCP_NAMES = (
+    {"be": 0, "ef": 46}
+    | {f"cs{i}": 8 * i for i in range(8)}
+    | {f"af{c}{d}": 8 * c + 2 * d for c in range(1, 5) for d in range(1, 4)}
+)
 
 ETHERNET = HeaderType(
     "eth",
@@ -82,7 +88,7 @@ IPV4 = HeaderType(
     (
         _f("version", 4),
         _f("ihl", 4),
-        _f("dscp", 6, be=0, ef=46, af41=34, cs5=40),
+        _f("dscp", 6, **DSCP_NAMES),
         _f("ecn", 2),
         _f("len", 16),
         _f("ident", 16),

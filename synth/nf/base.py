@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from mantra6g.source import Span
 from mantra6g.synth import ast
-from mantra6g.synth.expr import AllOf, AnyOf, Compare, Expr, Not, check_expr, check_field
+from mantra6g.synth.expr import AllOf, AnyOf, Compare, Expr, Not, check_expr, check_field, field_int
+from mantra6g.synth.headers import lookup_field
 from mantra6g.synth.values import (
     INVALID,
     Reporter,
@@ -74,6 +75,22 @@ class Choice(ValueType):
 
     def convert(self, value, report, what):
         return to_name(value, self.choices, report, what)
+
+
+@dataclass(frozen=True)
+class FieldValue(ValueType):
+    """A value for a header field: a number that fits it or one of its names (``dscp: ef``)."""
+
+    path: str
+
+    @property
+    def syntax(self) -> str:  # type: ignore[override]
+        f = lookup_field(self.path)
+        names = f" or a name ({', '.join(n for n, _ in f.constants)})" if f.constants else ""
+        return f"{f.width}-bit value of {self.path}{names}"
+
+    def convert(self, value, report, what):
+        return field_int(lookup_field(self.path), what, value, report)
 
 
 class Ipv4(ValueType):
@@ -425,6 +442,7 @@ def is_prime(n: int) -> bool:
 
 __all__ = [
     "Choice",
+    "FieldValue",
     "HeaderFields",
     "Int",
     "Ipv4",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from mantra6g.serde import tagged
 from mantra6g.synth import ast
-from mantra6g.synth.nf.base import Choice, Int, NfKind, Quantity, param, param_span
+from mantra6g.synth.nf.base import Choice, FieldValue, NfKind, Quantity, param, param_span
 from mantra6g.synth.values import Reporter, format_quantity
 
 MIN_BURST = 1514  # one full-size Ethernet frame
@@ -22,7 +22,7 @@ class PolicerParams:
     rate: int = param(Quantity("rate"), "committed rate (bps)")
     burst: int = param(Quantity("size"), "bucket depth (bytes)")
     exceed: str = param(Choice(("drop", "remark")), "what happens to traffic above the rate", default="drop")
-    dscp: int | None = param(Int(0, 63), "the DSCP written into excess packets (with exceed: remark)", default=None)
+    dscp: int | None = param(FieldValue("ipv4.dscp"), "the DSCP written into excess packets (with exceed: remark)", default=None)
 
 
 def _check(params: PolicerParams, rules: tuple, decl: ast.NfDecl, report: Reporter) -> None:
