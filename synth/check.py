@@ -379,9 +379,11 @@ def _placements(decl: ast.GraphDecl, known: set[str], report: Reporter) -> dict[
 def _check_structure(
     decl: ast.GraphDecl, entry: str, nfs: dict[str, NfInstance], edges: list[Edge], report: Reporter
 ) -> None:
-    for e in edges:
-        if e.dst == entry:
-            report.error(e.span, f"edge into the classifier '{entry}'", "the classifier is the graph's entry; nothing leads into it")
+    into_entry = [e for e in edges if e.dst == entry]
+    for e in into_entry:
+        report.error(e.span, f"edge into the classifier '{entry}'", "the classifier is the graph's entry; nothing leads into it")
+    if into_entry:
+        return  # any cycle through the entry is this same mistake
     succ: dict[str, list[Edge]] = {n: [] for n in nfs}
     for e in edges:
         succ[e.src].append(e)

@@ -76,13 +76,14 @@ def _tokens(source: SourceFile, diagnostics: list[Diagnostic]) -> list[Token]:
             raw = list(lark.lex(text))
             break
         except UnexpectedCharacters as e:
-            diagnostics.append(
-                Diagnostic(
-                    f"unexpected character {text[e.pos_in_stream]!r}",
-                    Span(source.name, e.line, e.column, e.line, e.column + 1),
-                    _char_hint(text[e.pos_in_stream]),
+            if not any(d.span.line == e.line for d in diagnostics):  # one per line is enough
+                diagnostics.append(
+                    Diagnostic(
+                        f"unexpected character {text[e.pos_in_stream]!r}",
+                        Span(source.name, e.line, e.column, e.line, e.column + 1),
+                        _char_hint(text[e.pos_in_stream]),
+                    )
                 )
-            )
             if len(diagnostics) >= _MAX_ERRORS:
                 return []
             text = text[: e.pos_in_stream] + " " + text[e.pos_in_stream + 1 :]
@@ -407,8 +408,8 @@ class _ToAst(Transformer):
         return self._lit("mac", children[0])
 
     def _range(self, children, span):
-        low, high = children
-        return ast.RangeLit(self._lit("int", low), self._lit("int", high), span)
+        low, high = (self._lit("int" if t.type == "INT" else "name", t) for t in children)
+        return ast.RangeLit(low, high, span)
 
     def _ratio(self, children, span):
         num, den = children
