@@ -1,0 +1,287 @@
+"""Placement and migration: the reference design's Algorithms 1 and 2.
+
+Both start from chains the policy engine flagged and a :class:`ClusterView` (what the
+last interval's telemetry says about every node and VNF). A candidate move's effect is
+estimated as ``signal x model after / model before``: the forecast (or observation)
+supplies the level, an M/M/1 model of the affected nodes supplies the relative change, so
+the estimate inherits the forecaster's lead time and the model's knowledge of where load
+goes.
+
+* :func:`algorithm1` - per flagged chain: try moving each of its VNFs to each node the
+  policy allows; migrate to the best node if new path latency + migration delay
+  <= SLA - epsilon.
+* :func:`algorithm2` - cost-aware over all flagged chains, most urgent first: the
+  candidates also include moving a *neighbour's* VNF off a shared partition; pick the
+  lowest cost = new latency + alpha * migration delay under the resource limits, the
+  neighbour's SLA and the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mantra6g.orchestrator.infra import (
+    ChainSpec,
+    MigrationDelay,
+    MigrationPlan,
+    NodeSpec,
+    Observation,
+    Placement,
+    SliceKind,
+    VnfSpec,
+)
+from mantra6g.orchestrator.policy import PolicyEngine
+
+
+@dataclass(frozen=True)
+class MigrationCost:
+    """Parameters of the migration-delay model (the scenario's ``migration:`` section)."""
+
+    bandwidth_gbps: float = 10.0
+    restart_ms: float = 0.1
+    rule_update_ms: float = 0.05
+
+
+def migration_delay(vnf: VnfSpec, source: NodeSpec, target: NodeSpec,
+                    cost: MigrationCost) -> MigrationDelay:
+    """State size / bandwidth + restart + rule update; the slowest of the paths' links wins."""
+    gbps = min(cost.bandwidth_gbps, source.bandwidth_gbps, target.bandwidth_gbps)
+    # 1 Gbit/s moves 1 Mbit per millisecond.
+    return MigrationDelay(vnf.state_mb * 8.0 / gbps, cost.restart_ms, cost.rule_update_ms)
+
+
+def queueing_ms(service_us: float, utilisation: float, cap: float = 0.99) -> float:
+    """M/M/1 waiting time: E[S] * rho / (1 - rho), rho capped below saturation."""
+    rho = min(max(utilisation, 0.0), cap)
+    return service_us / 1000.0 * rho / (1.0 - rho)
+
+
+@dataclass
+class ClusterView:
+    """The controller's working picture of the cluster for one decision round.
+
+    Built from one :class:`Observation`; :meth:`apply` updates it after each chosen move
+    so later choices in the same round see the load already moved.
+    """
+
+    nodes: dict[str, NodeSpec]
+    chains: dict[str, ChainSpec]
+    vnfs: dict[str, VnfSpec]
+    node_of: dict[str, str]
+    pinned: set[str]
+    load: dict[str, float]  # cores each VNF uses
+    shared_used: dict[str, float]  # busy cores outside the pinned partition, all tenants
+    pinned_used: dict[str, float]
+    memory_used: dict[str, float]
+    link_ms: Callable[[str, str], float]
+    busy: set[str] = field(default_factory=set)  # VNFs with a migration in flight
+
+    @staticmethod
+    def build(nodes: Sequence[NodeSpec], chains: Sequence[ChainSpec], placement: Placement,
+              observation: Observation, link_ms: Callable[[str, str], float],
+              in_flight: Sequence[MigrationPlan] = ()) -> ClusterView:
+        vnfs = {v.name: v for c in chains for v in c.vnfs}
+        load = {s.vnf: s.cpu for s in observation.vnfs}
+        view = ClusterView(
+            nodes={n.name: n for n in nodes},
+            chains={c.name: c for c in chains},
+            vnfs=vnfs,
+            node_of=placement.as_dict(),
+            pinned=set(placement.pinned),
+            load={v: load.get(v, 0.0) for v in vnfs},
+            shared_used={n.name: 0.0 for n in nodes},
+            pinned_used={n.name: 0.0 for n in nodes},
+            memory_used={n.name: 0.0 for n in nodes},
+            link_ms=link_ms,
+        )
+        for s in observation.nodes:
+            view.shared_used[s.node] = s.cpu_used
+            view.pinned_used[s.node] = s.pinned_used
+            view.memory_used[s.node] = s.memory_used_mb
+        # A migration in flight already holds its target's memory and will bring its load.
+        for plan in in_flight:
+            view.busy.add(plan.vnf)
+            view.memory_used[plan.target] += vnfs[plan.vnf].memory_mb
+        return view
+
+    def utilisation(self, node: str, pinned: bool) -> float:
+        spec = self.nodes[node]
+        if pinned:
+            return self.pinned_used[node] / spec.pinned_cores
+        return self.shared_used[node] / (spec.cores - spec.pinned_cores)
+
+    def kinds_on(self, node: str, excluding: str | None = None) -> set[SliceKind]:
+        return {self.vnfs[v].slice for v, n in self.node_of.items() if n == node and v != excluding}
+
+    def chain_model_ms(self, chain: str, moved: Mapping[str, tuple[str, bool]] | None = None,
+                       ) -> float:
+        """Modelled latency of ``chain`` (processing + M/M/1 queueing + links).
+
+        ``moved`` maps VNFs to (node, pinned) to evaluate a hypothetical placement: their
+        load leaves the old partition and joins the new one.
+        """
+        moved = moved or {}
+        delta: dict[tuple[str, bool], float] = {}
+        for v, (node, pin) in moved.items():
+            old = (self.node_of[v], v in self.pinned)
+            delta[old] = delta.get(old, 0.0) - self.load[v]
+            delta[(node, pin)] = delta.get((node, pin), 0.0) + self.load[v]
+        total = 0.0
+        prev: str | None = None
+        for vnf in self.chains[chain].vnfs:
+            node, pin = moved.get(vnf.name, (self.node_of[vnf.name], vnf.name in self.pinned))
+            spec = self.nodes[node]
+            used = (self.pinned_used if pin else self.shared_used)[node] + delta.get((node, pin), 0.0)
+            cap = spec.pinned_cores if pin else spec.cores - spec.pinned_cores
+            total += vnf.cost_us / 1000.0 + queueing_ms(vnf.cost_us, used / cap)
+            if prev is not None:
+                total += self.link_ms(prev, node)
+            prev = node
+        return total
+
+    def fits(self, vnf: str, node: str, pinned: bool, max_utilisation: float) -> bool:
+        """Whether ``node`` has memory and CPU headroom for ``vnf``."""
+        spec = self.nodes[node]
+        if self.memory_used[node] + self.vnfs[vnf].memory_mb > spec.memory_mb:
+            return False
+        used = (self.pinned_used if pinned else self.shared_used)[node]
+        cap = spec.pinned_cores if pinned else spec.cores - spec.pinned_cores
+        return cap > 0 and (used + self.load[vnf]) / cap <= max_utilisation
+
+    def apply(self, plan: MigrationPlan) -> None:
+        """Account for a chosen move in this round's picture."""
+        v = plan.vnf
+        old_pin = v in self.pinned
+        (self.pinned_used if old_pin else self.shared_used)[plan.source] -= self.load[v]
+        (self.pinned_used if plan.pinned else self.shared_used)[plan.target] += self.load[v]
+        self.memory_used[plan.source] -= self.vnfs[v].memory_mb
+        self.memory_used[plan.target] += self.vnfs[v].memory_mb
+        self.node_of[v] = plan.target
+        self.pinned.discard(v)
+        if plan.pinned:
+            self.pinned.add(v)
+        self.busy.add(v)
+
+
+def _estimate(view: ClusterView, chain: str, signal_ms: float,
+              move: Mapping[str, tuple[str, bool]], before: float | None = None) -> float:
+    """Latency of ``chain`` after ``move``: the signal scaled by the model's before/after ratio.
+
+    A ratio rather than a difference: near saturation the M/M/1 model's absolute error is
+    large, and a difference could predict a negative latency.
+    """
+    before = view.chain_model_ms(chain) if before is None else before
+    return signal_ms * view.chain_model_ms(chain, move) / max(before, 1e-9)
+
+
+def _harmless(view: ClusterView, engine: PolicyEngine, chain: str,
+              move: Mapping[str, tuple[str, bool]], signal: Mapping[str, float],
+              delay_ms: float) -> bool:
+    """Do no harm: every other chain the move touches stays within SLA - epsilon.
+
+    The moved VNF's own chain (when it is a neighbour) also pays the migration delay.
+    """
+    (v, (node, pin)), = move.items()
+    touched = {view.node_of[v], node}
+    for other, spec in view.chains.items():
+        if other == chain or not any(view.node_of[x.name] in touched for x in spec.vnfs):
+            continue
+        new = _estimate(view, other, signal[other], move)
+        paid = delay_ms if view.vnfs[v].chain == other else 0.0
+        if not engine.feasible(new, paid, spec.sla_ms).ok:
+            return False
+    return True
+
+
+def _candidates(view: ClusterView, engine: PolicyEngine, cost: MigrationCost, chain: str,
+                signal: Mapping[str, float], movers: Sequence[str], alpha: float,
+                ) -> list[MigrationPlan]:
+    """Every allowed, SLA-feasible move of one of ``movers`` that helps ``chain``.
+
+    Every other chain the move touches (including a neighbour mover's own chain, which
+    pays the migration delay) must stay within SLA - epsilon.
+    """
+    plans = []
+    base = view.chain_model_ms(chain)
+    sla = view.chains[chain].sla_ms
+    for v in movers:
+        if v in view.busy:
+            continue
+        spec = view.vnfs[v]
+        src = view.node_of[v]
+        for node in view.nodes.values():
+            if node.name == src:
+                continue
+            if not engine.may_host(spec.slice, node, view.kinds_on(node.name, excluding=v)).ok:
+                continue
+            pin = engine.pinned(spec.slice, node)
+            if not view.fits(v, node.name, pin, engine.config.max_utilisation):
+                continue
+            delay = migration_delay(spec, view.nodes[src], node, cost)
+            move = {v: (node.name, pin)}
+            new = _estimate(view, chain, signal[chain], move, base)
+            if new >= signal[chain]:
+                continue  # does not help the flagged chain
+            own_delay = delay.total_ms if spec.chain == chain else 0.0
+            if not engine.feasible(new, own_delay, sla).ok:
+                continue
+            if not _harmless(view, engine, chain, move, signal, delay.total_ms):
+                continue
+            plans.append(MigrationPlan(
+                vnf=v, chain=spec.chain, source=src, target=node.name, delay=delay,
+                predicted_latency_ms=new, cost=new + alpha * delay.total_ms,
+                reason=f"{chain} forecast {signal[chain]:.3f} ms > SLA {sla:g} ms - epsilon",
+                pinned=pin))
+    return plans
+
+
+def algorithm1(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
+               flagged: Sequence[str], signal: Mapping[str, float], budget: int,
+               ) -> list[MigrationPlan]:
+    """Per flagged chain (in order): move one of its own VNFs to the node with the lowest
+    new path latency among those where new latency + migration delay <= SLA - epsilon."""
+    plans: list[MigrationPlan] = []
+    for chain in flagged:
+        if len(plans) >= budget:
+            break
+        own = [v.name for v in view.chains[chain].vnfs]
+        options = _candidates(view, engine, cost, chain, signal, own, alpha=0.0)
+        if options:
+            best = min(options, key=lambda p: (p.predicted_latency_ms, p.delay.total_ms))
+            view.apply(best)
+            plans.append(best)
+    return plans
+
+
+def algorithm2(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
+               flagged: Sequence[str], signal: Mapping[str, float], budget: int,
+               ) -> list[MigrationPlan]:
+    """Cost-aware heuristic over all flagged chains, most urgent (signal / SLA) first.
+
+    For each, the candidate moves are its own VNFs and any VNF sharing a partition with
+    one of them; the cheapest by new latency + alpha * migration delay wins, subject to
+    resources, the neighbour's SLA and the budget.
+    """
+    plans: list[MigrationPlan] = []
+    order = sorted(flagged, key=lambda c: signal[c] / view.chains[c].sla_ms, reverse=True)
+    for chain in order:
+        if len(plans) >= budget:
+            break
+        own = [v.name for v in view.chains[chain].vnfs]
+        partitions = {(view.node_of[v], v in view.pinned) for v in own}
+        neighbours = [v for v in view.vnfs if v not in own and
+                      (view.node_of[v], v in view.pinned) in partitions]
+        options = _candidates(view, engine, cost, chain, signal, own + neighbours,
+                              alpha=engine.config.alpha)
+        if options:
+            best = min(options, key=lambda p: p.cost)
+            view.apply(best)
+            plans.append(best)
+    return plans
+
+
+PLACEMENTS: dict[str, Callable[..., list[MigrationPlan]]] = {
+    "algorithm1": algorithm1,
+    "algorithm2": algorithm2,
+}

@@ -1,0 +1,325 @@
+"""A discrete-time edge site that implements :class:`~mantra6g.orchestrator.infra.Infrastructure`.
+
+One step is one control interval. Every random draw of a run (traffic, bursts, cross
+traffic, jitter) is made up front from the seed, so two policies run on the same seed see
+exactly the same workload and differ only by their actions.
+
+Model, per step ``t``:
+
+* chain traffic = base x (1 + amplitude sin(2 pi t / period + phase) + trend t / steps)
+  x Poisson(sessions) / sessions, plus compound-Poisson bursts (Poisson starts,
+  exponential size, geometric duration); each node also carries cross traffic of
+  unmanaged tenants with its own seasonal swing and bursts;
+* a VNF's load in cores = traffic (kpps) x cost (us / packet) / 1000;
+* each node has a pinned partition (reserved cores, URLLC only) and a shared one; a
+  partition's queueing delay is M/M/1, E[S] rho / (1 - rho), with E[S] its mean
+  service time and rho its utilisation (capped at ``max_utilisation``);
+* hop latency = processing + queueing + link to the next hop; a chain's latency is the
+  sum of its hops plus Gaussian jitter (never below processing + links);
+* a migration switches the VNF over after its delay and adds that delay to its chain's
+  latency in the step it switches (packets buffered during the switch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mantra6g.orchestrator.infra import (
+    ChainSpec,
+    InfraRejected,
+    MigrationPlan,
+    NodeSample,
+    NodeSpec,
+    Observation,
+    Placement,
+    SliceKind,
+    TelemetrySample,
+    VnfSpec,
+)
+from mantra6g.orchestrator.policy import home_role
+from mantra6g.orchestrator.scenario import Scenario
+
+BACKGROUND_COST_US = 100.0  # mean per-packet CPU time assumed for unmanaged cross traffic
+UNNECESSARY_WINDOW = 5  # steps after a switch-over in which the unmoved chain must have violated
+
+
+@dataclass
+class MigrationRecord:
+    """A migration as it happened, with the simulator's verdict on whether it was needed."""
+
+    plan: MigrationPlan
+    decided_step: int
+    effect_step: int
+    was_pinned: bool  # pinned on the source (for the counterfactual)
+    needed: bool = False
+
+
+@dataclass
+class GroundTruth:
+    """What really happened in a run (the orchestrator never reads this)."""
+
+    latency: np.ndarray  # (steps, chains) end-to-end latency
+    migrations: list[MigrationRecord] = field(default_factory=list)
+
+
+def _bursts(rng: np.random.Generator, steps: int, rate: float, size: float, duration: float,
+            ) -> np.ndarray:
+    """Compound-Poisson burst load (relative to base) over ``steps``."""
+    out = np.zeros(steps)
+    starts = rng.poisson(rate, steps)
+    for t in np.flatnonzero(starts):
+        for _ in range(starts[t]):
+            length = int(rng.geometric(1.0 / max(duration, 1.0)))
+            out[t:t + length] += rng.exponential(size)
+    return out
+
+
+class Simulator:
+    """A simulated edge site; one :meth:`observe` call runs one step."""
+
+    def __init__(self, scenario: Scenario, seed: int):
+        self.scenario = scenario
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        sc = scenario
+        steps = sc.steps
+        self._nodes = [n.spec() for n in sc.nodes]
+        self._node = {n.name: n for n in self._nodes}
+
+        # Chains: slices drawn by share, VNF counts and costs uniform.
+        kinds = [SliceKind(k) for k in sc.slices]
+        shares = np.array([sc.slices[k.value].share for k in kinds], dtype=float)
+        counts = np.floor(shares / shares.sum() * sc.chains.count).astype(int)
+        while counts.sum() < sc.chains.count:  # largest remainder, deterministic
+            counts[np.argmax(shares / shares.sum() * sc.chains.count - counts)] += 1
+        chain_kinds = [k for k, n in zip(kinds, counts) for _ in range(n)]
+        self._chains: list[ChainSpec] = []
+        base_rate = []
+        for i, kind in enumerate(chain_kinds):
+            prof = sc.slices[kind.value]
+            name = f"{kind.value}-{i:02d}"
+            n_vnfs = int(rng.integers(sc.chains.vnfs[0], sc.chains.vnfs[1] + 1))
+            vnfs = tuple(VnfSpec(f"{name}.v{j}", name, kind, float(rng.uniform(*prof.cost_us)),
+                                 prof.memory_mb, prof.state_mb) for j in range(n_vnfs))
+            self._chains.append(ChainSpec(name, kind, vnfs, prof.sla_ms))
+            base_rate.append(float(rng.uniform(*prof.rate_kpps)))
+        self._vnfs = [v for c in self._chains for v in c.vnfs]
+
+        # Traffic (steps, chains): seasonal base x Poisson sessions + bursts. Chains of a
+        # slice share a daily rhythm (phase per slice, small per-chain offset).
+        tr = sc.traffic
+        t = np.arange(steps)
+        slice_phase = {k: rng.uniform(0, 2 * math.pi) for k in SliceKind}
+        self.rates = np.empty((steps, len(self._chains)))
+        for c, chain in enumerate(self._chains):
+            phase = slice_phase[chain.slice] + rng.normal(0, 0.3)
+            season = 1 + tr.amplitude * np.sin(2 * math.pi * t / tr.period_steps + phase) \
+                + tr.trend * t / steps
+            sessions = rng.poisson(tr.sessions * np.maximum(season, 0.0)) / tr.sessions
+            bursts = _bursts(rng, steps, tr.burst_rate, tr.burst_size, tr.burst_steps)
+            self.rates[:, c] = base_rate[c] * (sessions + bursts)
+        # Cross traffic (steps, nodes), in cores.
+        self.background = np.empty((steps, len(self._nodes)))
+        for n, node in enumerate(sc.nodes):
+            season = 1 + tr.background_amplitude * np.sin(
+                2 * math.pi * t / tr.background_period_steps + rng.uniform(0, 2 * math.pi))
+            bursts = _bursts(rng, steps, tr.burst_rate, tr.burst_size, tr.burst_steps)
+            self.background[:, n] = node.background_cores * (np.maximum(season, 0) + bursts)
+        self.jitter = rng.normal(0.0, sc.latency.jitter_ms, (steps, len(self._chains)))
+
+        # Initial placement: every VNF on the first node of its slice's home role.
+        self._node_of: dict[str, str] = {}
+        for v in self._vnfs:
+            home = [n for n in self._nodes if n.role is home_role(v.slice)]
+            if not home:
+                raise InfraRejected(f"no {home_role(v.slice).value} node for {v.name}")
+            self._node_of[v.name] = home[0].name
+        self._pinned: set[str] = set()
+        self._quota: dict[str, float] = {}
+        self._pending: list[MigrationRecord] = []
+        self._penalty = np.zeros(len(self._chains))
+        self._chain_index = {c.name: i for i, c in enumerate(self._chains)}
+        self.step = 0
+        self.truth = GroundTruth(np.full((steps, len(self._chains)), np.nan))
+
+    # -- Infrastructure -------------------------------------------------------------------
+
+    @property
+    def interval_s(self) -> float:
+        return self.scenario.interval_ms / 1000.0
+
+    def nodes(self) -> Sequence[NodeSpec]:
+        return list(self._nodes)
+
+    def chains(self) -> Sequence[ChainSpec]:
+        return list(self._chains)
+
+    def placement(self) -> Placement:
+        return Placement.of(self._node_of, self._pinned)
+
+    def in_flight(self) -> Sequence[MigrationPlan]:
+        return [r.plan for r in self._pending]
+
+    def link_ms(self, a: str, b: str) -> float:
+        lat = self.scenario.latency
+        return lat.local_ms if a == b else lat.link_ms
+
+    def migrate(self, plan: MigrationPlan) -> None:
+        if plan.vnf not in self._node_of or plan.target not in self._node:
+            raise InfraRejected(f"unknown VNF or node in {plan}")
+        if self._node_of[plan.vnf] != plan.source:
+            raise InfraRejected(f"{plan.vnf} is on {self._node_of[plan.vnf]}, not {plan.source}")
+        if any(r.plan.vnf == plan.vnf for r in self._pending):
+            raise InfraRejected(f"{plan.vnf} is already migrating")
+        if plan.pinned and not self._node[plan.target].supports_pinning:
+            raise InfraRejected(f"{plan.target} cannot pin {plan.vnf}")
+        mem = self._memory_used(plan.target) + self._vnf(plan.vnf).memory_mb
+        if mem > self._node[plan.target].memory_mb:
+            raise InfraRejected(f"{plan.target} has no memory for {plan.vnf}")
+        # The controller acts after step - 1; the switch completes `delay` into this step.
+        effect = self.step + int(plan.delay.total_ms // self.scenario.interval_ms)
+        self._pending.append(MigrationRecord(plan, self.step, effect, plan.vnf in self._pinned))
+
+    def scale(self, vnf: str, cores: float) -> None:
+        if vnf not in self._node_of or cores <= 0:
+            raise InfraRejected(f"cannot scale {vnf} to {cores} cores")
+        self._quota[vnf] = cores
+
+    def isolate(self, vnf: str, pinned: bool) -> None:
+        if vnf not in self._node_of:
+            raise InfraRejected(f"unknown VNF {vnf}")
+        if pinned and not self._node[self._node_of[vnf]].supports_pinning:
+            raise InfraRejected(f"{self._node_of[vnf]} cannot pin {vnf}")
+        (self._pinned.add if pinned else self._pinned.discard)(vnf)
+
+    def observe(self) -> Observation | None:
+        t = self.step
+        if t >= self.scenario.steps:
+            return None
+        self._penalty[:] = 0.0
+        for record in [r for r in self._pending if r.effect_step <= t]:
+            self._pending.remove(record)
+            plan = record.plan
+            self._node_of[plan.vnf] = plan.target
+            (self._pinned.add if plan.pinned else self._pinned.discard)(plan.vnf)
+            self._penalty[self._chain_index[plan.chain]] += plan.delay.total_ms
+            self.truth.migrations.append(record)
+
+        hops, queue, loads, used = self._evaluate(t, self._node_of, self._pinned)
+        time = (t + 1) * self.interval_s
+        samples = []
+        k = 0
+        for c, chain in enumerate(self._chains):
+            n = len(chain.vnfs)
+            total, floor = self._chain_total(t, c, hops[k:k + n], chain, self._node_of)
+            total += self._penalty[c]
+            self.truth.latency[t, c] = total
+            # Spread jitter and switch-over penalty evenly so the hops still sum to the total.
+            extra = (total - float(np.sum(hops[k:k + n]))) / n
+            for j, v in enumerate(chain.vnfs):
+                samples.append(TelemetrySample(
+                    time, chain.name, chain.slice, v.name, self._node_of[v.name],
+                    float(hops[k + j] + extra), float(queue[k + j]), float(loads[k + j]),
+                    v.memory_mb, float(self.rates[t, c])))
+            k += n
+        self._judge_migrations(t)
+        nodes = tuple(NodeSample(time, n.name, used[n.name][0], used[n.name][1],
+                                 self._memory_used(n.name)) for n in self._nodes)
+        self.step += 1
+        return Observation(time, tuple(samples), nodes)
+
+    # -- model ----------------------------------------------------------------------------
+
+    def _vnf(self, name: str) -> VnfSpec:
+        chain = self._chains[self._chain_index[name.rsplit(".", 1)[0]]]
+        return next(v for v in chain.vnfs if v.name == name)
+
+    def _memory_used(self, node: str) -> float:
+        here = sum(v.memory_mb for v in self._vnfs if self._node_of[v.name] == node)
+        return here + sum(self._vnf(r.plan.vnf).memory_mb for r in self._pending
+                          if r.plan.target == node)
+
+    def _evaluate(self, t: int, node_of: dict[str, str], pinned: set[str]):
+        """Per-VNF hop latency without jitter, queueing, load; per-node busy cores."""
+        cap = self.scenario.latency.max_utilisation
+        rates = self.rates[t]
+        loads = np.empty(len(self._vnfs))
+        k = 0
+        for c, chain in enumerate(self._chains):
+            for v in chain.vnfs:
+                loads[k] = rates[c] * v.cost_us / 1000.0
+                k += 1
+        # Busy cores and packet rate per partition (node, pinned?).
+        busy: dict[tuple[str, bool], float] = {}
+        pps: dict[tuple[str, bool], float] = {}
+        for n, node in enumerate(self._nodes):
+            bg = float(self.background[t, n])
+            busy[(node.name, False)] = bg
+            pps[(node.name, False)] = bg / BACKGROUND_COST_US
+            busy[(node.name, True)] = 0.0
+            pps[(node.name, True)] = 0.0
+        for i, v in enumerate(self._vnfs):
+            part = (node_of[v.name], v.name in pinned)
+            busy[part] += loads[i]
+            pps[part] += loads[i] / v.cost_us
+        wait: dict[tuple[str, bool], float] = {}
+        for (name, pin), b in busy.items():
+            spec = self._node[name]
+            cores = spec.pinned_cores if pin else spec.cores - spec.pinned_cores
+            if cores <= 0 or pps[(name, pin)] == 0:
+                wait[(name, pin)] = 0.0
+                continue
+            mean_service = b / pps[(name, pin)]  # us per packet
+            rho = min(b / cores, cap)
+            wait[(name, pin)] = mean_service / 1000.0 * rho / (1.0 - rho)
+        queue = np.empty(len(self._vnfs))
+        hops = np.empty(len(self._vnfs))
+        k = 0
+        for chain in self._chains:
+            for j, v in enumerate(chain.vnfs):
+                node = node_of[v.name]
+                w = wait[(node, v.name in pinned)]
+                quota = self._quota.get(v.name)
+                if quota is not None:  # a CPU quota below the VNF's load queues it on its own
+                    rho_v = min(loads[k] / quota, cap)
+                    w = max(w, v.cost_us / 1000.0 * rho_v / (1.0 - rho_v))
+                queue[k] = w
+                nxt = chain.vnfs[j + 1].name if j + 1 < len(chain.vnfs) else None
+                link = self.link_ms(node, node_of[nxt]) if nxt else 0.0
+                hops[k] = v.cost_us / 1000.0 + w + link
+                k += 1
+        used = {n.name: (busy[(n.name, False)], busy[(n.name, True)]) for n in self._nodes}
+        return hops, queue, loads, used
+
+    def _chain_total(self, t: int, c: int, hops: np.ndarray, chain: ChainSpec,
+                     node_of: dict[str, str]) -> tuple[float, float]:
+        """End-to-end latency with jitter, floored at processing + links (physics)."""
+        floor = sum(v.cost_us / 1000.0 for v in chain.vnfs) + sum(
+            self.link_ms(node_of[a.name], node_of[b.name])
+            for a, b in zip(chain.vnfs, chain.vnfs[1:]))
+        return max(float(np.sum(hops)) + float(self.jitter[t, c]), floor), floor
+
+    def _judge_migrations(self, t: int) -> None:
+        """Mark a migration needed if, with the VNF left where it was, its chain would
+        have broken its SLA within UNNECESSARY_WINDOW steps of the switch-over."""
+        for record in self.truth.migrations:
+            if record.needed or not record.effect_step <= t < record.effect_step + UNNECESSARY_WINDOW:
+                continue
+            plan = record.plan
+            node_of = dict(self._node_of)
+            node_of[plan.vnf] = plan.source
+            pinned = set(self._pinned)
+            pinned.discard(plan.vnf)
+            if record.was_pinned:
+                pinned.add(plan.vnf)
+            hops, *_ = self._evaluate(t, node_of, pinned)
+            c = self._chain_index[plan.chain]
+            start = sum(len(ch.vnfs) for ch in self._chains[:c])
+            chain = self._chains[c]
+            total, _ = self._chain_total(t, c, hops[start:start + len(chain.vnfs)], chain, node_of)
+            if total > chain.sla_ms:
+                record.needed = True
