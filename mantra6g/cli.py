@@ -35,8 +35,45 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_cmd_check)
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from mantra6g.orchestrator.simulate import simulate_command
+
+    return simulate_command(args.scenario, seeds=args.seeds, policies=args.policy,
+                            forecasters=args.forecaster, out=args.out, jobs=args.jobs,
+                            steps=args.steps, as_json=args.json, markdown=args.markdown,
+                            argv=sys.argv[1:] if args.markdown else None)
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="run the forecast-driven orchestrator in the discrete-time simulator",
+        description="Simulate an edge site (built-in defaults, or a scenario YAML) under each "
+        "policy on seeds 1..N and report SLA violations, latency, migrations, forecast error "
+        "and inference time as a table, JSON and PNG plots.",
+    )
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO", help="scenario YAML (default: built-in)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="evaluation seeds 1..N (default 3)")
+    p.add_argument("--policy", default="static,reactive,predictive",
+                   help="comma-separated: static, reactive, predictive, global "
+                   "(default static,reactive,predictive)")
+    p.add_argument("--forecaster", default="lstm",
+                   help="comma-separated forecasters for predictive policies: last, ewma, holt, "
+                   "arima, lstm, quantile (default lstm)")
+    p.add_argument("--out", default="out/simulate", metavar="DIR",
+                   help="directory for results.json, PNG plots and cached LSTM weights "
+                   "(default out/simulate)")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel processes (default 2)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="override the scenario's number of steps")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--markdown", metavar="FILE", default=None,
+                   help="also write a Markdown report (e.g. docs/results.md)")
+    p.set_defaults(run=_cmd_simulate)
+
+
 # Subcommands in the order `mantra --help` lists them. A feature adds its `_add_*` here.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_simulate]
 
 
 def build_parser() -> argparse.ArgumentParser:
