@@ -40,8 +40,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     return simulate_command(args.scenario, seeds=args.seeds, policies=args.policy,
                             forecasters=args.forecaster, out=args.out, jobs=args.jobs,
-                            steps=args.steps, as_json=args.json, markdown=args.markdown,
-                            argv=sys.argv[1:] if args.markdown else None)
+                            steps=args.steps, as_json=args.json, markdown=args.markdown)
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:

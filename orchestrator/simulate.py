@@ -27,8 +27,7 @@ def _choices(value: str, allowed: Sequence[str], flag: str) -> list[str]:
 
 def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, forecasters: str,
                      out: str, jobs: int, steps: int | None, as_json: bool,
-                     markdown: str | None, argv: Sequence[str] | None = None,
-                     stdout: TextIO = sys.stdout) -> int:
+                     markdown: str | None, stdout: TextIO = sys.stdout) -> int:
     """Run every policy (predictive ones once per forecaster) on seeds 1..``seeds``."""
     if seeds < 1:
         raise ScenarioError(f"--seeds {seeds}: give at least 1 seed")
@@ -59,7 +58,12 @@ def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, fo
         stdout.write(f"{len(results)} runs, seeds 1..{seeds}, {elapsed:.0f} s; wrote "
                      f"{out_dir / 'results.json'}, {', '.join(str(p) for p in pngs)}\n")
     if markdown:
-        cmd = "mantra simulate " + " ".join(shlex.quote(a) for a in (argv or []))
+        # The command that reproduces this report, rebuilt from the effective options.
+        args = ([scenario_path] if scenario_path else []) + [
+            "--seeds", str(seeds), "--policy", ",".join(pols), "--forecaster", ",".join(fcs)]
+        args += ["--steps", str(steps)] if steps is not None else []
+        args += ["--out", out, "--markdown", markdown]
+        cmd = "mantra simulate " + " ".join(shlex.quote(a) for a in args)
         Path(markdown).write_text(_markdown(cmd, scenario_path, seeds, scenario, results, agg,
                                             pols, fcs, elapsed))
     return 0

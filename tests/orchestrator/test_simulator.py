@@ -1,0 +1,131 @@
+"""The simulator behind the Infrastructure interface, the control loop and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mantra6g.cli import main
+from mantra6g.orchestrator.controller import Controller, run
+from mantra6g.orchestrator.experiment import run_experiment
+from mantra6g.orchestrator.forecast import LastValue
+from mantra6g.orchestrator.infra import InfraRejected, Infrastructure, SliceKind
+from mantra6g.orchestrator.placement import queueing_ms
+from mantra6g.orchestrator.report import aggregate, run_metrics
+from mantra6g.orchestrator.scenario import Scenario, parse_scenario
+from mantra6g.orchestrator.simulator import Simulator
+
+SMALL = Scenario().replace(steps=120)
+
+
+def test_simulator_implements_the_interface_and_is_deterministic():
+    a, b = Simulator(SMALL, 3), Simulator(SMALL, 3)
+    assert isinstance(a, Infrastructure)
+    np.testing.assert_array_equal(a.rates, b.rates)
+    assert not np.array_equal(a.rates, Simulator(SMALL, 4).rates)
+    chains = a.chains()
+    assert 10 <= len(chains) <= 20 and all(3 <= len(c.vnfs) <= 5 for c in chains)
+    placement = a.placement().as_dict()
+    for c in chains:  # everything starts on its home node
+        home = {SliceKind.URLLC: "A", SliceKind.EMBB: "B", SliceKind.BEST_EFFORT: "C"}[c.slice]
+        assert {placement[v.name] for v in c.vnfs} == {home}
+    obs = a.observe()
+    assert len(obs.vnfs) == sum(len(c.vnfs) for c in chains) and len(obs.nodes) == 5
+    for i, c in enumerate(chains):  # hop latencies add up to the end-to-end truth
+        total = sum(s.latency_ms for s in obs.vnfs if s.chain == c.name)
+        assert total == pytest.approx(a.truth.latency[0, i])
+
+
+def test_migration_switches_after_its_delay_and_costs_it():
+    sc = SMALL.replace(interval_ms=0.1)  # 0.1 ms steps: a 0.19 ms migration spans 2 steps
+    sim = Simulator(sc, 1)
+    ctl = Controller("static", sc.policy, sc.migration)
+    ctl.start(sim)
+    sim.observe()
+    chain = sim.chains()[0]
+    vnf = chain.vnfs[0]
+    from mantra6g.orchestrator.infra import MigrationDelay, MigrationPlan
+    plan = MigrationPlan(vnf.name, chain.name, "A", "D", MigrationDelay(0.04, 0.1, 0.05),
+                         0.5, 0.69, "test", pinned=True)
+    sim.migrate(plan)
+    with pytest.raises(InfraRejected):
+        sim.migrate(plan)  # already in flight
+    assert sim.in_flight() == [plan]
+    sim.observe()
+    assert sim.placement().node_of(vnf.name) == "A"  # 0.19 ms > one 0.1 ms step
+    # The switch-over step carries the migration delay on top of the modelled latency.
+    hops, *_ = sim._evaluate(2, sim._node_of | {vnf.name: "D"}, sim._pinned | {vnf.name})
+    sim.observe()
+    assert sim.placement().node_of(vnf.name) == "D" and vnf.name in sim.placement().pinned
+    n = len(chain.vnfs)
+    expected = max(hops[:n].sum() + sim.jitter[2, 0], 0) + 0.19
+    assert sim.truth.latency[2, 0] == pytest.approx(expected)
+    with pytest.raises(InfraRejected):
+        sim.isolate(sim.chains()[-1].vnfs[0].name, True)  # node C cannot pin
+
+
+def test_queueing_grows_with_load_and_is_capped():
+    assert queueing_ms(100, 0.5) == pytest.approx(0.1)
+    assert queueing_ms(100, 0.9) > 8 * queueing_ms(100, 0.5)
+    assert queueing_ms(100, 5.0) == queueing_ms(100, 0.99)
+
+
+def test_policies_end_to_end_on_a_short_run():
+    sc = SMALL.replace(steps=200)
+    results = run_experiment(sc, ["static", "reactive", "predictive"], ["last"], [1], jobs=1)
+    labels = [r.label for r in results]
+    assert labels == ["static", "reactive", "predictive/last"]
+    metrics = {r.label: run_metrics(r) for r in results}
+    assert metrics["static"]["migrations"] == 0
+    assert "forecast_rmse_ms" in metrics["predictive/last"]
+    assert "forecast_rmse_ms" not in metrics["reactive"]
+    # Same seed, same workload: static and reactive agree until the first migration.
+    first = min((m[0] for m in results[1].migrations), default=200)
+    np.testing.assert_allclose(results[0].latency[:first], results[1].latency[:first])
+    agg = aggregate(results)
+    assert agg["static"]["urllc_violation_rate"].n == 1
+
+
+def test_controller_budget_holds_in_a_run():
+    sc = parse_scenario("steps: 300\npolicy: {budget: 1, budget_interval: 50, cooldown: 0}\n"
+                        "traffic: {burst_rate: 0.05}\n")
+    sim = Simulator(sc, 2)
+    trace = run(sim, Controller("predictive", sc.policy, sc.migration, LastValue(10)))
+    steps = sorted(s for s, _ in trace.migrations)
+    assert all(b - a >= 50 for a, b in zip(steps, steps[1:]))
+
+
+def test_cli_simulate_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "out"
+    md = tmp_path / "results.md"
+    code = main(["simulate", "--seeds", "2", "--steps", "60", "--policy", "static,reactive,global",
+                 "--forecaster", "ewma", "--jobs", "1", "--out", str(out), "--markdown", str(md)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "global/ewma" in printed and "reactive" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert len(doc["runs"]) == 6 and doc["aggregate"]["static"]["migrations"]["n"] == 2
+    assert (out / "latency.png").stat().st_size > 1000 and (out / "violations.png").exists()
+    assert "mantra simulate --seeds 2" in md.read_text()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--policy", "magic"], "unknown magic"),
+    (["--forecaster", "lstm,prophet"], "unknown prophet"),
+    (["--seeds", "0"], "at least 1 seed"),
+    (["--steps", "3"], "--steps 3"),
+])
+def test_cli_bad_flags_exit_2_without_traceback(args, words, capsys, tmp_path):
+    assert main(["simulate", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_cli_bad_scenario_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 100\npolicy:\n  budgett: 3\n")
+    assert main(["simulate", str(bad), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:3" in err and "did you mean 'budget'" in err
