@@ -139,6 +139,10 @@ def run_experiment(scenario: Scenario, policies: Sequence[str], forecasters: Seq
     """Every policy (forecast policies once per forecaster) on every seed."""
     fitted: dict[str, Forecaster] = {}
     if any(p in FORECAST_POLICIES for p in policies):
+        import torch
+
+        # Small batches train no faster on two threads, and contend with other work.
+        torch.set_num_threads(1)
         series = training_series(scenario)
         for name in forecasters:
             fitted[name] = train_forecaster(name, scenario, cache_dir, series)
