@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mantra6g.orchestrator.forecast import Forecaster
-from mantra6g.orchestrator.infra import Infrastructure, MigrationPlan
+from mantra6g.orchestrator.forecast import Forecaster, Quantile
+from mantra6g.orchestrator.infra import Infrastructure, MigrationPlan, Observation
 from mantra6g.orchestrator.placement import ClusterView, MigrationCost, algorithm1, algorithm2
 from mantra6g.orchestrator.policy import PolicyConfig, PolicyEngine
 from mantra6g.orchestrator.store import TelemetryStore
@@ -67,7 +67,7 @@ class Controller:
                 if self.engine.pinned(vnf.slice, nodes[placement[vnf.name]]):
                     infra.isolate(vnf.name, True)
 
-    def step(self, infra: Infrastructure, observation) -> list[MigrationPlan]:
+    def step(self, infra: Infrastructure, observation: Observation) -> list[MigrationPlan]:
         """Handle one interval's observation; returns the migrations started."""
         chains = list(infra.chains())
         names = [c.name for c in chains]
@@ -89,13 +89,19 @@ class Controller:
                 return []  # warming up: not enough history to forecast
             start = time.perf_counter()
             forecast = self.forecaster.predict(history, horizon)
+            # A quantile forecast says *whether* to act (risk); the new-latency estimate
+            # of a move must start from the expected latency, since jitter cannot be moved.
+            point = (self.forecaster.base.predict(history, horizon)
+                     if isinstance(self.forecaster, Quantile) else forecast)
             self.trace.inference_s.append(time.perf_counter() - start)
             signal = forecast.max(axis=1)
+            level = point.max(axis=1)
             margin = self.config.epsilon_ms
         else:
-            signal = last
+            point = forecast
+            signal = level = last
             margin = 0.0  # reactive: only an observed violation triggers
-        self.trace.forecasts.append(forecast)
+        self.trace.forecasts.append(point)  # point forecasts: RMSE/MAE are about the mean
 
         flagged = [c.name for c, s in zip(chains, signal)
                    if self.engine.triggered(c.name, float(s), c.sla_ms, step, margin)]
@@ -104,7 +110,7 @@ class Controller:
             return []
         view = ClusterView.build(infra.nodes(), chains, infra.placement(), observation,
                                  infra.link_ms, infra.in_flight())
-        by_name = {n: float(s) for n, s in zip(names, signal)}
+        by_name = {n: float(x) for n, x in zip(names, level)}
         choose = algorithm2 if self.policy == "global" else algorithm1
         plans = choose(view, self.engine, self.migration, flagged, by_name, budget)
         for plan in plans:

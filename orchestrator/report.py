@@ -110,6 +110,7 @@ COLUMNS = [
     ("migrations", "migrations", 1.0),
     ("unnecessary", "unnecessary_migrations", 1.0),
     ("RMSE ms", "forecast_rmse_ms", 1.0),
+    ("URLLC RMSE ms", "urllc_forecast_rmse_ms", 1.0),
     ("MAE ms", "forecast_mae_ms", 1.0),
     ("infer p50 ms", "inference_p50_ms", 1.0),
     ("infer p99 ms", "inference_p99_ms", 1.0),

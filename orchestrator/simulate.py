@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TextIO
 
 from mantra6g.orchestrator.controller import FORECAST_POLICIES, POLICIES
-from mantra6g.orchestrator.experiment import run_experiment
+from mantra6g.orchestrator.experiment import RunResult, run_experiment
 from mantra6g.orchestrator.forecast import FORECASTERS
 from mantra6g.orchestrator.report import aggregate, paired_reduction, plot, table, to_json
-from mantra6g.orchestrator.scenario import ScenarioError, load_scenario
+from mantra6g.orchestrator.scenario import Scenario, ScenarioError, load_scenario
 
 
 def _choices(value: str, allowed: Sequence[str], flag: str) -> list[str]:
@@ -69,7 +69,8 @@ def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, fo
     return 0
 
 
-def _reductions(results, pols: Sequence[str], fcs: Sequence[str]) -> list[str]:
+def _reductions(results: Sequence[RunResult], pols: Sequence[str], fcs: Sequence[str]
+                ) -> list[str]:
     lines = []
     if "reactive" not in pols:
         return lines
@@ -84,7 +85,9 @@ def _reductions(results, pols: Sequence[str], fcs: Sequence[str]) -> list[str]:
     return lines
 
 
-def _markdown(cmd, scenario_path, seeds, scenario, results, agg, pols, fcs, elapsed) -> str:
+def _markdown(cmd: str, scenario_path: str | None, seeds: int, scenario: Scenario,
+              results: Sequence[RunResult], agg: dict, pols: Sequence[str], fcs: Sequence[str],
+              elapsed: float) -> str:
     f = scenario.forecast
     parts = [
         "# Results: predictive vs reactive vs static orchestration",

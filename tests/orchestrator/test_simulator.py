@@ -129,3 +129,20 @@ def test_cli_bad_scenario_file(tmp_path, capsys):
     assert main(["simulate", str(bad), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:3:3" in err and "did you mean 'budget'" in err
+
+
+def test_quantile_policy_triggers_on_risk_but_estimates_from_the_point_forecast():
+    from mantra6g.orchestrator.forecast import Holt, Quantile
+
+    sc = SMALL.replace(steps=80)
+    train = Simulator(sc, 900_001)
+    run(train, Controller("static", sc.policy, sc.migration))
+    q = Quantile(Holt(10, trend=False), level=0.95)
+    q.fit(list(train.truth.latency.T))
+    sim = Simulator(sc, 1)
+    trace = run(sim, Controller("predictive", sc.policy, sc.migration, q))
+    store_hist = np.array(trace.observed)  # (steps, chains)
+    t = 40
+    window = store_hist[t - 9:t + 1].T
+    np.testing.assert_allclose(trace.forecasts[t], q.base.predict(window, sc.policy.horizon))
+    assert np.all(q.predict(window, 1)[:, 0] > trace.forecasts[t][:, 0])  # risk above mean
