@@ -146,3 +146,15 @@ def test_quantile_policy_triggers_on_risk_but_estimates_from_the_point_forecast(
     window = store_hist[t - 9:t + 1].T
     np.testing.assert_allclose(trace.forecasts[t], q.base.predict(window, sc.policy.horizon))
     assert np.all(q.predict(window, 1)[:, 0] > trace.forecasts[t][:, 0])  # risk above mean
+
+
+def test_scale_sets_a_cpu_quota_that_queues_an_overloaded_vnf():
+    sim = Simulator(SMALL, 1)
+    Controller("static", SMALL.policy, SMALL.migration).start(sim)  # URLLC pinned on A
+    vnf = sim.chains()[0].vnfs[0]
+    base = {s.vnf: s for s in sim.observe().vnfs}[vnf.name]
+    sim.scale(vnf.name, base.cpu * 1.05)  # a quota just above its load: rho ~ 0.95
+    after = {s.vnf: s for s in sim.observe().vnfs}[vnf.name]
+    assert after.queueing_ms > 5 * base.queueing_ms
+    with pytest.raises(InfraRejected):
+        sim.scale(vnf.name, 0)
