@@ -125,6 +125,7 @@ def _parse_tokens(
     checkpoint, checkpoint_at = parser.copy(deepcopy_values=False), 0
     bad_lines = {d.span.line for d in diagnostics if d.span}
     i = 0
+    retried: int | None = None
     while i < len(tokens):
         tok = tokens[i]
         try:
@@ -136,7 +137,7 @@ def _parse_tokens(
             if len(diagnostics) >= _MAX_ERRORS:
                 return None
             parser = checkpoint.copy(deepcopy_values=False)
-            i = _skip_statement(tokens, checkpoint_at, i)
+            i = retried = _skip_statement(tokens, checkpoint_at, i, retried)
             continue
         i += 1
         if tok.type in ("_NL", "LBRACE"):
@@ -149,24 +150,27 @@ def _parse_tokens(
         return None
 
 
-def _skip_statement(tokens: list[Token], start: int, failed_at: int) -> int:
-    """Index to resume at: after the end of line that ends the statement begun at ``start``,
-    or at the ``}`` that closes the enclosing block. Always past ``failed_at`` or at a ``}``."""
+def _skip_statement(tokens: list[Token], start: int, failed_at: int, retried: int | None) -> int:
+    """Where to resume after the statement begun at ``start`` failed at ``failed_at``:
+    after the end of line that ends it, or at the ``}`` that closes the enclosing block.
+
+    Progress is guaranteed: the result is past ``failed_at``, except that a failing
+    ``}`` is retried once from the statement's start (it may close the block the
+    broken statement was in) unless it was the last resume point (``retried``).
+    """
     depth = 0
-    i = start
-    while i < len(tokens):
+    for i in range(start, len(tokens)):
         t = tokens[i].type
         if t == "LBRACE":
             depth += 1
         elif t == "RBRACE":
-            if depth == 0:
-                # Resuming at this brace would only fail again if it caused the error.
-                return i if i != failed_at else i + 1
-            depth -= 1
+            if depth > 0:
+                depth -= 1
+            elif i > failed_at or (i == failed_at and retried != i):
+                return i
         elif t == "_NL" and depth == 0 and i >= failed_at:
             return i + 1
-        i += 1
-    return i
+    return len(tokens)
 
 
 def _describe(tok: Token) -> str:
@@ -326,8 +330,11 @@ class _ToAst(Transformer):
         return ast.Param(self._ident(name), value, span)
 
     def _rule(self, children, span):
-        keyword, head, *options = children
-        return ast.Rule(self._ident(keyword), head, tuple(options), span)
+        # An omitted [_rule_head] leaves no placeholder (it is an inlined rule).
+        keyword, *rest = children
+        options = tuple(c for c in rest if isinstance(c, ast.RuleOption))
+        head = next((c for c in rest if c is not None and not isinstance(c, ast.RuleOption)), None)
+        return ast.Rule(self._ident(keyword), head, options, span)
 
     def _option(self, children, span):
         name, value = children

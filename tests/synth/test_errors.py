@@ -193,3 +193,11 @@ def test_rendered_error_has_location_source_line_and_caret():
     assert caret_line.count("^") == len("firewal")
     assert "= hint: did you mean 'firewall'?" in out
     assert out.endswith("1 error found")
+
+
+def test_rule_without_its_head_is_reported_not_misparsed():
+    # Found by fuzzing: the options of a headless rule were taken for its head.
+    text = graph(CLS + "nf rt = router(mac: 02:00:00:00:00:01) {\n    route via 02:00:00:00:00:02 port 2\n}\ncls -> rt")
+    d = one_error(text)
+    assert "'route' needs a value (IPv4 prefix)" in d.message
+    assert (d.span.line, d.span.column) == line_of(text, "route via")
