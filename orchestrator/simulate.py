@@ -16,6 +16,9 @@ from mantra6g.orchestrator.report import aggregate, paired_reduction, plot, tabl
 from mantra6g.orchestrator.scenario import Scenario, ScenarioError, load_scenario
 
 
+NOTES_MARKER = "<!-- notes: everything from here on is kept when the report is regenerated -->"
+
+
 def _choices(value: str, allowed: Sequence[str], flag: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in items if v not in allowed]
@@ -27,8 +30,9 @@ def _choices(value: str, allowed: Sequence[str], flag: str) -> list[str]:
 
 def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, forecasters: str,
                      out: str, jobs: int, steps: int | None, as_json: bool,
-                     markdown: str | None, stdout: TextIO = sys.stdout) -> int:
+                     markdown: str | None, stdout: TextIO | None = None) -> int:
     """Run every policy (predictive ones once per forecaster) on seeds 1..``seeds``."""
+    stdout = stdout or sys.stdout  # looked up per call: tests and callers may swap it
     if seeds < 1:
         raise ScenarioError(f"--seeds {seeds}: give at least 1 seed")
     if jobs < 1:
@@ -64,8 +68,12 @@ def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, fo
         args += ["--steps", str(steps)] if steps is not None else []
         args += ["--out", out, "--markdown", markdown]
         cmd = "mantra simulate " + " ".join(shlex.quote(a) for a in args)
-        Path(markdown).write_text(_markdown(cmd, scenario_path, seeds, scenario, results, agg,
-                                            pols, fcs, elapsed))
+        target = Path(markdown)
+        # Hand-written notes below the marker survive regeneration.
+        old = target.read_text() if target.exists() else ""
+        notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else ""
+        target.write_text(_markdown(cmd, scenario_path, seeds, scenario, results, agg,
+                                    pols, fcs, elapsed) + ("\n" + notes if notes else ""))
     return 0
 
 

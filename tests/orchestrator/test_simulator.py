@@ -158,3 +158,15 @@ def test_scale_sets_a_cpu_quota_that_queues_an_overloaded_vnf():
     assert after.queueing_ms > 5 * base.queueing_ms
     with pytest.raises(InfraRejected):
         sim.scale(vnf.name, 0)
+
+
+def test_markdown_report_keeps_hand_written_notes(tmp_path, capsys):
+    from mantra6g.orchestrator.simulate import NOTES_MARKER
+
+    md = tmp_path / "results.md"
+    md.write_text(f"old table\n{NOTES_MARKER}\nmy notes\n")
+    assert main(["simulate", "--seeds", "1", "--steps", "30", "--policy", "static", "--jobs",
+                 "1", "--out", str(tmp_path / "o"), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "old table" not in text and text.rstrip().endswith("my notes")
+    assert "| static |" in text
