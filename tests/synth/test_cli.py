@@ -81,3 +81,10 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).with_name("mantra")
     r = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("mantra ")
+
+
+def test_readme_shows_the_real_error_output():
+    r = mantra("check", "examples/broken/typos.sg")
+    assert r.returncode == 2
+    readme = (ROOT / "README.md").read_text()
+    assert r.stderr.rstrip("\n") in readme, "README's error example is out of date"

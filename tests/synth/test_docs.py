@@ -1,0 +1,37 @@
+"""The language reference documents every kind, parameter, rule form and header field."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from mantra6g.synth.headers import HEADERS
+from mantra6g.synth.nf import KINDS
+from tests.conftest import ROOT
+
+DOC = (ROOT / "docs" / "language.md").read_text()
+
+
+def section(kind: str) -> str:
+    m = re.search(rf"^### `{kind}`\n(.*?)(?=^### |^## )", DOC, re.S | re.M)
+    assert m, f"docs/language.md has no section for {kind}"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_parameter_and_rule_is_documented(kind):
+    text = section(kind)
+    for f in dataclasses.fields(KINDS[kind].params):
+        assert f"| `{f.name}` |" in text, f"{kind}.{f.name} is not documented"
+    for keyword in KINDS[kind].rules:
+        assert f"`{keyword} " in text, f"{kind} rule '{keyword}' is not documented"
+
+
+def test_every_header_field_is_documented():
+    for h in HEADERS.values():
+        row = next((ln for ln in DOC.splitlines() if ln.startswith(f"| `{h.name}` |")), None)
+        assert row is not None, f"header {h.name} is not documented"
+        for f in h.fields:
+            assert f"`{f.name}`" in row, f"{h.name}.{f.name} is not documented"
