@@ -43,7 +43,7 @@ def generate(n_nfs: int) -> str:
             out += [
                 f"    nf nf{i} = firewall(default: deny) {{",
                 f"        allow ipv4.src in 10.{i % 256}.0.0/16 and udp.dport == {1000 + i % 1000}",
-                f"        deny ipv4.proto == tcp or udp.dport in [53, 853]",
+                "        deny ipv4.proto == tcp or udp.dport in [53, 853]",
                 "    }",
             ]
         elif k == 1:

@@ -19,7 +19,6 @@ from mantra6g.synth.values import (
     describe,
     did_you_mean,
     integer,
-    span_of,
     to_ipv4,
     to_ipv6,
     to_mac,
@@ -187,7 +186,7 @@ def _check_compare(node: ast.Compare, report: Reporter) -> Expr | None:
         if isinstance(value, ast.Literal) and value.kind in ("ipv4_prefix", "ipv6_prefix"):
             return _check_prefix(f, path, value, report)
         report.error(
-            span_of(value),
+            value.span,
             f"'{path} in' needs a prefix, a range or a list, not {describe(value)}",
             _membership_hint(f),
         )
@@ -231,7 +230,7 @@ def field_int(f: HeaderField, path: str, value: ast.Value, report: Reporter):
             return INVALID
         return n
     if not (isinstance(value, ast.Literal) and value.kind == "int"):
-        report.error(span_of(value), f"{path} is a {f.width}-bit number; {describe(value)} does not fit it")
+        report.error(value.span, f"{path} is a {f.width}-bit number; {describe(value)} does not fit it")
         return INVALID
     n = integer(value)
     if n > f.max_value:

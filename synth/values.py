@@ -56,21 +56,38 @@ class MacAddress:
 
 # ---------------------------------------------------------------- units
 
-DIMENSIONS: dict[str, tuple[str, dict[str, int]]] = {
-    # dimension: (what a user calls it, {unit: multiplier to the base unit})
-    "time": ("a duration", {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}),
-    "rate": (
+
+@dataclass(frozen=True)
+class Dimension:
+    """What a quantity measures and the units it may be written in."""
+
+    name: str  # how messages call it: "a duration"
+    units: dict[str, int]  # unit -> multiplier to the base unit (the one with 1)
+    shown: tuple[str, ...]  # units used when printing, smallest first
+    example: str
+
+    @property
+    def base(self) -> str:
+        return self.shown[0]
+
+
+DIMENSIONS = {
+    "time": Dimension("a duration", {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}, ("ns", "us", "ms", "s"), "1 ms"),
+    "rate": Dimension(
         "a bandwidth",
         {"bps": 1, "kbps": 10**3, "Kbps": 10**3, "Mbps": 10**6, "Gbps": 10**9, "Tbps": 10**12},
+        ("bps", "kbps", "Mbps", "Gbps", "Tbps"),
+        "100 Mbps",
     ),
-    "size": (
+    "size": Dimension(
         "a size in bytes",
         {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30},
+        ("B", "KB", "MB", "GB"),
+        "64 KB",
     ),
-    "percent": ("a percentage", {"%": 1}),
+    "percent": Dimension("a percentage", {"%": 1}, ("%",), "99.9 %"),
 }
-_UNIT_DIMENSION = {u: dim for dim, (_, units) in DIMENSIONS.items() for u in units}
-BASE_UNIT = {"time": "ns", "rate": "bps", "size": "B", "percent": "%"}
+_UNIT_DIMENSION = {u: d for d in DIMENSIONS.values() for u in d.units}
 
 
 def split_quantity(text: str) -> tuple[Decimal, str]:
@@ -83,53 +100,40 @@ def split_quantity(text: str) -> tuple[Decimal, str]:
 
 def quantity(value: ast.Value, dimension: str, report: Reporter, what: str) -> int | Decimal | _Invalid:
     """A quantity of ``dimension`` in its base unit: ns, bps, bytes (as int) or % (Decimal)."""
-    name, units = DIMENSIONS[dimension]
-    examples = ", ".join(list(units)[:4])
-    if isinstance(value, ast.Literal) and value.kind == "quantity":
-        number, unit = split_quantity(value.text)
-        if _UNIT_DIMENSION.get(unit) != dimension:
-            report.error(
-                value.span,
-                f"{what} needs {name}, but '{unit}' is a unit of {DIMENSIONS[_UNIT_DIMENSION[unit]][0]}",
-                f"write it in {examples}",
-            )
-            return INVALID
-        scaled = number * units[unit]
-        if dimension == "percent":
-            return scaled
-        if scaled != scaled.to_integral_value():
-            report.error(
-                value.span,
-                f"{what} {value.text} is not a whole number of {BASE_UNIT[dimension]}",
-            )
-            return INVALID
-        return int(scaled)
-    if isinstance(value, ast.Literal) and value.kind in ("int", "float"):
-        report.error(value.span, f"{what} needs a unit", f"e.g. {value.text} {list(units)[2 if len(units) > 2 else 0]} ({examples})")
+    dim = DIMENSIONS[dimension]
+    if not (isinstance(value, ast.Literal) and value.kind == "quantity"):
+        if isinstance(value, ast.Literal) and value.kind in ("int", "float"):
+            report.error(value.span, f"{what} needs a unit", f"e.g. {dim.example} (units: {' '.join(dim.units)})")
+        else:
+            report.error(value.span, f"{what} needs {dim.name} such as {dim.example}, not {describe(value)}")
         return INVALID
-    report.error(span_of(value), f"{what} needs {name} such as 1 {list(units)[min(2, len(units) - 1)]}, not {describe(value)}")
-    return INVALID
+    number, unit = split_quantity(value.text)
+    if _UNIT_DIMENSION[unit] is not dim:
+        report.error(
+            value.span,
+            f"{what} needs {dim.name}, but '{unit}' is a unit of {_UNIT_DIMENSION[unit].name}",
+            f"write it in {', '.join(dim.shown)}",
+        )
+        return INVALID
+    scaled = number * dim.units[unit]
+    if dimension == "percent":
+        return scaled
+    if scaled != scaled.to_integral_value():
+        report.error(value.span, f"{what} {value.text} is not a whole number of {dim.base}")
+        return INVALID
+    return int(scaled)
 
 
 def format_quantity(base_value: int | Decimal, dimension: str) -> str:
-    """The largest unit that shows ``base_value`` exactly: 1000000 ns -> '1 ms'."""
+    """``base_value`` in the largest unit that shows it exactly: 1000000 ns -> '1 ms'."""
+    dim = DIMENSIONS[dimension]
     if dimension == "percent":
         return f"{base_value}%"
-    _, units = DIMENSIONS[dimension]
-    best = BASE_UNIT[dimension]
-    for unit, mult in sorted(units.items(), key=lambda kv: kv[1]):
-        if unit in ("Kbps",) or (dimension == "size" and unit.endswith("iB")):
-            continue
-        if base_value % mult == 0:
-            best = unit
-    return f"{int(base_value) // units[best]} {best}"
+    unit = next(u for u in reversed(dim.shown) if base_value % dim.units[u] == 0)
+    return f"{int(base_value) // dim.units[unit]} {unit}"
 
 
 # ---------------------------------------------------------------- literals
-
-
-def span_of(value: ast.Value | ast.Expr) -> Span:
-    return value.span
 
 
 def describe(value: ast.Value) -> str:
@@ -164,7 +168,7 @@ def integer(lit: ast.Literal) -> int:
 
 def to_int(value: ast.Value, lo: int, hi: int, report: Reporter, what: str) -> int | _Invalid:
     if not (isinstance(value, ast.Literal) and value.kind == "int"):
-        report.error(span_of(value), f"{what} needs a whole number from {lo} to {hi}, not {describe(value)}")
+        report.error(value.span, f"{what} needs a whole number from {lo} to {hi}, not {describe(value)}")
         return INVALID
     n = integer(value)
     if not lo <= n <= hi:
@@ -176,7 +180,7 @@ def to_int(value: ast.Value, lo: int, hi: int, report: Reporter, what: str) -> i
 def to_ipv4(value: ast.Value, report: Reporter, what: str) -> IPv4Address | _Invalid:
     if not (isinstance(value, ast.Literal) and value.kind == "ipv4"):
         hint = "drop the prefix length" if isinstance(value, ast.Literal) and value.kind == "ipv4_prefix" else None
-        report.error(span_of(value), f"{what} needs an IPv4 address, not {describe(value)}", hint)
+        report.error(value.span, f"{what} needs an IPv4 address, not {describe(value)}", hint)
         return INVALID
     try:
         return IPv4Address(value.text)
@@ -187,7 +191,7 @@ def to_ipv4(value: ast.Value, report: Reporter, what: str) -> IPv4Address | _Inv
 
 def to_ipv6(value: ast.Value, report: Reporter, what: str) -> IPv6Address | _Invalid:
     if not (isinstance(value, ast.Literal) and value.kind == "ipv6"):
-        report.error(span_of(value), f"{what} needs an IPv6 address, not {describe(value)}")
+        report.error(value.span, f"{what} needs an IPv6 address, not {describe(value)}")
         return INVALID
     try:
         return IPv6Address(value.text)
@@ -204,7 +208,7 @@ def to_prefix(value: ast.Value, report: Reporter, what: str, version: int | None
         hint = None
         if isinstance(value, ast.Literal) and value.kind in ("ipv4", "ipv6"):
             hint = f"for one host write {value.text}/{32 if value.kind == 'ipv4' else 128}"
-        report.error(span_of(value), f"{what} needs {family} prefix (CIDR), not {describe(value)}", hint)
+        report.error(value.span, f"{what} needs {family} prefix (CIDR), not {describe(value)}", hint)
         return INVALID
     length = value.text.partition("/")[2]
     maxlen = 32 if value.kind == "ipv4_prefix" else 128
@@ -229,7 +233,7 @@ def to_prefix(value: ast.Value, report: Reporter, what: str, version: int | None
 
 def to_mac(value: ast.Value, report: Reporter, what: str) -> MacAddress | _Invalid:
     if not (isinstance(value, ast.Literal) and value.kind == "mac"):
-        report.error(span_of(value), f"{what} needs a MAC address such as 02:00:00:00:00:01, not {describe(value)}")
+        report.error(value.span, f"{what} needs a MAC address such as 02:00:00:00:00:01, not {describe(value)}")
         return INVALID
     return MacAddress.parse(value.text)
 
@@ -242,7 +246,7 @@ def to_name(value: ast.Value, choices: tuple[str, ...], report: Reporter, what: 
     hint = None
     if isinstance(value, ast.Literal) and value.kind == "name":
         hint = did_you_mean(value.text, choices)
-    report.error(span_of(value), f"{what} must be one of {shown}, not {found}", hint)
+    report.error(value.span, f"{what} must be one of {shown}, not {found}", hint)
     return INVALID
 
 

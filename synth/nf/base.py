@@ -26,7 +26,6 @@ from mantra6g.synth.values import (
     did_you_mean,
     format_quantity,
     quantity,
-    span_of,
     to_int,
     to_ipv4,
     to_mac,
@@ -140,7 +139,7 @@ class OneIn(ValueType):
 
     def convert(self, value, report, what):
         if not isinstance(value, ast.RatioLit):
-            report.error(span_of(value), f"{what} needs a ratio such as 1/16, not {describe(value)}")
+            report.error(value.span, f"{what} needs a ratio such as 1/16, not {describe(value)}")
             return INVALID
         num, den = int(value.numerator.text, 0), int(value.denominator.text, 0)
         if num != 1 or den < 1 or den & (den - 1) or den > 1 << 16:
@@ -161,12 +160,12 @@ class HeaderFields(ValueType):
 
     def convert(self, value, report, what):
         if not isinstance(value, ast.ListLit) or not value.items:
-            report.error(span_of(value), f"{what} needs a list of header fields such as [ipv4.src, ipv4.dst]")
+            report.error(value.span, f"{what} needs a list of header fields such as [ipv4.src, ipv4.dst]")
             return INVALID
         out = []
         for item in value.items:
             if not isinstance(item, ast.FieldRef):
-                report.error(span_of(item), f"{what} lists header fields, not {describe(item)}")
+                report.error(item.span, f"{what} lists header fields, not {describe(item)}")
                 return INVALID
             if check_field(item, report) is None:
                 return INVALID
@@ -190,7 +189,7 @@ class ListOf(ValueType):
 
     def convert(self, value, report, what):
         if not isinstance(value, ast.ListLit):
-            report.error(span_of(value), f"{what} needs a list [..., ...], not {describe(value)}")
+            report.error(value.span, f"{what} needs a list [..., ...], not {describe(value)}")
             return INVALID
         items = [self.item.convert(v, report, what) for v in value.items]
         return INVALID if any(i is INVALID for i in items) else tuple(items)
@@ -212,7 +211,7 @@ class Match(ValueType):
 
     def convert(self, value, report, what):
         if not isinstance(value, (ast.Compare, ast.AllOf, ast.AnyOf, ast.Negation)):
-            report.error(span_of(value), f"{what} needs a match expression such as udp.dport == 53, not {describe(value)}")
+            report.error(value.span, f"{what} needs a match expression such as udp.dport == 53, not {describe(value)}")
             return INVALID
         expr = check_expr(value, report)
         if expr is None:
@@ -370,9 +369,9 @@ def _rule(kind: NfKind, rule: ast.Rule, report: Reporter) -> Any:
     head_fields = [n for n, p in parts(cls) if p.role == "head"]
     if rule.head is not None:
         if not head_fields:
-            report.error(span_of(rule.head), f"'{rule.keyword.name}' takes no value here")
+            report.error(rule.head.span, f"'{rule.keyword.name}' takes no value here")
             return None
-        given["head"] = [(head_fields[0], rule.head, span_of(rule.head))]
+        given["head"] = [(head_fields[0], rule.head, rule.head.span)]
     values = _fields_from(
         cls, given, report, owner=f"'{rule.keyword.name}'", where=rule.keyword.span, noun="option"
     )
