@@ -51,6 +51,6 @@ stamp=.venv/.mantra-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     log "installing mantra6g and its pinned dependencies into .venv"
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install --quiet --quiet -e '.[dev]'  # -qq: errors only
     echo "$want" > "$stamp"
 fi
