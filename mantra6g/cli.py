@@ -56,9 +56,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default="static,reactive,predictive",
                    help="comma-separated: static, reactive, predictive, global "
                    "(default static,reactive,predictive)")
-    p.add_argument("--forecaster", default="lstm",
+    p.add_argument("--forecaster", default="lstm,quantile",
                    help="comma-separated forecasters for predictive policies: last, ewma, holt, "
-                   "arima, lstm, quantile (default lstm)")
+                   "arima, lstm, quantile (default lstm,quantile)")
     p.add_argument("--out", default="out/simulate", metavar="DIR",
                    help="directory for results.json, PNG plots and cached LSTM weights "
                    "(default out/simulate)")
