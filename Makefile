@@ -7,8 +7,11 @@ MANTRA := .venv/bin/mantra
 setup:
 	@bash scripts/setup.sh
 
+# The end-to-end story as far as it exists: check the example service graphs, then
+# simulate predictive vs reactive vs static orchestration (plots in out/simulate/).
 demo: setup
 	$(MANTRA) check examples/*.sg
+	$(MANTRA) simulate --out out/simulate
 
 test: setup
 	$(PY) -m pytest -q

@@ -190,9 +190,13 @@ def plot(results: Sequence[RunResult], agg: dict[str, dict[str, Estimate]], out:
         key = f"{kind}_violation_rate"
         means = [100 * agg[l][key].mean if key in agg[l] else 0 for l in labels]
         errs = [100 * agg[l][key].half_width if key in agg[l] else 0 for l in labels]
-        ax.bar(x + off, means, 0.4, yerr=np.nan_to_num(errs), capsize=3, label=kind)
+        errs = np.nan_to_num(errs)
+        # A rate is never negative: the interval's lower arm stops at zero.
+        lower = np.minimum(errs, means)
+        ax.bar(x + off, means, 0.4, yerr=[lower, errs], capsize=3, label=kind)
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel("SLA violations (% of steps), mean ± 95 % CI")
+    ax.set_ylim(bottom=0)
     ax.legend()
     fig.tight_layout()
     path = out / "violations.png"
