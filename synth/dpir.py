@@ -1,0 +1,441 @@
+"""DP-IR: the target-independent data-plane program, the waist of the toolkit.
+
+A :class:`Program` is what every backend (v1model, TNA, XDP), the interpreter and the
+Z3 encoder consume. It is deliberately small:
+
+* **headers**: named instances of the header types of :mod:`mantra6g.synth.headers`
+  (``eth``, ``ipv4``, ``outer_ipv4`` …) — field widths come from that one table;
+* **metadata**: named bit fields, plus the fixed ``std.*`` fields every target has
+  (``std.ingress_port``, ``std.egress_port``, ``std.drop``, ``std.pkt_len``);
+* **parser**: states that extract headers and ``select`` on fields;
+* **actions** built from a dozen primitives, **tables** with exact/lpm/ternary/range
+  keys and entries, **registers/counters/meters**, and a **control** of table
+  applies and conditionals;
+* **deparse**: the order in which valid headers are emitted.
+
+Semantics (the interpreter is the reference; backends emit what makes their target
+agree with it): a packet whose egress port was never set is dropped; a parser
+``reject`` or a packet too short for an extract drops it; hashes are ``base + CRC-32
+(big-endian concatenation of the inputs) mod size`` as v1model's
+``HashAlgorithm.crc32``; arithmetic wraps at the target field's width.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from mantra6g import serde
+from mantra6g.synth.headers import HEADERS, HeaderType
+
+# ---------------------------------------------------------------- expressions
+
+
+@serde.tagged("const")
+@dataclass(frozen=True)
+class Const:
+    value: int
+    width: int
+
+
+@serde.tagged("ref")
+@dataclass(frozen=True)
+class Ref:
+    """A field: ``header.field``, ``meta.name``, ``std.name``, or an action parameter
+    ``param.name``."""
+
+    path: str
+
+
+@serde.tagged("binop")
+@dataclass(frozen=True)
+class BinOp:
+    """``+ - & | ^ << >>`` (width of the left operand) or ``== != < <= > >= && ||`` (1 bit)."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+@serde.tagged("unop")
+@dataclass(frozen=True)
+class UnOp:
+    """``~`` (bitwise, same width) or ``!`` (logical, 1 bit)."""
+
+    op: str
+    operand: Expr
+
+
+@serde.tagged("valid")
+@dataclass(frozen=True)
+class IsValid:
+    header: str
+
+
+Expr = Const | Ref | BinOp | UnOp | IsValid
+
+ARITH_OPS = ("+", "-", "&", "|", "^", "<<", ">>")
+COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=")
+LOGIC_OPS = ("&&", "||")
+
+# ---------------------------------------------------------------- statements (primitives)
+
+
+@serde.tagged("assign")
+@dataclass(frozen=True)
+class Assign:
+    target: str
+    value: Expr
+
+
+@serde.tagged("set_valid")
+@dataclass(frozen=True)
+class SetValid:
+    """Push a header: it becomes valid (fields zero unless assigned) and is emitted."""
+
+    header: str
+
+
+@serde.tagged("set_invalid")
+@dataclass(frozen=True)
+class SetInvalid:
+    """Pop a header: it is no longer emitted."""
+
+    header: str
+
+
+@serde.tagged("copy_header")
+@dataclass(frozen=True)
+class CopyHeader:
+    """``dst = src`` for two instances of one header type, validity included."""
+
+    dst: str
+    src: str
+
+
+@serde.tagged("drop")
+@dataclass(frozen=True)
+class Drop:
+    pass
+
+
+@serde.tagged("forward")
+@dataclass(frozen=True)
+class Forward:
+    port: Expr
+
+
+@serde.tagged("hash")
+@dataclass(frozen=True)
+class Hash:
+    """``target = base + crc32(inputs) % size`` (v1model ``hash`` with ``HashAlgorithm.crc32``)."""
+
+    target: str
+    inputs: tuple[Expr, ...]
+    size: int
+    base: int = 0
+
+
+@serde.tagged("register_read")
+@dataclass(frozen=True)
+class RegisterRead:
+    target: str
+    register: str
+    index: Expr
+
+
+@serde.tagged("register_write")
+@dataclass(frozen=True)
+class RegisterWrite:
+    register: str
+    index: Expr
+    value: Expr
+
+
+@serde.tagged("count")
+@dataclass(frozen=True)
+class Count:
+    """Add one packet and the packet's bytes to ``counter[index]``."""
+
+    counter: str
+    index: Expr
+
+
+@serde.tagged("meter")
+@dataclass(frozen=True)
+class MeterExec:
+    """Run ``meter[index]`` on this packet; ``target`` gets 0 (green) or 2 (red)."""
+
+    meter: str
+    index: Expr
+    target: str
+
+
+@serde.tagged("timestamp")
+@dataclass(frozen=True)
+class ReadTimestamp:
+    """``target`` = the packet's ingress time in ns (the interpreter's ``now``)."""
+
+    target: str
+
+
+@serde.tagged("update_checksum")
+@dataclass(frozen=True)
+class UpdateChecksum:
+    """Recompute ``header``'s checksum: the IPv4 header checksum, or for UDP the
+    checksum over the IPv4 pseudo-header, UDP header and payload."""
+
+    header: str
+
+
+@serde.tagged("if")
+@dataclass(frozen=True)
+class If:
+    cond: Expr
+    then: tuple[Stmt, ...] = ()
+    orelse: tuple[Stmt, ...] = ()
+
+
+@serde.tagged("apply")
+@dataclass(frozen=True)
+class Apply:
+    """Apply a table; run ``on_hit`` or ``on_miss`` after its action."""
+
+    table: str
+    on_hit: tuple[Stmt, ...] = ()
+    on_miss: tuple[Stmt, ...] = ()
+
+
+@serde.tagged("call")
+@dataclass(frozen=True)
+class Call:
+    """Run an action directly with constant arguments."""
+
+    action: str
+    args: tuple[int, ...] = ()
+
+
+Stmt = (
+    Assign
+    | SetValid
+    | SetInvalid
+    | CopyHeader
+    | Drop
+    | Forward
+    | Hash
+    | RegisterRead
+    | RegisterWrite
+    | Count
+    | MeterExec
+    | ReadTimestamp
+    | UpdateChecksum
+    | If
+    | Apply
+    | Call
+)
+
+# ---------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class HeaderInstance:
+    name: str
+    type: str  # a key of HEADERS
+
+    @property
+    def header_type(self) -> HeaderType:
+        return HEADERS[self.type]
+
+
+@dataclass(frozen=True)
+class MetaField:
+    name: str
+    width: int
+
+
+# Every target has these; backends map them to their own intrinsic metadata.
+STD_FIELDS = {"ingress_port": 9, "egress_port": 9, "drop": 1, "pkt_len": 16}
+
+
+@dataclass(frozen=True)
+class ParserCase:
+    """Take ``next`` when every select key matches ``value`` under ``mask``."""
+
+    values: tuple[int, ...]
+    next: str
+    masks: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ParserState:
+    name: str
+    extract: tuple[str, ...] = ()
+    select: tuple[Expr, ...] = ()
+    cases: tuple[ParserCase, ...] = ()
+    default: str = "accept"  # a state name, "accept" or "reject"
+
+
+@dataclass(frozen=True)
+class ActionParam:
+    name: str
+    width: int
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    params: tuple[ActionParam, ...] = ()
+    body: tuple[Stmt, ...] = ()
+
+
+@dataclass(frozen=True)
+class ActionCall:
+    action: str
+    args: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableKey:
+    field: str
+    match: str  # "exact" | "lpm" | "ternary" | "range"
+
+
+@serde.tagged("exact")
+@dataclass(frozen=True)
+class Exact:
+    value: int
+
+
+@serde.tagged("lpm")
+@dataclass(frozen=True)
+class Lpm:
+    value: int
+    prefix_len: int
+
+
+@serde.tagged("ternary")
+@dataclass(frozen=True)
+class Ternary:
+    value: int
+    mask: int
+
+
+@serde.tagged("range")
+@dataclass(frozen=True)
+class Range:
+    low: int
+    high: int
+
+
+KeyMatch = Exact | Lpm | Ternary | Range
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A table entry. Among matching entries the highest ``priority`` wins (ternary and
+    range tables); LPM tables prefer the longest prefix."""
+
+    matches: tuple[KeyMatch, ...]
+    action: ActionCall
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    keys: tuple[TableKey, ...]
+    actions: tuple[str, ...]
+    default: ActionCall
+    size: int
+    entries: tuple[Entry, ...] = ()
+    # Entries fixed at compile time (P4 `const entries`); otherwise installed at run time.
+    const: bool = False
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    width: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Counter:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A single-rate token bucket: ``rate_bps`` with depth ``burst_bytes``."""
+
+    name: str
+    size: int
+    rate_bps: int
+    burst_bytes: int
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    headers: tuple[HeaderInstance, ...]
+    parser: tuple[ParserState, ...]
+    deparse: tuple[str, ...]
+    metadata: tuple[MetaField, ...] = ()
+    actions: tuple[Action, ...] = ()
+    tables: tuple[Table, ...] = ()
+    registers: tuple[Register, ...] = ()
+    counters: tuple[Counter, ...] = ()
+    meters: tuple[Meter, ...] = ()
+    control: tuple[Stmt, ...] = ()
+    doc: str = field(default="", compare=False)
+
+    # -- lookups
+    def header(self, name: str) -> HeaderInstance:
+        return _find(self.headers, name, "header")
+
+    def action(self, name: str) -> Action:
+        return _find(self.actions, name, "action")
+
+    def table(self, name: str) -> Table:
+        return _find(self.tables, name, "table")
+
+    def register(self, name: str) -> Register:
+        return _find(self.registers, name, "register")
+
+    def counter(self, name: str) -> Counter:
+        return _find(self.counters, name, "counter")
+
+    def meter(self, name: str) -> Meter:
+        return _find(self.meters, name, "meter")
+
+    def state(self, name: str) -> ParserState:
+        return _find(self.parser, name, "parser state")
+
+    def width_of(self, path: str, params: tuple[ActionParam, ...] = ()) -> int:
+        """Width of a field path, or KeyError if the path names nothing."""
+        scope, _, name = path.partition(".")
+        if scope == "std" and name in STD_FIELDS:
+            return STD_FIELDS[name]
+        if scope == "meta":
+            return _find(self.metadata, name, "metadata field").width
+        if scope == "param":
+            return _find(params, name, "action parameter").width
+        f = self.header(scope).header_type.field(name)
+        if f is None:
+            raise KeyError(path)
+        return f.width
+
+    def to_json(self) -> str:
+        return json.dumps(serde.to_json(self), indent=2)
+
+    @staticmethod
+    def from_json(text: str) -> Program:
+        return serde.from_json(Program, json.loads(text))
+
+
+def _find(items, name: str, what: str):
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(f"no {what} '{name}'")
