@@ -72,7 +72,16 @@ class IsValid:
     header: str
 
 
-Expr = Const | Ref | BinOp | UnOp | IsValid
+@serde.tagged("cast")
+@dataclass(frozen=True)
+class Cast:
+    """``(bit<width>) operand``: zero-extend or truncate."""
+
+    operand: Expr
+    width: int
+
+
+Expr = Const | Ref | BinOp | UnOp | IsValid | Cast
 
 ARITH_OPS = ("+", "-", "&", "|", "^", "<<", ">>")
 COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=")
@@ -161,6 +170,9 @@ class Count:
     index: Expr
 
 
+GREEN, RED = 0, 2  # meter colours, as v1model's MeterColor_t numbers them
+
+
 @serde.tagged("meter")
 @dataclass(frozen=True)
 class MeterExec:
@@ -182,8 +194,8 @@ class ReadTimestamp:
 @serde.tagged("update_checksum")
 @dataclass(frozen=True)
 class UpdateChecksum:
-    """Recompute ``header``'s checksum: the IPv4 header checksum, or for UDP the
-    checksum over the IPv4 pseudo-header, UDP header and payload."""
+    """Recompute ``header``'s checksum: the IPv4 header checksum, or for UDP/TCP the
+    checksum over the IPv4 pseudo-header, the L4 header and everything after it."""
 
     header: str
 

@@ -25,6 +25,7 @@ from mantra6g.synth.dpir import (
     Assign,
     BinOp,
     Call,
+    Cast,
     Const,
     CopyHeader,
     Count,
@@ -106,6 +107,8 @@ def width(p: Program, e: Expr, params: tuple[ActionParam, ...] = ()) -> int:
         return p.width_of(e.path, params)
     if isinstance(e, IsValid):
         return 1
+    if isinstance(e, Cast):
+        return e.width
     if isinstance(e, UnOp):
         return 1 if e.op == "!" else width(p, e.operand, params)
     if e.op in dpir.COMPARE_OPS or e.op in dpir.LOGIC_OPS:
@@ -218,8 +221,6 @@ class _Checker:
     def check_table(self, t: dpir.Table) -> None:
         where = f"table '{t.name}'"
         key_widths: list[int | None] = []
-        keyed_valid = {k.field[: -len(VALID_SUFFIX) - 1] for k in t.keys if k.field.endswith("." + VALID_SUFFIX)}
-        always = parsed_headers(self.p)
         for k in t.keys:
             if k.match not in MATCH_KINDS:
                 self.err(where, f"key {k.field}: unknown match kind '{k.match}'")
@@ -232,13 +233,6 @@ class _Checker:
             except KeyError:
                 self.err(where, f"key reads undefined field '{k.field}'")
                 key_widths.append(None)
-                continue
-            hdr = k.field.partition(".")[0]
-            if hdr not in ("meta", "std") and hdr not in always and hdr not in keyed_valid:
-                self.err(
-                    where,
-                    f"key reads {k.field}, but '{hdr}' may be invalid; add the key {hdr}.{VALID_SUFFIX}",
-                )
         for name in t.actions:
             try:
                 self.p.action(name)
@@ -362,7 +356,7 @@ class _Checker:
             if tw is not None and tw < 48:
                 self.err(w, f"a timestamp needs at least 48 bits, {s.target} has {tw}")
         elif isinstance(s, UpdateChecksum):
-            if self.header_exists(s.header, w) and self.p.header(s.header).type not in ("ipv4", "udp"):
+            if self.header_exists(s.header, w) and self.p.header(s.header).type not in ("ipv4", "udp", "tcp"):
                 self.err(w, f"no checksum rule for header type '{self.p.header(s.header).type}'")
         elif isinstance(s, If):
             cw = self.expr(s.cond, w, params, valid)
@@ -375,6 +369,7 @@ class _Checker:
         elif isinstance(s, Apply):
             t = self.named(self.p.table, s.table, w)
             if t is not None and valid is not None:
+                self.keys_readable(t, valid)
                 for name in t.actions:
                     a = self.p.action(name) if name in {x.name for x in self.p.actions} else None
                     if a is not None:
@@ -390,6 +385,20 @@ class _Checker:
         else:  # pragma: no cover - every statement type is handled above
             self.err(w, "unknown statement")
         return valid
+
+    def keys_readable(self, t: dpir.Table, valid: set[str]) -> None:
+        """Where ``t`` is applied, each key field's header is known valid, or the table
+        also keys on that header's validity."""
+        keyed_valid = {k.field[: -len(VALID_SUFFIX) - 1] for k in t.keys if k.field.endswith("." + VALID_SUFFIX)}
+        for k in t.keys:
+            hdr = k.field.partition(".")[0]
+            if k.field.endswith("." + VALID_SUFFIX) or hdr in ("meta", "std") or hdr in valid | keyed_valid:
+                continue
+            self.err(
+                f"table '{t.name}'",
+                f"key reads {k.field}, but '{hdr}' may be invalid where it is applied; "
+                f"apply it under {hdr}.isValid() or add the key {hdr}.{VALID_SUFFIX}",
+            )
 
     def named(self, lookup, name: str, where: str):
         try:
@@ -432,6 +441,11 @@ class _Checker:
         if isinstance(e, IsValid):
             self.header_exists(e.header, where)
             return 1
+        if isinstance(e, Cast):
+            self.expr(e.operand, where, params, valid)
+            if e.width < 1:
+                self.err(where, f"cast to {e.width} bits")
+            return e.width
         if isinstance(e, UnOp):
             w = self.expr(e.operand, where, params, valid)
             if e.op not in ("~", "!"):

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 
 from mantra6g.synth import dpir
 from mantra6g.synth.dpir import (
+    GREEN,
+    RED,
     Apply,
     Assign,
     BinOp,
     Call,
+    Cast,
     Const,
     CopyHeader,
     Count,
@@ -56,8 +59,6 @@ from mantra6g.synth.dpir import (
     UpdateChecksum,
 )
 from mantra6g.synth.dpir_check import VALID_SUFFIX, width
-
-GREEN, RED = 0, 2
 
 
 @dataclass
@@ -179,8 +180,10 @@ class _Run:
         for h in self.p.deparse:
             if h in self.pkt.headers:
                 parts.append((h, pack(self.p.header(h).header_type, self.pkt.headers[h])))
-        # UDP first: its checksum covers what follows, the IPv4 checksum only its header.
-        for h in sorted(set(self.pkt.checksums), key=lambda n: self.p.header(n).type != "udp"):
+        # L4 first: its checksum covers what follows; the IPv4 checksum only its header.
+        # Inner L4 before outer L4 (the outer one covers the inner bytes).
+        order = lambda n: (self.p.header(n).type == "ipv4", -self.p.deparse.index(n))  # noqa: E731
+        for h in sorted(set(self.pkt.checksums), key=order):
             if h in self.pkt.headers:
                 self.fill_checksum(h, parts)
                 parts = [(n, pack(self.p.header(n).header_type, self.pkt.headers[n])) for n, _ in parts]
@@ -193,20 +196,21 @@ class _Run:
             fields["checksum"] = 0
             fields["checksum"] = internet_checksum(pack(self.p.header(h).header_type, fields))
             return
-        # UDP over the IPv4 header emitted just before it.
+        # UDP/TCP: over the IPv4 pseudo-header of the IPv4 header emitted just before it.
         names = [n for n, _ in parts]
         i = names.index(h)
         ip = next((n for n in reversed(names[:i]) if self.p.header(n).type == "ipv4"), None)
         if ip is None:
             return
         fields["checksum"] = 0
-        after = b"".join(b for _, b in parts[i + 1 :]) + self.pkt.payload
-        udp = pack(self.p.header(h).header_type, fields)
+        segment = pack(self.p.header(h).header_type, fields) + b"".join(b for _, b in parts[i + 1 :]) + self.pkt.payload
         ipf = self.pkt.headers[ip]
-        pseudo = ipf["src"].to_bytes(4, "big") + ipf["dst"].to_bytes(4, "big") + bytes([0, 17])
-        pseudo += fields["len"].to_bytes(2, "big")
-        c = internet_checksum(pseudo + udp + after)
-        fields["checksum"] = c or 0xFFFF  # RFC 768: a computed 0 is sent as all ones
+        proto = 17 if kind == "udp" else 6
+        length = fields["len"] if kind == "udp" else len(segment)
+        pseudo = ipf["src"].to_bytes(4, "big") + ipf["dst"].to_bytes(4, "big") + bytes([0, proto]) + length.to_bytes(2, "big")
+        c = internet_checksum(pseudo + segment)
+        # RFC 768: a computed UDP checksum of 0 is sent as all ones (0 means "none").
+        fields["checksum"] = c or (0xFFFF if kind == "udp" else 0)
 
     # ---------------------------------------------------------------- control
     def stmts(self, body, params) -> None:
@@ -343,6 +347,8 @@ class _Run:
             return hdr[name] if hdr is not None else 0
         if isinstance(e, IsValid):
             return int(e.header in self.pkt.headers)
+        if isinstance(e, Cast):
+            return self.eval(e.operand, params) & ((1 << e.width) - 1)
         if isinstance(e, UnOp):
             v = self.eval(e.operand, params)
             if e.op == "!":

@@ -311,6 +311,10 @@ class NfKind:
     check: Callable[[Any, tuple[Any, ...], ast.NfDecl, Reporter], None] | None = None
     # Checks that involve the graph or the slice the instance serves.
     check_in_graph: Callable[[NfInstance, ServiceGraph, TenantSlice, Reporter], None] | None = None
+    # DP-IR lowering: adds the NF's tables/actions/state to the program being built
+    # (a :class:`mantra6g.synth.compose.Lowering`) and returns the statements that run
+    # the NF on a packet.
+    lower: Callable[[NfInstance, Any], tuple] | None = None
 
 
 # ---------------------------------------------------------------- building from the AST

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mantra6g.serde import tagged
+from mantra6g.synth import dpir
 from mantra6g.source import Span
 from mantra6g.synth.expr import Expr
 from mantra6g.synth.nf.base import Int, Match, NfKind, head, param, source_span
@@ -31,6 +32,13 @@ class ClassifierMatch:
 
     match: Expr = head(Match(), "the traffic of this slice")
     span: Span | None = source_span()
+
+
+def match_condition(nf) -> "dpir.Expr":
+    """The DP-IR condition under which a packet belongs to the classifier's slice."""
+    from mantra6g.synth.compose import any_of, condition
+
+    return any_of([condition(r.match) for r in nf.rules])
 
 
 KIND = NfKind(

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from mantra6g.serde import tagged
 from mantra6g.source import Span
+from mantra6g.synth.compose import rule_table
+from mantra6g.synth.dpir import ActionCall, Apply, Call, Drop
 from mantra6g.synth.expr import Expr
 from mantra6g.synth.nf.base import Choice, Match, NfKind, head, keyword, param, source_span
 
@@ -28,9 +30,31 @@ class FirewallRule:
     span: Span | None = source_span()
 
 
+def lower(nf, low) -> tuple:
+    """One ternary/range table; the first matching rule (highest priority) decides."""
+    allow = low.action("allow")
+    deny = low.action("deny", body=(Drop(),))
+    verdict = {"allow": allow, "deny": deny}
+    default = ActionCall(verdict[nf.params.default])
+    if not nf.rules:
+        return (Call(default.action),)
+    keys, entries = rule_table([(r.match, ActionCall(verdict[r.action])) for r in nf.rules])
+    acl = low.table(
+        "acl",
+        keys=keys,
+        actions=(allow, deny),
+        default=default,
+        size=max(1, len(entries)),
+        entries=tuple(entries),
+        const=True,
+    )
+    return (Apply(acl),)
+
+
 KIND = NfKind(
     name="firewall",
     summary="Ordered allow/deny rules over header fields; the first match decides, else the default.",
     params=FirewallParams,
     rules={"allow": FirewallRule, "deny": FirewallRule},
+    lower=lower,
 )

@@ -11,13 +11,32 @@ from dataclasses import dataclass
 
 from mantra6g.serde import tagged
 from mantra6g.synth import ast
+from mantra6g.synth.dpir import (
+    Assign,
+    BinOp,
+    Cast,
+    Const,
+    Count,
+    Counter,
+    If,
+    IsValid,
+    ReadTimestamp,
+    Ref,
+    Register,
+    RegisterRead,
+    RegisterWrite,
+    SetInvalid,
+    SetValid,
+    UnOp,
+)
+from mantra6g.synth.headers import ETHER_TYPES
 from mantra6g.synth.nf.base import Choice, ListOf, NfKind, OneIn, Quantity, param, param_span
 from mantra6g.synth.values import Reporter
 
 US = 1_000
 MS = 1_000_000
 DEFAULT_BUCKETS = (100 * US, 250 * US, 500 * US, 1 * MS, 2 * MS, 5 * MS, 10 * MS)
-MAX_BUCKETS = 16
+MAX_BUCKETS = 15  # plus an overflow bucket: 16 fit the 4-bit histogram index
 
 
 @tagged("latency_monitor.params")
@@ -50,10 +69,90 @@ def _check_in_graph(nf, graph, slice_, report: Reporter) -> None:
         )
 
 
+
+
+# ---------------------------------------------------------------- lowering
+
+SLICES = 256  # per-slice records are indexed by the 8-bit slice id carried in the shim
+BUCKET_BITS = 4  # histogram index = slice << 4 | bucket (the last bucket counts overflow)
+
+
+def _point_at(value) -> tuple:
+    """Set the EtherType field that precedes the shim (eth's, or the VLAN tag's)."""
+    return (If(IsValid("vlan"), (Assign("vlan.type", value),), (Assign("eth.type", value),)),)
+
+
+def _source(nf, low) -> tuple:
+    stamp = (
+        SetValid("mtel"),
+        Assign("mtel.slice", Ref("meta.slice")),
+        Assign("mtel.flags", Const(0, 8)),
+        If(IsValid("vlan"), (Assign("mtel.type", Ref("vlan.type")),), (Assign("mtel.type", Ref("eth.type")),)),
+        *_point_at(Const(ETHER_TYPES["mtel"], 16)),
+        ReadTimestamp("mtel.ts"),
+    )
+    if nf.params.sample == 1:
+        return (If(UnOp("!", IsValid("mtel")), stamp),)
+    # 1 in N: a packet counter per source; N is a power of two.
+    seq = low.meta("seq", 32)
+    reg = low.name("seq")
+    low.registers.append(Register(reg, 32, 1))
+    return (
+        RegisterRead(seq, reg, Const(0, 1)),
+        RegisterWrite(reg, Const(0, 1), BinOp("+", Ref(seq), Const(1, 32))),
+        If(
+            BinOp("&&", UnOp("!", IsValid("mtel")), BinOp("==", BinOp("&", Ref(seq), Const(nf.params.sample - 1, 32)), Const(0, 32))),
+            stamp,
+        ),
+    )
+
+
+def _sink(nf, low) -> tuple:
+    now, delay = low.meta("now", 64), low.meta("delay", 64)
+    total, count, peak = low.meta("sum", 64), low.meta("count", 32), low.meta("max", 64)
+    bucket, index = low.meta("bucket", BUCKET_BITS), low.meta("hist_index", 8 + BUCKET_BITS)
+    regs = {name: low.name(name) for name in ("delay_sum", "delay_count", "delay_max")}
+    low.registers += [
+        Register(regs["delay_sum"], 64, SLICES),
+        Register(regs["delay_count"], 32, SLICES),
+        Register(regs["delay_max"], 64, SLICES),
+    ]
+    hist = low.name("histogram")
+    low.counters.append(Counter(hist, SLICES << BUCKET_BITS))
+    slice_ = Ref("mtel.slice")
+    buckets = nf.params.buckets
+    # bucket = index of the first bound >= delay, else the overflow bucket len(buckets)
+    choose: tuple = (Assign(bucket, Const(len(buckets), BUCKET_BITS)),)
+    for i, bound in reversed(list(enumerate(buckets))):
+        choose = (If(BinOp("<=", Ref(delay), Const(bound, 64)), (Assign(bucket, Const(i, BUCKET_BITS)),), choose),)
+    body = (
+        ReadTimestamp(now),
+        Assign(delay, BinOp("-", Ref(now), Ref("mtel.ts"))),
+        RegisterRead(total, regs["delay_sum"], slice_),
+        RegisterWrite(regs["delay_sum"], slice_, BinOp("+", Ref(total), Ref(delay))),
+        RegisterRead(count, regs["delay_count"], slice_),
+        RegisterWrite(regs["delay_count"], slice_, BinOp("+", Ref(count), Const(1, 32))),
+        RegisterRead(peak, regs["delay_max"], slice_),
+        If(BinOp(">", Ref(delay), Ref(peak)), (RegisterWrite(regs["delay_max"], slice_, Ref(delay)),)),
+        *choose,
+        Assign(index, BinOp("|", BinOp("<<", Cast(slice_, 8 + BUCKET_BITS), Const(BUCKET_BITS, 8)), Cast(Ref(bucket), 8 + BUCKET_BITS))),
+        Count(hist, Ref(index)),
+        # Remove the shim: the packet leaves as it arrived at the source.
+        *_point_at(Ref("mtel.type")),
+        SetInvalid("mtel"),
+    )
+    return (If(IsValid("mtel"), body),)
+
+
+def lower(nf, low) -> tuple:
+    return _source(nf, low) if nf.params.role == "source" else _sink(nf, low)
+
+
 KIND = NfKind(
     name="latency_monitor",
     summary="In-network one-way delay: the source stamps, the sink measures and records per slice.",
     params=LatencyMonitorParams,
     check=_check,
     check_in_graph=_check_in_graph,
+    lower=lower,
 )

@@ -8,12 +8,33 @@ moves only the flows whose slots change.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from mantra6g.serde import tagged
 from mantra6g.source import Span
 from mantra6g.synth import ast
+from mantra6g.synth.compose import all_of
+from mantra6g.synth.dpir import (
+    ActionCall,
+    Apply,
+    Assign,
+    BinOp,
+    Const,
+    Drop,
+    Entry,
+    Exact,
+    Hash,
+    If,
+    IsValid,
+    Ref,
+    Register,
+    RegisterRead,
+    RegisterWrite,
+    TableKey,
+    UpdateChecksum,
+)
 from mantra6g.synth.nf.base import HeaderFields, Int, Ipv4, NfKind, head, is_prime, option, param, param_span, source_span
 from mantra6g.synth.values import Reporter
 
@@ -56,6 +77,112 @@ def _check(params: LoadBalancerParams, rules: tuple[Backend, ...], decl: ast.NfD
         seen.setdefault(b.address, b)
 
 
+
+
+# ---------------------------------------------------------------- lowering
+
+FLOW_SLOTS = 4096  # flow-affinity register: a flow keeps its backend while its slot does
+
+
+def maglev_table(backends: tuple[Backend, ...], size: int) -> list[int]:
+    """Maglev lookup table (Eisenbud et al., NSDI 2016): slot -> backend index.
+
+    Each backend walks its own permutation of the slots (offset and skip from two
+    CRC-32 hashes of its address) and claims the next free slot, ``weight`` times per
+    round, until every slot is taken. Adding a backend moves few slots between the others.
+    """
+    perms = []
+    for b in backends:
+        key = b.address.packed
+        offset = zlib.crc32(key) % size
+        skip = zlib.crc32(key, 0x9E3779B9) % (size - 1) + 1
+        perms.append((offset, skip))
+    table = [-1] * size
+    nxt = [0] * len(backends)
+    filled = 0
+    while True:
+        for i, b in enumerate(backends):
+            for _ in range(b.weight):
+                offset, skip = perms[i]
+                slot = (offset + nxt[i] * skip) % size
+                while table[slot] >= 0:
+                    nxt[i] += 1
+                    slot = (offset + nxt[i] * skip) % size
+                table[slot] = i
+                nxt[i] += 1
+                filled += 1
+                if filled == size:
+                    return table
+
+
+def _hash_inputs(fields: tuple[str, ...]) -> tuple:
+    """Hash inputs padded to whole bytes, as DP-IR's Hash requires."""
+    from mantra6g.synth.compose import field_width
+
+    bits = sum(field_width(f) for f in fields)
+    pad = (-bits) % 8
+    return ((Const(0, pad),) if pad else ()) + tuple(Ref(f) for f in fields)
+
+
+def lower(nf, low) -> tuple:
+    """VIP traffic: a flow's slot in the affinity register remembers its backend; a new
+    flow takes the backend of its Maglev slot. Then DNAT to it, checksums updated."""
+    p = nf.params
+    slot = low.meta("slot", 16)
+    flow = low.meta("flow", 12)
+    backend = low.meta("backend", 8)
+    flows = low.name("flows")
+    low.registers.append(Register(flows, 8, FLOW_SLOTS))
+    pick = low.action("pick", params=(("id", 8),), body=(Assign(backend, Ref("param.id")),))
+    none = low.action("no_backend", body=(Drop(),))
+    table = maglev_table(nf.rules, p.table_size)
+    maglev = low.table(
+        "maglev",
+        keys=(TableKey(slot, "exact"),),
+        actions=(pick, none),
+        default=ActionCall(none),
+        size=p.table_size,
+        entries=tuple(Entry((Exact(s),), ActionCall(pick, (i + 1,))) for s, i in enumerate(table)),
+    )
+    dnat = low.action(
+        "dnat",
+        params=(("address", 32),),
+        body=(
+            Assign("ipv4.dst", Ref("param.address")),
+            UpdateChecksum("ipv4"),
+            If(BinOp("&&", IsValid("udp"), BinOp("!=", Ref("udp.checksum"), Const(0, 16))), (UpdateChecksum("udp"),)),
+            If(IsValid("tcp"), (UpdateChecksum("tcp"),)),
+        ),
+    )
+    backends = low.table(
+        "backends",
+        keys=(TableKey(backend, "exact"),),
+        actions=(dnat, none),
+        default=ActionCall(none),
+        size=max(16, len(nf.rules)),
+        entries=tuple(Entry((Exact(i + 1),), ActionCall(dnat, (int(b.address),))) for i, b in enumerate(nf.rules)),
+    )
+    # Hash the configured fields when the packet has their headers, else its IPv4 ones.
+    headers = sorted({f.partition(".")[0] for f in p.hash} - {"ipv4"})
+    ip_only = tuple(f for f in p.hash if f.startswith("ipv4.")) or ("ipv4.src", "ipv4.dst")
+
+    def choose(fields: tuple[str, ...]) -> tuple:
+        inputs = _hash_inputs(fields)
+        return (
+            Hash(flow, inputs, FLOW_SLOTS),
+            RegisterRead(backend, flows, Ref(flow)),
+            If(
+                BinOp("==", Ref(backend), Const(0, 8)),
+                (Hash(slot, inputs, p.table_size), Apply(maglev), RegisterWrite(flows, Ref(flow), Ref(backend))),
+            ),
+        )
+
+    full = choose(p.hash)
+    hashing = full if not headers else (If(all_of([IsValid(h) for h in headers]), full, choose(ip_only)),)
+    vip = BinOp("&&", IsValid("ipv4"), BinOp("==", Ref("ipv4.dst"), Const(int(p.vip), 32)))
+    return (If(vip, hashing + (Apply(backends),)),)
+
+
 KIND = NfKind(
     name="load_balancer",
     summary="Consistent (Maglev) hashing of flows to backends with DNAT; flows keep their backend.",
@@ -63,4 +190,5 @@ KIND = NfKind(
     rules={"backend": Backend},
     min_rules=1,
     check=_check,
+    lower=lower,
 )

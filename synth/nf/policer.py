@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from mantra6g.serde import tagged
 from mantra6g.synth import ast
+from mantra6g.synth.dpir import RED, Assign, BinOp, Const, Drop, If, IsValid, Meter, MeterExec, Ref, UpdateChecksum
 from mantra6g.synth.nf.base import Choice, FieldValue, NfKind, Quantity, param, param_span
 from mantra6g.synth.values import Reporter, format_quantity
 
@@ -51,10 +52,23 @@ def _check_in_graph(nf, graph, slice_, report: Reporter) -> None:
         )
 
 
+def lower(nf, low) -> tuple:
+    """A meter of ``rate``/``burst``; a red packet is dropped or re-marked."""
+    meter = f"{low.name('bucket')}"
+    low.meters.append(Meter(meter, 1, nf.params.rate, nf.params.burst))
+    colour = low.meta("colour", 2)
+    if nf.params.exceed == "drop":
+        exceed: tuple = (Drop(),)
+    else:
+        exceed = (If(IsValid("ipv4"), (Assign("ipv4.dscp", Const(nf.params.dscp, 6)), UpdateChecksum("ipv4"))),)
+    return (MeterExec(meter, Const(0, 1), colour), If(BinOp("==", Ref(colour), Const(RED, 2)), exceed))
+
+
 KIND = NfKind(
     name="policer",
     summary="Token bucket per slice: drop or re-mark DSCP when traffic exceeds the rate.",
     params=PolicerParams,
     check=_check,
     check_in_graph=_check_in_graph,
+    lower=lower,
 )

@@ -13,6 +13,22 @@ from ipaddress import IPv4Network
 from mantra6g.serde import tagged
 from mantra6g.source import Span
 from mantra6g.synth import ast
+from mantra6g.synth.dpir import (
+    ActionCall,
+    Apply,
+    Assign,
+    BinOp,
+    Const,
+    Drop,
+    Entry,
+    Forward,
+    If,
+    IsValid,
+    Lpm,
+    Ref,
+    TableKey,
+    UpdateChecksum,
+)
 from mantra6g.synth.nf.base import Int, Ipv4Prefix, Mac, NfKind, head, option, param, source_span
 from mantra6g.synth.values import MacAddress, Reporter
 
@@ -49,6 +65,42 @@ def _check(params: RouterParams, rules: tuple[Route, ...], decl: ast.NfDecl, rep
         seen.setdefault(r.prefix, r)
 
 
+def lower(nf, low) -> tuple:
+    """LPM on ipv4.dst; a hit rewrites MACs, decrements the TTL, fixes the checksum and
+    forwards; a miss, a non-IPv4 packet or a TTL that would reach 0 drops."""
+    route = low.action(
+        "route",
+        params=(("next_hop", 48), ("port", 9)),
+        body=(
+            Assign("eth.src", Const(nf.params.mac.value, 48)),
+            Assign("eth.dst", Ref("param.next_hop")),
+            Assign("ipv4.ttl", BinOp("-", Ref("ipv4.ttl"), Const(1, 8))),
+            UpdateChecksum("ipv4"),
+            Forward(Ref("param.port")),
+        ),
+    )
+    drop = low.action("drop", body=(Drop(),))
+    entries = tuple(
+        Entry((Lpm(int(r.prefix.network_address), r.prefix.prefixlen),), ActionCall(route, (r.via.value, r.port)))
+        for r in nf.rules
+    )
+    fib = low.table(
+        "fib",
+        keys=(TableKey("ipv4.dst", "lpm"),),
+        actions=(route, drop),
+        default=ActionCall(drop),
+        size=max(64, len(entries)),
+        entries=entries,
+    )
+    return (
+        If(
+            IsValid("ipv4"),
+            (If(BinOp("<=", Ref("ipv4.ttl"), Const(1, 8)), (Drop(),), (Apply(fib),)),),
+            (Drop(),),
+        ),
+    )
+
+
 KIND = NfKind(
     name="router",
     summary="IPv4 LPM forwarding with MAC rewrite, TTL decrement and checksum update.",
@@ -56,4 +108,5 @@ KIND = NfKind(
     rules={"route": Route},
     min_rules=1,
     check=_check,
+    lower=lower,
 )

@@ -1,0 +1,470 @@
+"""Chain composition: ServiceGraph IR to one DP-IR program per device.
+
+* **Split**: NFs are grouped by their placement (device class and site). An NF without
+  a ``place`` runs where its nearest placed predecessor (else successor) runs; a graph
+  with no placements at all is one program. The classifier is replicated into every
+  program of its graph, since each device must recognise the slice's traffic itself.
+* **Parser**: every program shares one standard parser (below), so programs of
+  different graphs on one device compose and the verifier sees one shape.
+* **Control**: the graphs on a device are classified in order of classifier priority
+  (the first match sets ``meta.tenant``/``meta.slice``, later ones see it taken). Each
+  graph's NFs then run in topological order, each guarded by a one-bit *visit* flag
+  that its predecessors set when they pass the packet on (taking the first
+  conditional edge that matches, else the unconditional one). Every table is thereby
+  applied exactly once, which the P4 compilers require.
+* **Egress**: a packet that reaches the end of its chain without an NF choosing a port
+  (only routers do) leaves through the port it came in on; a packet no classifier
+  claims is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+
+from mantra6g.synth import dpir, expr as sx
+from mantra6g.synth.dpir import (
+    Assign,
+    BinOp,
+    Const,
+    Expr,
+    Forward,
+    HeaderInstance,
+    If,
+    IsValid,
+    ParserCase,
+    ParserState,
+    Program,
+    Ref,
+    Stmt,
+    UnOp,
+)
+from mantra6g.synth.dpir_check import validate
+from mantra6g.synth.headers import ETHER_TYPES, IP_PROTOCOLS, UDP_PORTS, lookup_field
+from mantra6g.synth.ir import NfInstance, ServiceGraph, ServiceSpec
+from mantra6g.synth.values import MacAddress
+
+# ---------------------------------------------------------------- the standard parser
+
+HEADER_INSTANCES = (
+    HeaderInstance("eth", "eth"),
+    HeaderInstance("vlan", "vlan"),
+    HeaderInstance("mtel", "mtel"),
+    HeaderInstance("ipv4", "ipv4"),
+    HeaderInstance("ipv6", "ipv6"),
+    HeaderInstance("udp", "udp"),
+    HeaderInstance("tcp", "tcp"),
+    HeaderInstance("icmp", "icmp"),
+    HeaderInstance("vxlan", "vxlan"),
+    HeaderInstance("gtpu", "gtpu"),
+    HeaderInstance("inner_eth", "eth"),
+    HeaderInstance("inner_ipv4", "ipv4"),
+    HeaderInstance("inner_udp", "udp"),
+    HeaderInstance("inner_tcp", "tcp"),
+    HeaderInstance("inner_icmp", "icmp"),
+)
+DEPARSE = tuple(h.name for h in HEADER_INSTANCES)
+
+
+def _l3(*more: ParserCase) -> tuple[ParserCase, ...]:
+    return more + (
+        ParserCase((ETHER_TYPES["ipv4"],), "ipv4"),
+        ParserCase((ETHER_TYPES["ipv6"],), "ipv6"),
+    )
+
+
+def _l4(prefix: str) -> tuple[ParserCase, ...]:
+    # Only option-less, unfragmented (or first-fragment) IPv4 carries a parseable L4 header.
+    return tuple(
+        ParserCase((5, 0, IP_PROTOCOLS[l4]), f"{prefix}{l4}") for l4 in ("udp", "tcp", "icmp")
+    )
+
+
+def standard_parser() -> tuple[ParserState, ...]:
+    ip_select = lambda h: (Ref(f"{h}.ihl"), Ref(f"{h}.frag"), Ref(f"{h}.proto"))  # noqa: E731
+    return (
+        ParserState(
+            "start",
+            ("eth",),
+            (Ref("eth.type"),),
+            _l3(ParserCase((ETHER_TYPES["vlan"],), "vlan"), ParserCase((ETHER_TYPES["mtel"],), "mtel")),
+        ),
+        ParserState("vlan", ("vlan",), (Ref("vlan.type"),), _l3(ParserCase((ETHER_TYPES["mtel"],), "mtel"))),
+        ParserState("mtel", ("mtel",), (Ref("mtel.type"),), _l3()),
+        ParserState("ipv4", ("ipv4",), ip_select("ipv4"), _l4("")),
+        ParserState(
+            "ipv6",
+            ("ipv6",),
+            (Ref("ipv6.next_header"),),
+            (ParserCase((IP_PROTOCOLS["udp"],), "udp"), ParserCase((IP_PROTOCOLS["tcp"],), "tcp")),
+        ),
+        ParserState(
+            "udp",
+            ("udp",),
+            (Ref("udp.dport"),),
+            (ParserCase((UDP_PORTS["vxlan"],), "vxlan"), ParserCase((UDP_PORTS["gtpu"],), "gtpu")),
+        ),
+        ParserState("tcp", ("tcp",)),
+        ParserState("icmp", ("icmp",)),
+        ParserState("vxlan", ("vxlan", "inner_eth"), (Ref("inner_eth.type"),), (ParserCase((ETHER_TYPES["ipv4"],), "inner_ipv4"),)),
+        # Plain GTP-U G-PDUs (version 1, no optional fields) carry an IP packet we parse.
+        ParserState(
+            "gtpu",
+            ("gtpu",),
+            (Ref("gtpu.version"), Ref("gtpu.ext"), Ref("gtpu.seq_flag"), Ref("gtpu.npdu_flag"), Ref("gtpu.msg_type")),
+            (ParserCase((1, 0, 0, 0, 0xFF), "inner_ipv4"),),
+        ),
+        ParserState(
+            "inner_ipv4",
+            ("inner_ipv4",),
+            ip_select("inner_ipv4"),
+            _l4("inner_"),
+        ),
+        ParserState("inner_udp", ("inner_udp",)),
+        ParserState("inner_tcp", ("inner_tcp",)),
+        ParserState("inner_icmp", ("inner_icmp",)),
+    )
+
+
+# ---------------------------------------------------------------- expressions
+
+
+def literal(value) -> int:
+    if isinstance(value, (IPv4Address, IPv6Address)):
+        return int(value)
+    if isinstance(value, MacAddress):
+        return value.value
+    return int(value)
+
+
+def field_width(path: str) -> int:
+    f = lookup_field(path)
+    assert f is not None, path
+    return f.width
+
+
+def all_of(terms: list[Expr]) -> Expr:
+    out = terms[0]
+    for t in terms[1:]:
+        out = BinOp("&&", out, t)
+    return out
+
+
+def any_of(terms: list[Expr]) -> Expr:
+    out = terms[0]
+    for t in terms[1:]:
+        out = BinOp("||", out, t)
+    return out
+
+
+def condition(e: sx.Expr) -> Expr:
+    """A match expression as a DP-IR condition. A test on a header the packet does not
+    carry is false, so each field test is guarded by that header's validity."""
+    if isinstance(e, sx.AllOf):
+        return all_of([condition(t) for t in e.terms])
+    if isinstance(e, sx.AnyOf):
+        return any_of([condition(t) for t in e.terms])
+    if isinstance(e, sx.Not):
+        return UnOp("!", condition(e.term))
+    header = e.field.partition(".")[0]
+    w = field_width(e.field)
+    ref = Ref(e.field)
+    if isinstance(e, sx.Compare):
+        test: Expr = BinOp(e.op, ref, Const(literal(e.value), w))
+    elif isinstance(e, sx.InPrefix):
+        mask = ((1 << e.prefix.prefixlen) - 1) << (w - e.prefix.prefixlen)
+        test = BinOp("==", BinOp("&", ref, Const(mask, w)), Const(int(e.prefix.network_address), w))
+    elif isinstance(e, sx.InRange):
+        test = BinOp("&&", BinOp(">=", ref, Const(e.low, w)), BinOp("<=", ref, Const(e.high, w)))
+    else:
+        test = any_of([BinOp("==", ref, Const(literal(v), w)) for v in e.values])
+    return BinOp("&&", IsValid(header), test)
+
+
+# ---------------------------------------------------------------- rules as table entries
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The values a conjunction allows for one field: an inclusive range and, when it
+    is exactly a prefix or a single value, the (value, mask) a ternary key can hold."""
+
+    low: int
+    high: int
+
+
+def conjunctions(e: sx.Expr) -> list[list[sx.FieldTest]]:
+    """Disjunctive normal form of a negation-free expression (``or`` and ``in [..]``
+    split into alternatives)."""
+    if isinstance(e, sx.AnyOf):
+        return [c for t in e.terms for c in conjunctions(t)]
+    if isinstance(e, sx.AllOf):
+        out: list[list[sx.FieldTest]] = [[]]
+        for t in e.terms:
+            out = [a + b for a in out for b in conjunctions(t)]
+        return out
+    if isinstance(e, sx.InSet):
+        return [[sx.Compare(e.field, "==", v)] for v in e.values]
+    assert not isinstance(e, sx.Not), "negations are rejected by the checker for table rules"
+    return [[e]]
+
+
+def _span_of(t: sx.FieldTest, w: int) -> _Span:
+    top = (1 << w) - 1
+    if isinstance(t, sx.InPrefix):
+        net = int(t.prefix.network_address)
+        return _Span(net, net | (top >> t.prefix.prefixlen))
+    if isinstance(t, sx.InRange):
+        return _Span(t.low, t.high)
+    v = literal(t.value)
+    return {
+        "==": _Span(v, v),
+        "<": _Span(0, v - 1),
+        "<=": _Span(0, v),
+        ">": _Span(v + 1, top),
+        ">=": _Span(v, top),
+    }[t.op]
+
+
+def _as_ternary(s: _Span, w: int) -> dpir.Ternary | None:
+    """(value, mask) when the range is an aligned power-of-two block, else None."""
+    size = s.high - s.low + 1
+    if size & (size - 1) or s.low % size:
+        return None
+    return dpir.Ternary(s.low, ((1 << w) - 1) ^ (size - 1))
+
+
+def rule_table(rules: list[tuple[sx.Expr, dpir.ActionCall]]) -> tuple[tuple[dpir.TableKey, ...], list[dpir.Entry]]:
+    """Keys and prioritised entries of a first-match rule list (firewall-style).
+
+    Each field any rule tests is a key — ``ternary`` when every test on it is a value or
+    a prefix, ``range`` otherwise — preceded by the validity of each header involved.
+    Earlier rules get higher priorities; a rule with ``or`` becomes several entries.
+    """
+    fields: list[str] = []
+    ranged: set[str] = set()
+    for e, _ in rules:
+        for conj in conjunctions(e):
+            for t in conj:
+                if t.field not in fields:
+                    fields.append(t.field)
+                if _as_ternary(_span_of(t, field_width(t.field)), field_width(t.field)) is None:
+                    ranged.add(t.field)
+    headers = list(dict.fromkeys(f.partition(".")[0] for f in fields))
+    keys = tuple(dpir.TableKey(f"{h}.$valid", "ternary") for h in headers) + tuple(
+        dpir.TableKey(f, "range" if f in ranged else "ternary") for f in fields
+    )
+    entries: list[dpir.Entry] = []
+    for rank, (e, action) in enumerate(rules):
+        priority = len(rules) - rank
+        for conj in conjunctions(e):
+            spans: dict[str, _Span] = {}
+            empty = False
+            for t in conj:
+                w = field_width(t.field)
+                s = _span_of(t, w)
+                if t.field in spans:
+                    s = _Span(max(s.low, spans[t.field].low), min(s.high, spans[t.field].high))
+                empty |= s.low > s.high
+                spans[t.field] = s
+            if empty:
+                continue  # the conjunction matches nothing
+            used = {f.partition(".")[0] for f in spans}
+            matches: list[dpir.KeyMatch] = [dpir.Ternary(1, 1) if h in used else dpir.Ternary(0, 0) for h in headers]
+            for f in fields:
+                w = field_width(f)
+                s = spans.get(f, _Span(0, (1 << w) - 1))
+                if f in ranged:
+                    matches.append(dpir.Range(s.low, s.high))
+                else:
+                    matches.append(_as_ternary(s, w) if f in spans else dpir.Ternary(0, 0))
+            entries.append(dpir.Entry(tuple(matches), action, priority))
+    return keys, entries
+
+
+# ---------------------------------------------------------------- building a program
+
+
+@dataclass
+class Lowering:
+    """The program being built for one device; NF lowerings add their pieces here
+    under names prefixed with their graph and NF (``motion_control_fw_acl``)."""
+
+    graph: ServiceGraph
+    nf: NfInstance | None = None
+    metadata: list[dpir.MetaField] = field(default_factory=list)
+    actions: list[dpir.Action] = field(default_factory=list)
+    tables: list[dpir.Table] = field(default_factory=list)
+    registers: list[dpir.Register] = field(default_factory=list)
+    counters: list[dpir.Counter] = field(default_factory=list)
+    meters: list[dpir.Meter] = field(default_factory=list)
+
+    def name(self, local: str) -> str:
+        return f"{self.graph.name}_{self.nf.name}_{local}" if self.nf else f"{self.graph.name}_{local}"
+
+    def meta(self, local: str, width: int) -> str:
+        """Declare (once) and return a metadata field of the current NF."""
+        name = self.name(local)
+        if all(m.name != name for m in self.metadata):
+            self.metadata.append(dpir.MetaField(name, width))
+        return f"meta.{name}"
+
+    def shared_meta(self, name: str, width: int) -> str:
+        if all(m.name != name for m in self.metadata):
+            self.metadata.append(dpir.MetaField(name, width))
+        return f"meta.{name}"
+
+    def action(self, local: str, params=(), body=()) -> str:
+        a = dpir.Action(self.name(local), tuple(dpir.ActionParam(n, w) for n, w in params), tuple(body))
+        self.actions.append(a)
+        return a.name
+
+    def table(self, local: str, **kw) -> str:
+        t = dpir.Table(self.name(local), **kw)
+        self.tables.append(t)
+        return t.name
+
+
+@dataclass(frozen=True)
+class DeviceProgram:
+    """One device's program and what it carries."""
+
+    device: str  # "pdp" | "smartnic" | "host" | "any"
+    site: str | None
+    program: Program
+    graphs: tuple[str, ...]
+    nfs: tuple[str, ...]  # "graph.nf" for every NF placed here (classifiers included)
+
+    @property
+    def name(self) -> str:
+        return self.program.name
+
+
+TENANT, SLICE = "meta.tenant", "meta.slice"
+
+
+def _device_of(g: ServiceGraph) -> dict[str, tuple[str, str | None]]:
+    """Where each NF of ``g`` runs (classifier excluded)."""
+    placed = {n.name: (n.placement.device.value, n.placement.site) for n in g.nfs if n.placement is not None}
+    if not placed:
+        return {n.name: ("any", None) for n in g.nfs if n.kind != "classifier"}
+    order = g.topological_order()
+    where: dict[str, tuple[str, str | None]] = {}
+    for name in order:
+        if g.nf(name).kind == "classifier":
+            continue
+        if name in placed:
+            where[name] = placed[name]
+            continue
+        preds = [p for p in _all_upstream_in_order(g, name, order) if p in where]
+        if preds:
+            where[name] = where[preds[-1]]
+    for name in reversed(order):  # no placed predecessor: follow the next placed NF
+        if g.nf(name).kind == "classifier" or name in where:
+            continue
+        nxt = next((e.dst for e in g.successors(name) if e.dst in where), None)
+        where[name] = where[nxt] if nxt else next(iter(placed.values()))
+    return where
+
+
+def _all_upstream_in_order(g: ServiceGraph, name: str, order: tuple[str, ...]) -> list[str]:
+    up = g.upstream(name)
+    return [n for n in order if n in up]
+
+
+def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> list[DeviceProgram]:
+    """Every device program the site's graphs need, validated."""
+    groups: dict[tuple[str, str | None], list[tuple[ServiceGraph, set[str]]]] = {}
+    for spec in specs:
+        for g in spec.graphs:
+            where = _device_of(g)
+            for dev in dict.fromkeys(where.values()):
+                groups.setdefault(dev, []).append((g, {n for n, d in where.items() if d == dev}))
+    out = []
+    for (device, site), members in groups.items():
+        name = device if site is None else f"{device}_{site}"
+        program = lower_device(name, members)
+        validate(program)
+        nfs = tuple(f"{g.name}.{n}" for g, local in members for n in [g.entry, *sorted(local, key=g.topological_order().index)])
+        out.append(DeviceProgram(device, site, program, tuple(g.name for g, _ in members), nfs))
+    return out
+
+
+def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]]) -> Program:
+    """One program running the ``local`` NFs of each graph."""
+    from mantra6g.synth.nf import KINDS
+    from mantra6g.synth.nf.classifier import match_condition
+
+    acc = Lowering(members[0][0])
+    acc.shared_meta("tenant", 16)
+    acc.shared_meta("slice", 8)
+    control: list[Stmt] = []
+    # Highest classifier priority first: it claims overlapping traffic.
+    ordered = sorted(members, key=lambda m: -m[0].nf(m[0].entry).params.priority)
+    for g, local in ordered:
+        acc.graph = g
+        acc.nf = None
+        visit = {n: acc.shared_meta(f"{g.name}_{n}_visit", 1) for n in local}
+        cls = g.nf(g.entry)
+        claim: list[Stmt] = [Assign(TENANT, Const(g.tenant_id, 16)), Assign(SLICE, Const(g.slice_id, 8))]
+        # NFs whose predecessors run elsewhere see the packet as soon as it is classified.
+        for n in local:
+            if any(p not in local and p != g.entry for p in g.predecessors(n)):
+                claim.append(Assign(visit[n], Const(1, 1)))
+        claim += _pass_on(g, g.entry, visit, local)
+        match = match_condition(cls)
+        control.append(If(BinOp("&&", BinOp("==", Ref(TENANT), Const(0, 16)), match), tuple(claim)))
+        for n in g.topological_order():
+            if n not in local:
+                continue
+            nf = g.nf(n)
+            acc.nf = nf
+            body = list(KINDS[nf.kind].lower(nf, acc))
+            body += _pass_on(g, n, visit, local)
+            control.append(If(BinOp("==", Ref(visit[n]), Const(1, 1)), tuple(body)))
+    return Program(
+        name=name,
+        headers=HEADER_INSTANCES,
+        parser=standard_parser(),
+        deparse=DEPARSE,
+        metadata=tuple(acc.metadata),
+        actions=tuple(acc.actions),
+        tables=tuple(acc.tables),
+        registers=tuple(acc.registers),
+        counters=tuple(acc.counters),
+        meters=tuple(acc.meters),
+        control=tuple(control),
+        doc="graphs: " + ", ".join(g.name for g, _ in members),
+    )
+
+
+def _pass_on(g: ServiceGraph, n: str, visit: dict[str, str], local: set[str]) -> list[Stmt]:
+    """After ``n``: mark the next NF (first matching conditional edge, else the
+    unconditional one), or end the chain here."""
+    # The packet leaves this device where it came in: at the end of its chain, or when
+    # the next NF runs on another device. Routers choose the port themselves.
+    leave: tuple[Stmt, ...] = () if g.nf(n).kind == "router" else (Forward(Ref("std.ingress_port")),)
+
+    def step(dst: str) -> tuple[Stmt, ...]:
+        return (Assign(visit[dst], Const(1, 1)),) if dst in local else leave
+
+    edges = g.successors(n)  # conditional edges first, in written order
+    default = next((e for e in edges if e.condition is None), None)
+    chosen: tuple[Stmt, ...] = step(default.dst) if default else leave
+    for e in reversed([e for e in edges if e.condition is not None]):
+        chosen = (If(condition(e.condition), step(e.dst), chosen),)
+    return [If(BinOp("==", Ref("std.drop"), Const(0, 1)), chosen)] if chosen else []
+
+
+__all__ = [
+    "DEPARSE",
+    "DeviceProgram",
+    "HEADER_INSTANCES",
+    "Lowering",
+    "compile_specs",
+    "condition",
+    "conjunctions",
+    "lower_device",
+    "rule_table",
+    "standard_parser",
+]
