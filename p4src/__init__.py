@@ -1,0 +1,1 @@
+"""P4 templates (jinja2) for the v1model and TNA backends, loaded with importlib.resources."""

@@ -1,0 +1,326 @@
+"""v1model backend: DP-IR → one P4-16 program for BMv2 ``simple_switch``, plus its
+control-plane entries.
+
+    out = emit(program)
+    out.files    # {"<name>.p4", "<name>.entries.json", "<name>.commands.txt", "<name>.p4rt.py"}
+    out.summary
+
+How DP-IR's semantics map onto v1model (docs/targets.md has the long form):
+
+* drop-by-default: the ingress ends in ``mark_to_drop`` unless a ``Forward`` ran and no
+  ``Drop`` did; parser errors (``reject``, short packets) skip the program and drop;
+* ``Hash``: ``hash(t, HashAlgorithm.crc32, base, {inputs}, size)`` is BMv2's
+  ``base + crc32 % size``, the interpreter's definition;
+* checksums: ``UpdateChecksum`` sets a flag; the compute-checksum control runs
+  ``update_checksum`` (IPv4) and ``update_checksum_with_payload`` (UDP, over the
+  pseudo-header, the UDP header, the headers emitted after it and the payload);
+* meters: v1model meters are two-rate three-colour (RFC 2698); configured with
+  CIR = PIR and CBS = PBS both buckets agree, so yellow never happens and the colour
+  is DP-IR's green (0) or red (2);
+* timestamps: BMv2's ``ingress_global_timestamp`` counts µs; DP-IR wants ns, so the
+  value is multiplied by 1000 (the resolution stays 1 µs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from mantra6g.synth.dpir import Count, Expr, Hash, MeterExec, Program, ReadTimestamp, RegisterRead, RegisterWrite
+from mantra6g.synth.dpir_check import validate
+from mantra6g.targets import p4
+from mantra6g.targets.p4 import INDENT, P4Output, P4Printer, Summary, TableSummary, _Ctx, ident, lit
+
+TARGET = "bmv2"
+
+
+def emit(program: Program) -> P4Output:
+    """The v1model P4 program and control-plane files for ``program``.
+
+    Raises :class:`~mantra6g.synth.dpir_check.DpirError` for an ill-formed program and
+    :class:`~mantra6g.targets.p4.P4BackendError` for one v1model cannot express.
+    """
+    validate(program)
+    pr = V1modelPrinter(program)
+    name = ident(program.name)
+    files = {
+        f"{name}.p4": pr.program_text(),
+        f"{name}.entries.json": p4.entries_json(program, TARGET, {"meters": meter_configs(program)}),
+        f"{name}.commands.txt": cli_commands(program),
+        f"{name}.p4rt.py": p4runtime_script(program),
+    }
+    return P4Output(files, summarize(program, pr.notes))
+
+
+def summarize(p: Program, notes: list[str]) -> Summary:
+    tables = tuple(
+        TableSummary(t.name, tuple(f"{k.field}:{k.match}" for k in t.keys), t.size, len(t.entries), t.const)
+        for t in p.tables
+    )
+    return Summary(
+        TARGET,
+        p.name,
+        tables,
+        sum(len(t.entries) for t in p.tables),
+        tuple(r.name for r in p.registers),
+        tuple(c.name for c in p.counters),
+        tuple(m.name for m in p.meters),
+        notes=tuple(dict.fromkeys(notes)),
+    )
+
+
+# ---------------------------------------------------------------- the P4 program
+
+
+def index32(pr: P4Printer, e: Expr, size: int, ctx: _Ctx) -> str:
+    """An extern index as ``bit<32>``, wrapped into ``size`` as the interpreter does
+    (``index % size``); v1model would ignore an out-of-range index instead."""
+    if isinstance(e, p4.Const):
+        return lit(e.value % size, 32)
+    w = pr.width(e, ctx)
+    text = pr.value(e, ctx, 32)
+    return text if (1 << w) <= size else f"{_paren(text)} % {lit(size, 32)}"
+
+
+def _paren(text: str) -> str:
+    return f"({text})" if p4._spaced(text) else text
+
+
+@dataclass
+class V1modelPrinter(P4Printer):
+    target = TARGET
+
+    def hash_stmt(self, s: Hash, ctx: _Ctx) -> list[str]:
+        tw = self.p.width_of(s.target, ctx.params)
+        data = ", ".join(self.value(e, ctx) for e in s.inputs)
+        return [
+            f"hash({self.ref(s.target, ctx)}, HashAlgorithm.crc32, {lit(s.base, tw)}, "
+            f"{{{data}}}, {lit(s.size, 32)});"
+        ]
+
+    def register_read(self, s: RegisterRead, ctx: _Ctx) -> list[str]:
+        reg = self.p.register(s.register)
+        return [f"{ident(reg.name)}.read({self.ref(s.target, ctx)}, {index32(self, s.index, reg.size, ctx)});"]
+
+    def register_write(self, s: RegisterWrite, ctx: _Ctx) -> list[str]:
+        reg = self.p.register(s.register)
+        idx = index32(self, s.index, reg.size, ctx)
+        return [f"{ident(reg.name)}.write({idx}, {self.value(s.value, ctx, reg.width)});"]
+
+    def count(self, s: Count, ctx: _Ctx) -> list[str]:
+        c = self.p.counter(s.counter)
+        return [f"{ident(c.name)}.count({index32(self, s.index, c.size, ctx)});"]
+
+    def meter(self, s: MeterExec, ctx: _Ctx) -> list[str]:
+        m = self.p.meter(s.meter)
+        return [f"{ident(m.name)}.execute_meter({index32(self, s.index, m.size, ctx)}, {self.ref(s.target, ctx)});"]
+
+    def timestamp(self, s: ReadTimestamp, ctx: _Ctx) -> list[str]:
+        w = self.p.width_of(s.target, ctx.params)
+        self.notes.append("timestamps: BMv2 counts microseconds; the value is scaled to ns (1 µs resolution)")
+        ns = "(bit<64>)standard_metadata.ingress_global_timestamp * 64w1000"
+        value = ns if w == 64 else f"(bit<{w}>)({ns})"
+        return [f"{self.ref(s.target, ctx)} = {value};  // BMv2 timestamps are in µs"]
+
+    # -- whole program ----------------------------------------------------------
+    def externs(self) -> list[str]:
+        p = self.p
+        out = [f"register<bit<{r.width}>>({lit(r.size, 32)}) {ident(r.name)};" for r in p.registers]
+        out += [f"counter({lit(c.size, 32)}, CounterType.packets_and_bytes) {ident(c.name)};" for c in p.counters]
+        out += [
+            f"// {m.rate_bps} bit/s, burst {m.burst_bytes} B: configured as CIR = PIR, CBS = PBS (commands.txt)\n"
+            f"meter({lit(m.size, 32)}, MeterType.bytes) {ident(m.name)};"
+            for m in p.meters
+        ]
+        return out
+
+    def checksum_calls(self) -> list[str]:
+        out = []
+        for h in self.checksum_headers():
+            hdr = f"hdr.{ident(h)}"
+            flag = f"meta.std.csum_{ident(h)} == 1w1"
+            if self.p.header(h).type == "udp":
+                ips = p4.udp_pseudo_header_sources(self.p, h)
+                after = [f"hdr.{ident(x)}" for x in p4.headers_after(self.p, h)]
+                for i, ip in enumerate(ips):
+                    # The interpreter sums over the nearest valid IPv4 header before UDP.
+                    nearer = "".join(f" && !hdr.{ident(n)}.isValid()" for n in ips[:i])
+                    cond = f"{hdr}.isValid() && {flag} && hdr.{ident(ip)}.isValid(){nearer}"
+                    ipr = f"hdr.{ident(ip)}"
+                    data = [f"{ipr}.src", f"{ipr}.dst", "8w0", "8w17", f"{hdr}.len",
+                            f"{hdr}.sport", f"{hdr}.dport", f"{hdr}.len", "16w0", *after]
+                    out.append(_call("update_checksum_with_payload", cond, data, f"{hdr}.checksum"))
+        # IPv4 after UDP: the interpreter fills UDP checksums first.
+        for h in self.checksum_headers():
+            if self.p.header(h).type == "ipv4":
+                hdr = f"hdr.{ident(h)}"
+                cond = f"{hdr}.isValid() && meta.std.csum_{ident(h)} == 1w1"
+                out.append(_call("update_checksum", cond, p4.ipv4_checksum_fields(h), f"{hdr}.checksum"))
+        if any(self.p.header(h).type == "udp" for h in self.checksum_headers()):
+            self.notes.append("UDP checksum: a computed 0 stays 0 on BMv2 (the interpreter sends 0xffff)")
+        return out
+
+    def meta_init(self) -> list[str]:
+        # DP-IR metadata starts at zero on every packet.
+        out = [f"meta.std.{n} = 0;" for n, _ in self.std_fields() if n not in ("ingress_port", "pkt_len")]
+        return out + [f"meta.{ident(m.name)} = 0;" for m in self.p.metadata]
+
+    def program_text(self) -> str:
+        p = self.p
+        body = self.control_body()  # first: it may add notes
+        checksums = self.checksum_calls()
+        return p4.template("v1model/program.p4.j2").render(
+            name=ident(p.name),
+            doc=(p.doc or f"DP-IR program {p.name}").replace("*/", "* /").splitlines()[0],
+            header_types=self.header_types(),
+            structs=self.structs(),
+            meta_init=p4.indent_block("\n".join(self.meta_init()), 2),
+            states=p4.indent_block("\n\n".join(self.parser_states()), 1),
+            externs=p4.indent_block("\n".join(self.externs()), 1),
+            actions=p4.indent_block("\n\n".join(self.action_decl(a) for a in p.actions), 1),
+            tables=p4.indent_block("\n\n".join(self.table_decl(t) for t in p.tables), 1),
+            body=p4.indent_block("\n".join(body), 3),
+            checksums=p4.indent_block("\n".join(checksums), 2),
+            deparse=self.deparse_headers(),
+        )
+
+
+def _call(fn: str, cond: str, data: list[str], target: str) -> str:
+    items = "".join(f"{INDENT}{INDENT}{d},\n" for d in data).rstrip(",\n") + "\n"
+    return f"{fn}(\n{INDENT}{cond},\n{INDENT}{{\n{items}{INDENT}}},\n{INDENT}{target},\n{INDENT}HashAlgorithm.csum16);"
+
+
+# ---------------------------------------------------------------- control plane
+
+
+def meter_configs(p: Program) -> list[dict]:
+    """Every meter index's rates: CIR = PIR = the DP-IR rate, CBS = PBS = its burst."""
+    return [
+        {
+            "meter": p4.qualified(m.name),
+            "index": i,
+            "rate_bps": m.rate_bps,
+            "burst_bytes": m.burst_bytes,
+        }
+        for m in p.meters
+        for i in range(m.size)
+    ]
+
+
+def _cli_match(field: dict) -> str:
+    if "exact" in field:
+        return hex(field["exact"])
+    if "lpm" in field:
+        v, n = field["lpm"]
+        return f"{v:#x}/{n}"
+    if "ternary" in field:
+        v, m = field["ternary"]
+        return f"{v:#x}&&&{m:#x}"
+    lo, hi = field["range"]
+    return f"{lo:#x}->{hi:#x}"
+
+
+def cli_commands(p: Program) -> str:
+    """``simple_switch_CLI < commands.txt``: runtime entries and meter rates.
+
+    BMv2's CLI ranks ternary/range entries by the *smallest* priority value, the
+    reverse of P4Runtime, so the best entry gets 1.
+    """
+    lines: list[str] = []  # the CLI has no comment syntax: commands only
+    for t in p.tables:
+        if t.const or not t.entries:
+            continue
+        records = p4.entry_records(p, t)
+        for rank, r in enumerate(records, start=1):
+            keys = " ".join(_cli_match(m) for m in r.matches)
+            args = " ".join(hex(v) for _, v in r.params)
+            prio = f" {rank}" if r.priority is not None else ""
+            lines.append(f"table_add {r.table} {r.action} {keys} => {args}{prio}".replace("  ", " ").rstrip())
+    for m in p.meters:
+        # BMv2 byte meters take rates in bytes per microsecond and bursts in bytes.
+        rate = m.rate_bps / 8 / 1e6
+        for i in range(m.size):
+            lines.append(
+                f"meter_set_rates {p4.qualified(m.name)} {i} {rate:.9g}:{m.burst_bytes} {rate:.9g}:{m.burst_bytes}"
+            )
+    return "".join(line + "\n" for line in lines)
+
+
+def _p4rt_match(field: dict) -> str:
+    if "exact" in field:
+        return str(field["exact"])
+    if "lpm" in field:
+        v, n = field["lpm"]
+        return f"{v:#x}/{n}"
+    if "ternary" in field:
+        v, m = field["ternary"]
+        return f"{v:#x}&&&{m:#x}"
+    lo, hi = field["range"]
+    return f"{lo}..{hi}"
+
+
+def p4runtime_script(p: Program) -> str:
+    """A p4runtime-shell script installing the runtime entries and meter rates."""
+    name = ident(p.name)
+    out = [
+        f'"""Install {p.name}\'s runtime entries over P4Runtime with p4runtime-shell.',
+        "",
+        f"    p4c-bm2-ss --p4runtime-files {name}.p4info.txt -o {name}.json {name}.p4",
+        f"    simple_switch_grpc --no-p4 -i 1@veth1 -i 2@veth2 -- --grpc-server-addr 0.0.0.0:9559",
+        f"    python3 {name}.p4rt.py --grpc-addr localhost:9559 --p4info {name}.p4info.txt --json {name}.json",
+        "",
+        "Generated by Mantra. Priorities follow P4Runtime: the higher value wins.",
+        '"""',
+        "",
+        "import argparse",
+        "",
+        "import p4runtime_sh.shell as sh",
+        "",
+        "",
+        "def install() -> None:",
+    ]
+    body = []
+    for t in p.tables:
+        if t.const or not t.entries:
+            continue
+        for r in p4.entry_records(p, t):
+            body.append(f"te = sh.TableEntry({r.table!r})(action={r.action!r})")
+            for m in r.matches:
+                body.append(f"te.match[{m['field']!r}] = {_p4rt_match(m)!r}")
+            for prm, v in r.params:
+                body.append(f"te.action[{prm!r}] = {str(v)!r}")
+            if r.priority is not None:
+                body.append(f"te.priority = {r.priority}")
+            body.append("te.insert()")
+    for c in meter_configs(p):
+        body.append(f"me = sh.MeterEntry({c['meter']!r})")
+        body.append(f"me.index = {c['index']}")
+        # P4Runtime byte meters: rates in bytes/s, bursts in bytes; CIR = PIR keeps yellow away.
+        rate = c["rate_bps"] // 8
+        body += [f"me.cir = {rate}", f"me.cburst = {c['burst_bytes']}", f"me.pir = {rate}",
+                 f"me.pburst = {c['burst_bytes']}", "me.modify()"]
+    out += [INDENT + line for line in (body or ["pass  # no runtime entries: everything is const"])]
+    out += [
+        "",
+        "",
+        "def main() -> None:",
+        f"{INDENT}ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])",
+        f'{INDENT}ap.add_argument("--grpc-addr", default="localhost:9559")',
+        f'{INDENT}ap.add_argument("--device-id", type=int, default=0)',
+        f'{INDENT}ap.add_argument("--p4info", default="{name}.p4info.txt")',
+        f'{INDENT}ap.add_argument("--json", default="{name}.json")',
+        f"{INDENT}args = ap.parse_args()",
+        f"{INDENT}sh.setup(",
+        f"{INDENT * 2}device_id=args.device_id,",
+        f"{INDENT * 2}grpc_addr=args.grpc_addr,",
+        f"{INDENT * 2}election_id=(0, 1),",
+        f"{INDENT * 2}config=sh.FwdPipeConfig(args.p4info, args.json),",
+        f"{INDENT})",
+        f"{INDENT}try:",
+        f"{INDENT * 2}install()",
+        f"{INDENT}finally:",
+        f"{INDENT * 2}sh.teardown()",
+        "",
+        "",
+        'if __name__ == "__main__":',
+        f"{INDENT}main()",
+    ]
+    return "\n".join(out) + "\n"

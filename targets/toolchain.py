@@ -1,0 +1,114 @@
+"""Finding and running the P4 tools: p4c (``p4test``, ``p4c-bm2-ss``), BMv2
+(``simple_switch``, ``simple_switch_CLI``) and Intel's ``bf-p4c``.
+
+A tool is taken from its environment variable when set, else from ``PATH``:
+
+* ``MANTRA_P4C``: the ``p4c`` driver (or any p4c binary); ``p4test`` and
+  ``p4c-bm2-ss`` are looked up beside it first;
+* ``MANTRA_SIMPLE_SWITCH``: ``simple_switch``; ``simple_switch_CLI`` beside it first;
+* ``MANTRA_BF_P4C``: ``bf-p4c`` (the Intel P4 Studio compiler for Tofino).
+
+A missing tool is a :class:`ToolNotFound`, a failing one a :class:`ToolFailed` with
+its output, both :class:`~mantra6g.errors.MantraError`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mantra6g.errors import MantraError
+
+# tool -> (environment variable, whether the variable names this tool or a sibling)
+_ENV = {
+    "p4c": "MANTRA_P4C",
+    "p4test": "MANTRA_P4C",
+    "p4c-bm2-ss": "MANTRA_P4C",
+    "simple_switch": "MANTRA_SIMPLE_SWITCH",
+    "simple_switch_CLI": "MANTRA_SIMPLE_SWITCH",
+    "bf-p4c": "MANTRA_BF_P4C",
+}
+
+
+class ToolNotFound(MantraError):
+    """A P4 tool is neither named by its environment variable nor on PATH."""
+
+    def __init__(self, tool: str):
+        env = _ENV.get(tool)
+        hint = f" or set {env} to its path" if env else ""
+        super().__init__(
+            f"'{tool}' not found: install it (p4c and BMv2 come from p4lang; bf-p4c from Intel P4 Studio){hint}"
+        )
+        self.tool = tool
+
+
+class ToolFailed(MantraError):
+    """A P4 tool ran and reported errors."""
+
+    def __init__(self, cmd: list[str], output: str):
+        super().__init__(f"{' '.join(cmd)} failed:\n{output.strip()}")
+        self.cmd = cmd
+        self.output = output
+
+
+def find(tool: str) -> Path | None:
+    """The path of ``tool``, or None: its environment variable (or a sibling of the
+    binary it names) first, then PATH."""
+    env = _ENV.get(tool)
+    named = os.environ.get(env) if env else None
+    if named:
+        p = Path(named)
+        if p.name == tool and os.access(p, os.X_OK):
+            return p
+        sibling = p.parent / tool
+        if os.access(sibling, os.X_OK):
+            return sibling
+    found = shutil.which(tool)
+    return Path(found) if found else None
+
+
+def require(tool: str) -> Path:
+    """Like :func:`find`, but a missing tool raises :class:`ToolNotFound`."""
+    path = find(tool)
+    if path is None:
+        raise ToolNotFound(tool)
+    return path
+
+
+def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
+    """Run a tool; its combined output, or :class:`ToolFailed`."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise ToolFailed(cmd, output)
+    return output
+
+
+@dataclass(frozen=True)
+class Bmv2Build:
+    json: Path  # the BMv2 JSON simple_switch loads
+    p4info: Path  # P4Runtime P4Info (text) for p4runtime-shell
+
+
+def p4test(p4_file: Path) -> str:
+    """Front/mid-end check of a P4 program with ``p4test`` (no target back end)."""
+    return run([str(require("p4test")), str(p4_file)])
+
+
+def compile_bmv2(p4_file: Path, out_dir: Path) -> Bmv2Build:
+    """Compile a v1model program with ``p4c-bm2-ss`` into BMv2 JSON and P4Info."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = p4_file.stem
+    build = Bmv2Build(out_dir / f"{stem}.json", out_dir / f"{stem}.p4info.txt")
+    run([str(require("p4c-bm2-ss")), "--p4runtime-files", str(build.p4info), "-o", str(build.json), str(p4_file)])
+    return build
+
+
+def compile_tofino(p4_file: Path, out_dir: Path) -> Path:
+    """Compile a TNA program with ``bf-p4c`` for Tofino 1; the output directory."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run([str(require("bf-p4c")), "--target", "tofino", "--arch", "tna", "-o", str(out_dir), str(p4_file)])
+    return out_dir
