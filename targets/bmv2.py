@@ -134,26 +134,20 @@ class V1modelPrinter(P4Printer):
 
     def checksum_calls(self) -> list[str]:
         out = []
-        for h in self.checksum_headers():
+        for h in self.l4_checksum_order():
             hdr = f"hdr.{ident(h)}"
             flag = f"meta.std.csum_{ident(h)} == 1w1"
-            if self.p.header(h).type == "udp":
-                ips = p4.udp_pseudo_header_sources(self.p, h)
-                after = [f"hdr.{ident(x)}" for x in p4.headers_after(self.p, h)]
-                for i, ip in enumerate(ips):
-                    # The interpreter sums over the nearest valid IPv4 header before UDP.
-                    nearer = "".join(f" && !hdr.{ident(n)}.isValid()" for n in ips[:i])
-                    cond = f"{hdr}.isValid() && {flag} && hdr.{ident(ip)}.isValid(){nearer}"
-                    ipr = f"hdr.{ident(ip)}"
-                    data = [f"{ipr}.src", f"{ipr}.dst", "8w0", "8w17", f"{hdr}.len",
-                            f"{hdr}.sport", f"{hdr}.dport", f"{hdr}.len", "16w0", *after]
-                    out.append(_call("update_checksum_with_payload", cond, data, f"{hdr}.checksum"))
-        # IPv4 after UDP: the interpreter fills UDP checksums first.
-        for h in self.checksum_headers():
             if self.p.header(h).type == "ipv4":
-                hdr = f"hdr.{ident(h)}"
-                cond = f"{hdr}.isValid() && meta.std.csum_{ident(h)} == 1w1"
+                cond = f"{hdr}.isValid() && {flag}"
                 out.append(_call("update_checksum", cond, p4.ipv4_checksum_fields(h), f"{hdr}.checksum"))
+                continue
+            ips = p4.udp_pseudo_header_sources(self.p, h)
+            for i, ip in enumerate(ips):
+                # The interpreter sums over the nearest valid IPv4 header before it.
+                nearer = "".join(f" && !hdr.{ident(n)}.isValid()" for n in ips[:i])
+                cond = f"{hdr}.isValid() && {flag} && hdr.{ident(ip)}.isValid(){nearer}"
+                data = self.l4_checksum_data(h, ip)
+                out.append(_call("update_checksum_with_payload", cond, data, f"{hdr}.checksum"))
         if any(self.p.header(h).type == "udp" for h in self.checksum_headers()):
             self.notes.append("UDP checksum: a computed 0 stays 0 on BMv2 (the interpreter sends 0xffff)")
         return out
@@ -178,6 +172,7 @@ class V1modelPrinter(P4Printer):
             actions=p4.indent_block("\n\n".join(self.action_decl(a) for a in p.actions), 1),
             tables=p4.indent_block("\n\n".join(self.table_decl(t) for t in p.tables), 1),
             body=p4.indent_block("\n".join(body), 3),
+            epilogue=p4.indent_block("\n".join(self.l4_length_stmts()), 3),
             checksums=p4.indent_block("\n".join(checksums), 2),
             deparse=self.deparse_headers(),
         )

@@ -34,6 +34,7 @@ from mantra6g.synth.dpir import (
     Assign,
     BinOp,
     Call,
+    Cast,
     Const,
     CopyHeader,
     Count,
@@ -168,11 +169,20 @@ def field_ref(path: str) -> str:
     return f"hdr.{ident(scope)}.{ident(name)}"
 
 
-def key_text(path: str) -> str:
-    return field_ref(path)
+def key_text(path: str, match: str = "exact") -> str:
+    """A table key. A validity key is ``isValid()`` (a bool) when matched exactly;
+    other match kinds need bits, so it is cast to ``bit<1>`` and keeps its
+    control-plane name with ``@name``."""
+    if path.endswith("." + VALID_SUFFIX) and match != "exact":
+        return f'(bit<1>){field_ref(path)}: {match} @name("{field_ref(path)}")'
+    return f"{field_ref(path)}: {match}"
 
 
 # ---------------------------------------------------------------- entries
+
+
+def width_of_key(p: Program, path: str) -> int:
+    return 1 if path.endswith("." + VALID_SUFFIX) else p.width_of(path)
 
 
 def needs_priority(t: Table) -> bool:
@@ -214,13 +224,13 @@ def entry_records(p: Program, t: Table) -> list[EntryRecord]:
     for i, e in enumerate(entries):
         matches = []
         for k, m in zip(t.keys, e.matches):
-            f = key_text(k.field)
+            f = field_ref(k.field)
             if isinstance(m, Exact):
                 matches.append({"field": f, "exact": m.value})
             elif isinstance(m, Lpm):
                 matches.append({"field": f, "lpm": [m.value, m.prefix_len]})
             elif isinstance(m, Ternary) and k.match == "range":  # a wildcard: the full range
-                matches.append({"field": f, "range": [0, (1 << p.width_of(k.field)) - 1]})
+                matches.append({"field": f, "range": [0, (1 << width_of_key(p, k.field)) - 1]})
             elif isinstance(m, Ternary):
                 matches.append({"field": f, "ternary": [m.value, m.mask]})
             else:
@@ -319,7 +329,45 @@ class P4Printer:
         fields = list(dpir.STD_FIELDS.items())
         fields.append(("forwarded", 1))  # a Forward ran (DP-IR drops packets never forwarded)
         fields += [(f"csum_{ident(h)}", 1) for h in self.checksum_headers()]
+        fields += [(f"l4len_{ident(h)}", 16) for h in self.checksum_headers() if self.p.header(h).type == "tcp"]
         return fields + self.extra_std_fields()
+
+    def l4_checksum_order(self) -> list[str]:
+        """Checksummed headers in the interpreter's order: L4 (UDP/TCP) first, inner
+        before outer (the outer one covers the inner bytes), then IPv4."""
+        hs = self.checksum_headers()
+        pos = {h: i for i, h in enumerate(self.p.deparse)}
+        l4 = sorted((h for h in hs if self.p.header(h).type != "ipv4"), key=lambda h: -pos.get(h, 0))
+        return l4 + [h for h in hs if self.p.header(h).type == "ipv4"]
+
+    def l4_length_stmts(self) -> list[str]:
+        """TCP has no length field: its pseudo-header length is the enclosing IPv4
+        total length minus the 20-byte header (DP-IR's IPv4 has no options). Farther
+        candidates first, so the nearest valid IPv4 header wins."""
+        out = []
+        for h in self.checksum_headers():
+            if self.p.header(h).type != "tcp":
+                continue
+            for ip in reversed(udp_pseudo_header_sources(self.p, h)):
+                out += [
+                    f"if (hdr.{ident(ip)}.isValid()) {{",
+                    f"{INDENT}meta.std.l4len_{ident(h)} = hdr.{ident(ip)}.len - 16w20;",
+                    "}",
+                ]
+        return out
+
+    def l4_checksum_data(self, h: str, ip: str) -> list[str]:
+        """The words an L4 checksum sums, before the payload: the IPv4 pseudo-header,
+        the L4 header with a zero checksum, and every header emitted after it."""
+        kind = self.p.header(h).type
+        hdr, ipr = f"hdr.{ident(h)}", f"hdr.{ident(ip)}"
+        length = f"{hdr}.len" if kind == "udp" else f"meta.std.l4len_{ident(h)}"
+        proto = "8w17" if kind == "udp" else "8w6"
+        fields = [
+            "16w0" if f.name == "checksum" else f"{hdr}.{ident(f.name)}" for f in HEADERS[kind].fields
+        ]
+        return [f"{ipr}.src", f"{ipr}.dst", "8w0", proto, length, *fields,
+                *(f"hdr.{ident(x)}" for x in headers_after(self.p, h))]
 
     def header_types(self) -> str:
         used = []
@@ -405,6 +453,8 @@ class P4Printer:
             text = f"(bit<1>)({self.cond(e, ctx)})"
         elif isinstance(e, Ref):
             text = self.ref(e.path, ctx)
+        elif isinstance(e, Cast):  # zero-extend or truncate, as P4's cast does
+            text = self.value(e.operand, ctx, e.width)
         elif isinstance(e, UnOp):  # "~"
             text = f"~{self.atom(e.operand, ctx)}"
         else:
@@ -517,7 +567,7 @@ class P4Printer:
         lines = [f"table {ident(t.name)} {{"]
         if t.keys:
             lines.append(f"{INDENT}key = {{")
-            lines += [f"{INDENT * 2}{key_text(k.field)}: {k.match};" for k in t.keys]
+            lines += [f"{INDENT * 2}{key_text(k.field, k.match)};" for k in t.keys]
             lines.append(f"{INDENT}}}")
         lines.append(f"{INDENT}actions = {{")
         lines += [f"{INDENT * 2}{ident(a)};" for a in t.actions]
@@ -539,10 +589,11 @@ class P4Printer:
         return "\n".join(lines)
 
     def keyset(self, k: dpir.TableKey, m: dpir.KeyMatch) -> str:
-        if k.field.endswith("." + VALID_SUFFIX):
+        valid = k.field.endswith("." + VALID_SUFFIX)
+        if valid and k.match == "exact":
             assert isinstance(m, Exact)
             return "true" if m.value else "false"
-        w = self.p.width_of(k.field)
+        w = 1 if valid else self.p.width_of(k.field)
         if isinstance(m, Exact):
             return lit(m.value, w)
         if isinstance(m, Lpm):

@@ -262,3 +262,16 @@ def packets() -> list[tuple[bytes, int]]:
         (arp, 1),
         (udp_packet()[:20], 1),
     ]
+
+
+def example_programs() -> list[tuple[str, Program]]:
+    """Every device program compiled from ``examples/*.sg`` ("file:device", program)."""
+    from mantra6g.synth import frontend
+    from mantra6g.synth.compose import compile_specs
+    from tests.conftest import EXAMPLES
+
+    out = []
+    for path in EXAMPLES:
+        for dp in compile_specs(frontend.load([path])):
+            out.append((f"{path.name}:{dp.name}", dp.program))
+    return out
