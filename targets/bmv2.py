@@ -77,11 +77,7 @@ def index32(pr: P4Printer, e: Expr, size: int, ctx: _Ctx) -> str:
         return lit(e.value % size, 32)
     w = pr.width(e, ctx)
     text = pr.value(e, ctx, 32)
-    return text if (1 << w) <= size else f"{_paren(text)} % {lit(size, 32)}"
-
-
-def _paren(text: str) -> str:
-    return f"({text})" if p4._spaced(text) else text
+    return text if (1 << w) <= size else f"{p4.paren(text)} % {lit(size, 32)}"
 
 
 @dataclass

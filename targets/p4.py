@@ -624,6 +624,11 @@ def _spaced(text: str) -> bool:
     return False
 
 
+def paren(text: str) -> str:
+    """``text`` in parentheses when it has an operator at its top level."""
+    return f"({text})" if _spaced(text) else text
+
+
 def _indent(lines: list[str], n: int = 1) -> list[str]:
     return [INDENT * n + line if line else line for line in lines]
 

@@ -1,0 +1,223 @@
+"""TNA backend and the Tofino-1 resource model."""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+
+import pytest
+
+from mantra6g.synth import dpir
+from mantra6g.synth.dpir import (
+    Action,
+    ActionCall,
+    ActionParam,
+    Apply,
+    Assign,
+    Cast,
+    Const,
+    Program,
+    Ref,
+    RegisterWrite,
+    Table,
+    TableKey,
+)
+from mantra6g.targets import p4check, tofino
+from mantra6g.targets.p4 import P4BackendError
+from mantra6g.targets.tofino_resources import STAGES, TofinoResourceError
+from tests.synth.test_dpir import router
+from tests.targets.programs import PROGRAMS, example_programs, load_balancer, stateful, tunnel
+
+
+def stateful32() -> Program:
+    """``stateful`` with its 64-bit register narrowed (Tofino cells are ≤ 32 bits)."""
+    p = stateful()
+    regs = tuple(dpir.Register(r.name, 32, r.size) if r.width == 64 else r for r in p.registers)
+    control = tuple(
+        RegisterWrite(s.register, s.index, Cast(s.value, 32)) if isinstance(s, RegisterWrite) and s.register == "last_seen" else s
+        for s in p.control
+    )
+    return Program(**{**p.__dict__, "registers": regs, "control": control})
+
+
+def text_of(p: Program) -> str:
+    return tofino.emit(p).files[f"{p.name}.p4"]
+
+
+@pytest.mark.parametrize("name", sorted(set(PROGRAMS) - {"stateful"}) + ["stateful32"])
+def test_every_program_parses_and_resolves(name):
+    p = stateful32() if name == "stateful32" else PROGRAMS[name]()
+    out = tofino.emit(p)
+    assert set(out.files) == {f"{p.name}.p4", f"{p.name}.entries.json"}
+    p4check.check(out.files[f"{p.name}.p4"])
+    assert 1 <= out.summary.stages <= STAGES
+
+
+def test_example_programs_for_switches_fit_or_say_which_table_overflows():
+    fitted = 0
+    for label, p in example_programs():
+        try:
+            out = tofino.emit(p)
+        except TofinoResourceError as exc:
+            assert re.search(r"table '\w+' does not fit", str(exc)), label
+            continue
+        except P4BackendError as exc:  # e.g. 64-bit registers of host (XDP) programs
+            assert "register" in str(exc) or "pkt_len" in str(exc), label
+            continue
+        p4check.check(out.files[f"{p.name}.p4"])
+        fitted += 1
+    assert fitted >= 3
+
+
+def test_wide_registers_are_rejected_by_name():
+    with pytest.raises(P4BackendError, match="register 'last_seen' holds 64 bits"):
+        tofino.emit(stateful())
+
+
+def test_ingress_parser_prologue_and_drop_epilogue():
+    text = text_of(PROGRAMS["router"]())
+    start = text[text.index("state start {") :]
+    assert start.index("pkt.extract(ig_intr_md);") < start.index("pkt.advance(PORT_METADATA_SIZE);")
+    assert "default: parse_reject;" in text and "meta.std.parser_reject = 1w1;" in text
+    assert "ig_dprsr_md.drop_ctl = 3w1;" in text
+    assert "ig_tm_md.ucast_egress_port = meta.std.egress_port;" in text
+    assert "Pipeline(" in text and "Switch(pipe) main;" in text
+
+
+def crc32_from(poly: int, init: int, xor: int, data: bytes) -> int:
+    """A reflected CRC-32 with the CRCPolynomial parameters the backend declares."""
+    rev = int(f"{poly:032b}"[::-1], 2)
+    crc = init
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (rev if crc & 1 else 0)
+    return crc ^ xor
+
+
+def test_the_declared_crc_polynomial_is_zlibs_crc32():
+    text = text_of(load_balancer())
+    m = re.search(r"CRCPolynomial<bit<32>>\((32w0x[0-9a-f]+), true, false, false, (32w0x[0-9a-f]+), (32w0x[0-9a-f]+)\)", text)
+    assert m, "CRCPolynomial declaration"
+    poly, init, xor = (int(g.split("w")[1], 16) for g in m.groups())
+    rng = random.Random(7)
+    for n in (1, 6, 13):
+        data = bytes(rng.randrange(256) for _ in range(n))
+        assert crc32_from(poly, init, xor, data) == zlib.crc32(data)
+
+
+def residue_tables(text: str, name: str) -> tuple[list[dict[int, int]], list[tuple[int, int, int]]]:
+    def num(tok: str) -> int:
+        return int(tok.split("w")[1], 0)
+
+    bytes_ = []
+    for k in range(4):
+        body = text[text.index(f"table {name}_byte{k} {{") :]
+        body = body[: body.index("\n    }\n}")]
+        bytes_.append({num(a): num(b) for a, b in re.findall(rf"(8w\w+): {name}_set_r{k}\((\w+)\);", body)})
+    mod = text[text.index(f"table {name}_mod {{") :]
+    ranges = [(num(lo), num(hi), num(m)) for lo, hi, m in re.findall(rf"(\w+) \.\. (\w+): {name}_reduce\((\w+)\);", mod)]
+    return bytes_, ranges
+
+
+def test_hash_modulo_tables_compute_exactly_crc_mod_size():
+    text = text_of(load_balancer())  # size 7, base 1: not a power of two
+    (name,) = set(re.findall(r"(hash_\d+)_mod\.apply\(\);", text))
+    tables, ranges = residue_tables(text, name)
+    assert all(len(t) == 256 for t in tables) and len(ranges) == 4
+    assert f"meta.bucket = 9w1 + (bit<9>)(meta.std.{name}_sum - multiple);" in text
+    rng = random.Random(1)
+    for h in [0, 1, 6, 7, 0xFFFFFFFF, *(rng.getrandbits(32) for _ in range(500))]:
+        total = sum(tables[k][(h >> (8 * k)) & 0xFF] for k in range(4))
+        (multiple,) = [m for lo, hi, m in ranges if lo <= total <= hi]
+        assert total - multiple == h % 7
+
+
+def test_power_of_two_hash_is_a_mask():
+    p = load_balancer()
+    control = tuple(_resize_hashes(s, 8) for s in p.control)
+    text = text_of(Program(**{**p.__dict__, "control": control}))
+    assert re.search(r"meta\.bucket = 9w1 \+ \(bit<9>\)\(meta\.std\.hash_\d+ & 32w7\);", text)
+    assert "_mod.apply()" not in text
+
+
+def _resize_hashes(s, size):
+    if isinstance(s, dpir.Hash):
+        return dpir.Hash(s.target, s.inputs, size, s.base)
+    if isinstance(s, dpir.If):
+        return dpir.If(s.cond, tuple(_resize_hashes(x, size) for x in s.then), tuple(_resize_hashes(x, size) for x in s.orelse))
+    return s
+
+
+def test_registers_meters_counters_and_timestamps():
+    text = text_of(stateful32())
+    assert "Register<bit<8>, bit<32>>(32w4, 0) last_ttl;" in text
+    assert "Register<bit<16>, bit<32>>(32w2, 0) port_of;" in text  # 9-bit cells stored in 16
+    assert re.search(r"meta\.port = \(bit<9>\)port_of_read_\d+\.execute\(32w1\);", text)
+    assert re.search(r"last_ttl_write_\d+\.execute\(\(bit<32>\)meta\.slot & 32w3\);", text)
+    assert "Meter<bit<32>>(32w1, MeterType_t.BYTES) m;" in text
+    assert "meta.colour = (bit<2>)(m.execute(32w0) & 8w2);" in text
+    assert "meta.ts = (bit<64>)ig_intr_md.ingress_mac_tstamp;" in text
+    assert "Counter<bit<32>, bit<32>>(32w4, CounterType_t.PACKETS_AND_BYTES) pkts;" in text
+
+
+def test_checksums_in_the_deparser():
+    text = text_of(tunnel())
+    deparser = text[text.index("control MantraIngressDeparser") :]
+    assert "hdr.outer_ipv4.checksum = csum_outer_ipv4.update({hdr.outer_ipv4.version," in deparser
+    # the pushed outer UDP header has no parser residual: checksum 0, and the summary says so
+    assert "hdr.outer_udp.checksum = 16w0;" in deparser
+    assert any("outer_udp" in n for n in tofino.emit(tunnel()).summary.notes)
+
+
+# ---------------------------------------------------------------- the resource model
+
+
+def chain(n: int, **table_kw) -> Program:
+    """``n`` tables, each keyed on the metadata field the previous one writes."""
+    meta = tuple(dpir.MetaField(f"m{i}", 8) for i in range(n + 1))
+    actions, tables = [], []
+    for i in range(n):
+        actions.append(Action(f"set{i}", (ActionParam("v", 8),), (Assign(f"meta.m{i + 1}", Ref("param.v")),)))
+        tables.append(Table(f"t{i}", (TableKey(f"meta.m{i}", "exact"),), (f"set{i}",), ActionCall(f"set{i}", (0,)), 16, **table_kw))
+    return router(
+        name="chain",
+        metadata=meta,
+        actions=tuple(actions) + (Action("out", (), (dpir.Forward(Const(1, 9)),)),),
+        tables=tuple(tables),
+        control=tuple(Apply(t.name) for t in tables) + (dpir.Call("out"),),
+    )
+
+
+def test_dependent_tables_take_one_stage_each_up_to_twelve():
+    out = tofino.emit(chain(11))
+    assert [t.stage for t in out.summary.tables] == list(range(11))
+    assert out.summary.stages == 11  # the final forward is independent of the chain
+    with pytest.raises(TofinoResourceError, match=r"table 't12' does not fit in Tofino-1's 12 MAU stages"):
+        tofino.emit(chain(13))
+
+
+def test_independent_tables_share_stages_sixteen_at_a_time():
+    p = chain(1)
+    # no action writes anything, so none depends on another
+    tables = tuple(Table(f"t{i}", (TableKey("ipv4.dst", "exact"),), ("nop",), ActionCall("nop"), 16) for i in range(17))
+    actions = p.actions + (Action("nop"),)
+    p = Program(**{**p.__dict__, "actions": actions, "tables": tables, "control": tuple(Apply(t.name) for t in tables)})
+    stages = [t.stage for t in tofino.emit(p).summary.tables]
+    assert stages == [0] * 16 + [1]
+
+
+def test_large_tables_spread_over_stages_and_too_large_ones_fail():
+    def one(size: int, match: str) -> Program:
+        t = Table("big", (TableKey("ipv4.dst", match),), ("set0",), ActionCall("set0", (0,)), size)
+        p = chain(1)
+        return Program(**{**p.__dict__, "tables": (t,), "control": (Apply("big"),)})
+
+    # exact, 32-bit key + 4 bits: 3 entries per 128-bit word; 8-bit action data: 16 per word
+    out = tofino.emit(one(500_000, "exact"))
+    assert out.summary.stages == 3  # 163 match + 31 action-data blocks = 194 > 2 x 80
+    # ternary: one 44-bit TCAM block wide, 512 entries deep: 24 blocks per stage
+    assert tofino.emit(one(512 * 30, "ternary")).summary.stages == 2
+    with pytest.raises(TofinoResourceError, match="table 'big' needs .* more than the whole pipeline"):
+        tofino.emit(one(512 * 24 * 12 + 1, "ternary"))
