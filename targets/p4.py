@@ -288,7 +288,7 @@ class P4Printer:
     """Prints one DP-IR program as P4-16; backends override the extern hooks."""
 
     p: Program
-    # Statements a target needs to run first in the ingress apply block.
+    # Where the output knowingly differs from the interpreter (Summary.notes).
     notes: list[str] = field(default_factory=list)
 
     # -- target hooks ---------------------------------------------------------

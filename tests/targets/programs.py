@@ -29,8 +29,6 @@ from mantra6g.synth.dpir import (
     IsValid,
     Lpm,
     MeterExec,
-    ParserCase,
-    ParserState,
     Program,
     Range,
     ReadTimestamp,
