@@ -20,6 +20,8 @@ differential-tested against, so it states every choice DP-IR makes:
 from __future__ import annotations
 
 import copy
+import functools
+import operator
 import zlib
 from dataclasses import dataclass, field
 
@@ -299,8 +301,14 @@ class _Run:
     # ---------------------------------------------------------------- tables
     def apply(self, t: dpir.Table) -> bool:
         keys = [self.key_value(k.field) for k in t.keys]
+        entries = self.state.entries[t.name]
+        if all(k.match == "exact" for k in t.keys):
+            hit = _exact_index(entries).get(tuple(keys))
+            candidates = [hit] if hit is not None else []
+        else:
+            candidates = entries
         best: tuple | None = None
-        for pos, e in enumerate(self.state.entries[t.name]):
+        for pos, e in enumerate(candidates):
             if not all(matches(m, v, self.key_width(k.field)) for m, v, k in zip(e.matches, keys, t.keys)):
                 continue
             prefix = sum(m.prefix_len for m in e.matches if isinstance(m, Lpm))
@@ -360,23 +368,42 @@ class _Run:
         if e.op == "||":
             return int(bool(self.eval(e.left, params)) or bool(self.eval(e.right, params)))
         a, b = self.eval(e.left, params), self.eval(e.right, params)
-        if e.op in dpir.COMPARE_OPS:
-            return int(
-                {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
-            )
-        mask = (1 << width(self.p, e.left, tuple(p for p, _ in params))) - 1
-        return {
-            "+": a + b,
-            "-": a - b,
-            "&": a & b,
-            "|": a | b,
-            "^": a ^ b,
-            "<<": a << b,
-            ">>": a >> b,
-        }[e.op] & mask
+        if e.op in _COMPARE:
+            return int(_COMPARE[e.op](a, b))
+        w = width(self.p, e.left, tuple(p for p, _ in params))
+        if e.op == "<<" and b >= w:
+            return 0  # shifted out entirely (and no w+b-bit intermediate)
+        return _ARITH[e.op](a, b) & ((1 << w) - 1)
 
 
 # ---------------------------------------------------------------- helpers
+
+_COMPARE = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_ARITH = {
+    "+": operator.add,
+    "-": operator.sub,
+    "&": operator.and_,
+    "|": operator.or_,
+    "^": operator.xor,
+    "<<": operator.lshift,
+    ">>": operator.rshift,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _exact_index(entries: tuple[Entry, ...]) -> dict[tuple[int, ...], Entry]:
+    """Exact-match entries by key (the first entry wins a duplicate key)."""
+    index: dict[tuple[int, ...], Entry] = {}
+    for e in entries:
+        index.setdefault(tuple(m.value for m in e.matches), e)
+    return index
 
 
 def matches(m, value: int, w: int) -> bool:

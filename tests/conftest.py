@@ -19,3 +19,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_address_resolution(monkeypatch):
+    """Scapy fills a missing Ether(dst=...) by ARPing on the host's network (and waits
+    for the answer). Tests only ever build frames with explicit MACs; fail loudly if not."""
+    from scapy.config import conf
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test frame lacks Ether(dst=...): scapy would ARP on the host")
+
+    monkeypatch.setattr(conf.neighbor, "resolve", refuse)

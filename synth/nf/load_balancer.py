@@ -163,24 +163,26 @@ def lower(nf, low) -> tuple:
         entries=tuple(Entry((Exact(i + 1),), ActionCall(dnat, (int(b.address),))) for i, b in enumerate(nf.rules)),
     )
     # Hash the configured fields when the packet has their headers, else its IPv4 ones.
+    # Only the hashing branches: each table is applied once (P4 compilers require it).
     headers = sorted({f.partition(".")[0] for f in p.hash} - {"ipv4"})
     ip_only = tuple(f for f in p.hash if f.startswith("ipv4.")) or ("ipv4.src", "ipv4.dst")
 
-    def choose(fields: tuple[str, ...]) -> tuple:
-        inputs = _hash_inputs(fields)
-        return (
-            Hash(flow, inputs, FLOW_SLOTS),
-            RegisterRead(backend, flows, Ref(flow)),
-            If(
-                BinOp("==", Ref(backend), Const(0, 8)),
-                (Hash(slot, inputs, p.table_size), Apply(maglev), RegisterWrite(flows, Ref(flow), Ref(backend))),
-            ),
-        )
+    def hashed(target: str, size: int) -> tuple:
+        full = (Hash(target, _hash_inputs(p.hash), size),)
+        if not headers:
+            return full
+        return (If(all_of([IsValid(h) for h in headers]), full, (Hash(target, _hash_inputs(ip_only), size),)),)
 
-    full = choose(p.hash)
-    hashing = full if not headers else (If(all_of([IsValid(h) for h in headers]), full, choose(ip_only)),)
+    hashing = (
+        *hashed(flow, FLOW_SLOTS),
+        RegisterRead(backend, flows, Ref(flow)),
+        If(
+            BinOp("==", Ref(backend), Const(0, 8)),
+            (*hashed(slot, p.table_size), Apply(maglev), RegisterWrite(flows, Ref(flow), Ref(backend))),
+        ),
+    )
     vip = BinOp("&&", IsValid("ipv4"), BinOp("==", Ref("ipv4.dst"), Const(int(p.vip), 32)))
-    return (If(vip, hashing + (Apply(backends),)),)
+    return (If(vip, (*hashing, Apply(backends))),)
 
 
 KIND = NfKind(

@@ -155,7 +155,7 @@ def _decap(params: TunnelParams) -> tuple:
     tunnel = "vxlan" if vxlan else "gtpu"
     checks = [IsValid(tunnel), IsValid("ipv4")]
     if vxlan:
-        checks.append(BinOp("==", Ref("vxlan.flags"), Const(0x08, 8)))
+        checks += [IsValid("inner_eth"), BinOp("==", Ref("vxlan.flags"), Const(0x08, 8))]
         if params.vni is not None:
             checks.append(BinOp("==", Ref("vxlan.vni"), Const(params.vni, 24)))
     else:

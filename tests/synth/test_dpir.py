@@ -151,7 +151,7 @@ def test_router_drops_on_miss_ttl_and_non_ipv4():
     p = router()
     assert run(p, pkt("192.168.1.1"), 0, 0).dropped  # no route
     assert run(p, pkt(ttl=1), 0, 0).dropped  # TTL would reach 0
-    arp = bytes(Ether(type=0x0806) / (b"\0" * 28))
+    arp = bytes(Ether(src="02:00:00:00:00:aa", dst="ff:ff:ff:ff:ff:ff", type=0x0806) / (b"\0" * 28))
     r = run(p, arp, 0, 0)
     assert r.dropped and "rejected" in r.trace[0]
 
@@ -214,7 +214,7 @@ def test_ternary_priority_and_validity_key():
         control=(Apply("acl"),),
     )
     validate(p)
-    tcp = lambda dport: bytes(Ether() / IP(src="10.9.0.1", dst="10.0.0.1") / TCP(dport=dport))
+    tcp = lambda dport: bytes(Ether(src="02:00:00:00:00:aa", dst="02:00:00:00:00:bb") / IP(src="10.9.0.1", dst="10.0.0.1") / TCP(dport=dport))
     assert run(p, tcp(80), 0, 0).outputs[0][0] == 5
     assert run(p, tcp(22), 0, 0).dropped  # the higher-priority deny wins
     assert run(p, pkt(), 0, 0).dropped  # UDP: tcp invalid, default deny
@@ -318,6 +318,8 @@ def test_reading_a_maybe_invalid_header_is_rejected():
 def test_table_key_on_maybe_invalid_header_needs_its_validity_key():
     t = Table("t", (TableKey("udp.dport", "exact"),), ("drop",), ActionCall("drop"), 4)
     assert "add the key udp.$valid" in problems(router(tables=(t,), control=(Apply("t"),)))
+    # applied where udp is known valid: fine
+    validate(router(tables=(t,), control=(If(IsValid("udp"), (Apply("t"),)),)))
 
 
 def test_widths_names_and_parser_cycles_are_checked():
