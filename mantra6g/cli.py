@@ -71,8 +71,54 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_cmd_simulate)
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from mantra6g.targets.build import compile_command
+
+    return compile_command(args.files, args.target, args.out, args.device, out=sys.stdout)
+
+
+def _add_compile(sub: argparse._SubParsersAction) -> None:
+    from mantra6g.targets.build import TARGETS
+
+    p = sub.add_parser(
+        "compile",
+        help="compile service graphs into data-plane programs",
+        description="Lower the graphs to one DP-IR program per device (by placement) and emit "
+        "each for the target: P4-16 for BMv2 (v1model) or Tofino (TNA) with its control-plane "
+        "entries, or only the DP-IR (JSON and text, always written too).",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="service-graph (.sg) files, one site")
+    p.add_argument("--target", "-t", required=True, choices=TARGETS, help="what to emit")
+    p.add_argument("--out", "-o", default="out/compile", metavar="DIR", help="output directory (default: out/compile)")
+    p.add_argument("--device", metavar="NAME", help="only this device program (e.g. smartnic_factory_edge)")
+    p.set_defaults(run=_cmd_compile)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mantra6g.targets.build import run_command
+
+    return run_command(args.files, args.pcap, args.out, args.device, args.port, args.json, out=sys.stdout)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="push a pcap through a compiled program in the reference interpreter",
+        description="Compile the graphs to DP-IR and run every packet of a pcap through one "
+        "device program in the interpreter (packet times are its clock; state carries over "
+        "between packets). Forwarded packets are written to a pcap.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="service-graph (.sg) files, one site")
+    p.add_argument("--pcap", required=True, metavar="IN", help="input pcap")
+    p.add_argument("--out", "-o", metavar="OUT", help="output pcap (default: IN with .out.pcap)")
+    p.add_argument("--device", metavar="NAME", help="the device program, when the site has several")
+    p.add_argument("--port", type=int, default=0, help="ingress port of every packet (default 0)")
+    p.add_argument("--json", action="store_true", help="print the per-packet results as JSON")
+    p.set_defaults(run=_cmd_run)
+
+
 # Subcommands in the order `mantra --help` lists them. A feature adds its `_add_*` here.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_simulate]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_compile, _add_run, _add_simulate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -451,3 +451,108 @@ def _find(items, name: str, what: str):
         if item.name == name:
             return item
     raise KeyError(f"no {what} '{name}'")
+
+
+# ---------------------------------------------------------------- text
+
+
+def render_expr(e: Expr) -> str:
+    if isinstance(e, Const):
+        return f"{e.width}w{e.value:#x}" if e.width > 8 else f"{e.width}w{e.value}"
+    if isinstance(e, Ref):
+        return e.path
+    if isinstance(e, IsValid):
+        return f"{e.header}.isValid()"
+    if isinstance(e, Cast):
+        return f"(bit<{e.width}>) {render_expr(e.operand)}"
+    if isinstance(e, UnOp):
+        return f"{e.op}({render_expr(e.operand)})"
+    return f"({render_expr(e.left)} {e.op} {render_expr(e.right)})"
+
+
+def _render_stmt(s: Stmt, depth: int) -> list[str]:
+    pad = "    " * depth
+    if isinstance(s, If):
+        out = [f"{pad}if {render_expr(s.cond)} {{"]
+        out += [ln for t in s.then for ln in _render_stmt(t, depth + 1)]
+        if s.orelse:
+            out.append(f"{pad}}} else {{")
+            out += [ln for t in s.orelse for ln in _render_stmt(t, depth + 1)]
+        return out + [f"{pad}}}"]
+    if isinstance(s, Apply):
+        head = f"{pad}apply {s.table}"
+        if not s.on_hit and not s.on_miss:
+            return [head]
+        out = [f"{head} {{"]
+        for label, body in (("hit", s.on_hit), ("miss", s.on_miss)):
+            if body:
+                out.append(f"{pad}  {label}:")
+                out += [ln for t in body for ln in _render_stmt(t, depth + 1)]
+        return out + [f"{pad}}}"]
+    simple = {
+        Assign: lambda s: f"{s.target} = {render_expr(s.value)}",
+        SetValid: lambda s: f"push {s.header}",
+        SetInvalid: lambda s: f"pop {s.header}",
+        CopyHeader: lambda s: f"{s.dst} = {s.src}  (whole header)",
+        Drop: lambda s: "drop",
+        Forward: lambda s: f"forward {render_expr(s.port)}",
+        Hash: lambda s: f"{s.target} = {s.base} + crc32({', '.join(render_expr(i) for i in s.inputs)}) % {s.size}",
+        RegisterRead: lambda s: f"{s.target} = {s.register}[{render_expr(s.index)}]",
+        RegisterWrite: lambda s: f"{s.register}[{render_expr(s.index)}] = {render_expr(s.value)}",
+        Count: lambda s: f"count {s.counter}[{render_expr(s.index)}]",
+        MeterExec: lambda s: f"{s.target} = meter {s.meter}[{render_expr(s.index)}]",
+        ReadTimestamp: lambda s: f"{s.target} = now_ns",
+        UpdateChecksum: lambda s: f"update checksum {s.header}",
+        Call: lambda s: f"{s.action}({', '.join(map(str, s.args))})",
+    }
+    return [pad + simple[type(s)](s)]
+
+
+def render_match(m: KeyMatch) -> str:
+    if isinstance(m, Exact):
+        return f"{m.value:#x}"
+    if isinstance(m, Lpm):
+        return f"{m.value:#x}/{m.prefix_len}"
+    if isinstance(m, Ternary):
+        return "_" if m.mask == 0 else f"{m.value:#x}&&&{m.mask:#x}"
+    return f"{m.low}..{m.high}"
+
+
+def pretty(p: Program) -> str:
+    """The program as readable text (P4-like pseudocode), for people and diffs."""
+    out = [f"program {p.name}" + (f"  // {p.doc}" if p.doc else "")]
+    out.append("headers " + ", ".join(h.name if h.name == h.type else f"{h.name}: {h.type}" for h in p.headers))
+    if p.metadata:
+        out.append("metadata " + ", ".join(f"{m.name}: bit<{m.width}>" for m in p.metadata))
+    for r in p.registers:
+        out.append(f"register {r.name}: bit<{r.width}>[{r.size}]")
+    for c in p.counters:
+        out.append(f"counter {c.name}[{c.size}]")
+    for m in p.meters:
+        out.append(f"meter {m.name}[{m.size}] rate {m.rate_bps} bps burst {m.burst_bytes} B")
+    out.append("parser {")
+    for st in p.parser:
+        sel = f" select ({', '.join(render_expr(e) for e in st.select)})" if st.select else ""
+        out.append(f"    state {st.name}: extract {', '.join(st.extract) or '-'}{sel}")
+        for c in st.cases:
+            masks = f" &&& {c.masks}" if c.masks else ""
+            out.append(f"        {', '.join(hex(v) for v in c.values)}{masks} -> {c.next}")
+        out.append(f"        default -> {st.default}")
+    out.append("}")
+    for a in p.actions:
+        params = ", ".join(f"{x.name}: bit<{x.width}>" for x in a.params)
+        out.append(f"action {a.name}({params}) {{")
+        out += [ln for s in a.body for ln in _render_stmt(s, 1)]
+        out.append("}")
+    for t in p.tables:
+        keys = ", ".join(f"{k.field}: {k.match}" for k in t.keys)
+        out.append(f"{'const ' if t.const else ''}table {t.name} [{keys}] size {t.size} default {t.default.action}{t.default.args or ''} {{")
+        for e in t.entries:
+            prio = f" @{e.priority}" if e.priority else ""
+            out.append(f"    {', '.join(render_match(m) for m in e.matches)}{prio} -> {e.action.action}{e.action.args or ''}")
+        out.append("}")
+    out.append("control {")
+    out += [ln for s in p.control for ln in _render_stmt(s, 1)]
+    out.append("}")
+    out.append("deparse " + ", ".join(p.deparse))
+    return "\n".join(out) + "\n"

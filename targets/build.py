@@ -1,0 +1,143 @@
+"""From ``.sg`` files to artefacts on disk (``mantra compile``) and through the
+interpreter (``mantra run``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from mantra6g.errors import MantraError
+from mantra6g.synth import dpir, frontend
+from mantra6g.synth.compose import DeviceProgram, compile_specs
+from mantra6g.synth.interp import State, run
+
+TARGETS = ("bmv2", "tofino", "dpir")
+
+
+def device_programs(files: Sequence[str], device: str | None = None) -> list[DeviceProgram]:
+    """The site's device programs (all, or the one named ``device``)."""
+    programs = compile_specs(frontend.load(files))
+    if not programs:
+        raise MantraError("the files declare no graphs: nothing to compile")
+    if device is None:
+        return programs
+    chosen = [p for p in programs if p.name == device]
+    if not chosen:
+        names = ", ".join(p.name for p in programs)
+        raise MantraError(f"no device program '{device}'; this site has: {names}")
+    return chosen
+
+
+def _emitter(target: str) -> Callable:
+    if target == "bmv2":
+        from mantra6g.targets import bmv2
+
+        return bmv2.emit
+    if target == "tofino":
+        from mantra6g.targets import tofino
+
+        return tofino.emit
+    return None
+
+
+def compile_command(files: Sequence[str], target: str, out_dir: str, device: str | None, out: TextIO) -> int:
+    """Write every device program's artefacts for ``target`` into ``out_dir`` and print
+    what was made. The DP-IR (JSON and text) is always written beside them."""
+    programs = device_programs(files, device)
+    directory = Path(out_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MantraError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
+    emit = _emitter(target)
+    for dp in programs:
+        start = time.perf_counter()
+        files_out = {
+            f"{dp.name}.dpir.json": dp.program.to_json() + "\n",
+            f"{dp.name}.dpir.txt": dpir.pretty(dp.program),
+        }
+        summary = None
+        if emit is not None:
+            try:
+                result = emit(dp.program)
+            except MantraError as exc:
+                raise MantraError(f"device program '{dp.name}' ({target}): {exc}") from None
+            files_out.update(result.files)
+            summary = result.summary
+        elapsed = time.perf_counter() - start
+        for name, text in files_out.items():
+            (directory / name).write_text(text)
+        where = dp.device + (f" site {dp.site}" if dp.site else "")
+        out.write(f"{dp.name} ({where}): {', '.join(dp.nfs)}\n")
+        if summary is not None:
+            out.write("\n".join("  " + ln for ln in summary.render().splitlines()) + "\n")
+        else:
+            p = dp.program
+            out.write(
+                f"  dpir: {len(p.tables)} tables, {sum(len(t.entries) for t in p.tables)} entries, "
+                f"{len(p.registers)} registers, {len(p.counters)} counters, {len(p.meters)} meters\n"
+            )
+        out.write(f"  wrote {', '.join(sorted(files_out))} to {directory}/ in {elapsed * 1e3:.0f} ms\n")
+    return 0
+
+
+def run_command(
+    files: Sequence[str],
+    pcap_in: str,
+    pcap_out: str | None,
+    device: str | None,
+    port: int,
+    as_json: bool,
+    out: TextIO,
+) -> int:
+    """Push a pcap's packets through a device program in the interpreter; write the
+    forwarded ones to a pcap and print where each packet went."""
+    from scapy.error import Scapy_Exception
+    from scapy.utils import PcapReader, wrpcap
+    from scapy.layers.l2 import Ether
+
+    programs = device_programs(files, device)
+    if len(programs) > 1:
+        names = ", ".join(p.name for p in programs)
+        raise MantraError(f"the site has several device programs ({names}); choose one with --device")
+    program = programs[0].program
+    if not 0 <= port < 512:
+        raise MantraError(f"--port {port}: a port is 0 to 511")
+    try:
+        reader = PcapReader(pcap_in)
+    except FileNotFoundError:
+        raise MantraError(f"{pcap_in}: no such file") from None
+    except (Scapy_Exception, OSError) as exc:
+        raise MantraError(f"{pcap_in}: not a pcap file ({exc})") from None
+    state = State.initial(program)
+    forwarded = []
+    records = []
+    with reader:
+        for i, pkt in enumerate(reader, start=1):
+            now = int(pkt.time * 1_000_000_000)
+            result = run(program, bytes(pkt), port, now, state)
+            if result.dropped:
+                reason = result.trace[-1] if result.trace else "dropped"
+                records.append({"packet": i, "in_port": port, "dropped": True, "reason": reason})
+                continue
+            for out_port, data in result.outputs:
+                sent = Ether(data)
+                sent.time = pkt.time
+                forwarded.append(sent)
+                records.append({"packet": i, "in_port": port, "out_port": out_port, "bytes": len(data)})
+    target = pcap_out or str(Path(pcap_in).with_suffix("")) + ".out.pcap"
+    wrpcap(target, forwarded)
+    if as_json:
+        out.write(json.dumps({"program": program.name, "output": target, "packets": records}, indent=2) + "\n")
+        return 0
+    for r in records:
+        if r.get("dropped"):
+            out.write(f"#{r['packet']}: port {r['in_port']} -> dropped ({r['reason']})\n")
+        else:
+            out.write(f"#{r['packet']}: port {r['in_port']} -> port {r['out_port']} ({r['bytes']} bytes)\n")
+    dropped = sum(1 for r in records if r.get("dropped"))
+    out.write(f"{len(records) - dropped} forwarded, {dropped} dropped; wrote {target}\n")
+    return 0

@@ -1,0 +1,70 @@
+"""``mantra compile`` and ``mantra run`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap, wrpcap
+
+from mantra6g.synth import dpir
+from tests.synth.test_cli import mantra
+
+MACS = dict(src="02:00:00:00:00:aa", dst="02:00:00:00:00:bb")
+
+
+def test_compile_bmv2_writes_every_device_program(tmp_path):
+    r = mantra("compile", "examples/urllc_factory.sg", "--target", "bmv2", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    for device in ("smartnic_factory_edge", "host_factory_edge"):
+        for suffix in (".p4", ".entries.json", ".commands.txt", ".p4rt.py", ".dpir.json", ".dpir.txt"):
+            assert (tmp_path / f"{device}{suffix}").is_file(), device + suffix
+    assert "table motion_control_lb_maglev" in r.stdout and "251 entries" in r.stdout
+    # the written DP-IR is the program, and reads back
+    p = dpir.Program.from_json((tmp_path / "smartnic_factory_edge.dpir.json").read_text())
+    assert {t.name for t in p.tables} == {"motion_control_fw_acl", "motion_control_lb_maglev", "motion_control_lb_backends"}
+    assert "V1Switch(" in (tmp_path / "smartnic_factory_edge.p4").read_text()
+
+
+def test_compile_tofino_reports_stages_and_refuses_what_it_cannot_hold(tmp_path):
+    r = mantra("compile", "examples/urllc_factory.sg", "-t", "tofino", "--device", "smartnic_factory_edge", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "of 12 MAU stages" in r.stdout and "Pipeline(" in (tmp_path / "smartnic_factory_edge.p4").read_text()
+    # the host program's 64-bit delay registers do not fit Tofino-1's 32-bit cells
+    r = mantra("compile", "examples/urllc_factory.sg", "-t", "tofino", "-o", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "device program 'host_factory_edge' (tofino)" in r.stderr and "32 bits" in r.stderr
+
+
+def test_compile_errors_are_clear(tmp_path):
+    r = mantra("compile", "examples/urllc_factory.sg", "-t", "bmv2", "--device", "nope", "-o", str(tmp_path))
+    assert r.returncode == 2 and "no device program 'nope'; this site has: smartnic_factory_edge, host_factory_edge" in r.stderr
+    r = mantra("compile", "examples/urllc_factory.sg", "-t", "p4", "-o", str(tmp_path))
+    assert r.returncode == 2 and "invalid choice: 'p4'" in r.stderr
+    r = mantra("compile", "examples/broken/typos.sg", "-t", "bmv2", "-o", str(tmp_path))
+    assert r.returncode == 2 and "unknown NF kind 'firewal'" in r.stderr
+
+
+def test_run_pushes_a_pcap_through_the_interpreter(tmp_path):
+    packets = [
+        Ether(**MACS) / IP(src="198.51.100.7", dst="10.21.9.1") / TCP(sport=443, dport=5555) / (b"x" * 100),
+        Ether(**MACS) / IP(src="198.51.100.7", dst="10.20.1.1", ttl=9) / UDP(sport=443) / b"q",
+        Ether(**MACS) / IP(src="203.0.113.1", dst="10.20.1.1") / UDP(sport=443) / b"q",  # not the slice's
+    ]
+    for i, p in enumerate(packets):
+        p.time = 1_700_000_000 + i / 1000
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    r = mantra("run", "examples/embb_video.sg", "--pcap", str(tmp_path / "in.pcap"), "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert [p.get("out_port") for p in result["packets"]] == [3, 1, None]
+    out = rdpcap(result["output"])
+    assert len(out) == 2 and out[1][IP].ttl == 8 and out[0].dst == "02:00:00:00:21:81"
+
+
+def test_run_needs_one_device_and_a_real_pcap(tmp_path):
+    r = mantra("run", "examples/urllc_factory.sg", "--pcap", "x.pcap")
+    assert r.returncode == 2 and "choose one with --device" in r.stderr
+    r = mantra("run", "examples/embb_video.sg", "--pcap", "examples/embb_video.sg")
+    assert r.returncode == 2 and "not a pcap file" in r.stderr and "Traceback" not in r.stderr
