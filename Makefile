@@ -7,10 +7,12 @@ MANTRA := .venv/bin/mantra
 setup:
 	@bash scripts/setup.sh
 
-# The end-to-end story as far as it exists: check the example service graphs, then
-# simulate predictive vs reactive vs static orchestration (plots in out/simulate/).
+# The end-to-end story as far as it exists: check the example service graphs, compile
+# them to P4 for BMv2 (out/compile/), then simulate predictive vs reactive vs static
+# orchestration (plots in out/simulate/).
 demo: setup
 	$(MANTRA) check examples/*.sg
+	$(MANTRA) compile examples/*.sg --target bmv2 -o out/compile
 	$(MANTRA) simulate --out out/simulate
 
 test: setup

@@ -301,9 +301,13 @@ class _Builder:
             return
         reads, writes = stmt_effects(self.p, run)
         self.counter += 1
+        # Named by what the statements write (metadata names carry their graph and NF),
+        # so an overflow message points at something the user can find.
+        shown = sorted(writes)[:2]
+        label = ", ".join(shown) + (", ..." if len(writes) > 2 else "")
         self.add(
             LogicalTable(
-                f"action_{self.counter}",
+                f"statements {self.counter} (writing {label})" if writes else f"statements {self.counter}",
                 "action",
                 guard,
                 frozenset(reads),

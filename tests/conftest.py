@@ -25,6 +25,7 @@ def pytest_collection_modifyitems(config, items):
 def _no_address_resolution(monkeypatch):
     """Scapy fills a missing Ether(dst=...) by ARPing on the host's network (and waits
     for the answer). Tests only ever build frames with explicit MACs; fail loudly if not."""
+    import scapy.layers.l2  # noqa: F401  (sets up conf.neighbor)
     from scapy.config import conf
 
     def refuse(*args, **kwargs):
