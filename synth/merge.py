@@ -1,0 +1,423 @@
+"""Tenant merge: several tenants' DP-IR programs for one device become one program.
+
+    tenants = tenant_programs(specs)["smartnic_edge_b"]   # each tenant compiled alone
+    merged = merge("smartnic_edge_b", tenants)
+    merged.program                                          # ordinary DP-IR
+    merged.translate_entry("city", "camera_uplink_lb_backends", entry)
+
+The merged program is built so that each tenant's packet runs exactly that tenant's
+program and nothing else:
+
+* **Namespaces**: every metadata field, action, table, register, counter and meter of
+  tenant ``t`` is renamed ``t__<name>``; headers are the packet's and are shared.
+* **Parser**: the union of the tenants' parsers (states merged by name; identical
+  states are kept once, states that differ only in their cases get the union of the
+  cases). Deparse orders are merged into one order consistent with every tenant's.
+* **Classification and dispatch**: the control is one if/else chain over the tenants'
+  classifiers, highest classifier priority first (input order among equals). The
+  branch of tenant ``t`` writes ``t``'s id into ``meta.tenant`` and runs ``t``'s whole
+  control, renamed; the tenant's own classification runs again inside (in its
+  namespace), so the branch is the tenant's program unchanged. Branches are mutually
+  exclusive, which lets the Tofino stage model overlap tenants' tables. A packet no
+  classifier claims is never forwarded, hence dropped.
+* **Entries**: a tenant keeps writing entries against its own program;
+  :meth:`MergedProgram.translate_entry` maps them (table and action renamed, match and
+  arguments unchanged, since the merged table has the tenant's keys).
+
+The verifier (:mod:`mantra6g.verify`) proves that a merged program has these
+properties; a hand-written or mutated merge is checked the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mantra6g.errors import MantraError
+from mantra6g.synth import dpir
+from mantra6g.synth.dpir import (
+    Action,
+    ActionCall,
+    Apply,
+    Assign,
+    BinOp,
+    Call,
+    Cast,
+    Const,
+    Count,
+    Entry,
+    Expr,
+    Forward,
+    Hash,
+    If,
+    IsValid,
+    MeterExec,
+    ParserState,
+    Program,
+    ReadTimestamp,
+    Ref,
+    RegisterRead,
+    RegisterWrite,
+    Stmt,
+    UnOp,
+)
+from mantra6g.synth.ir import ServiceSpec
+
+TENANT_FIELD = "tenant"  # the merge's own metadata: the id of the tenant owning the packet
+TENANT_WIDTH = 16
+KINDS = ("meta", "action", "table", "register", "counter", "meter")
+
+
+class MergeError(MantraError):
+    """The tenants' programs cannot be merged (e.g. two parsers disagree)."""
+
+
+@dataclass(frozen=True)
+class TenantProgram:
+    """One tenant's program for a device, compiled alone, and how to recognise its traffic."""
+
+    tenant: str
+    tenant_id: int
+    program: Program
+    # The packets that belong to the tenant (DP-IR condition over the parsed headers).
+    classifier: Expr
+    priority: int = 0
+    # Egress ports the tenant owns (others' packets must not leave through them).
+    ports: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class MergedProgram:
+    """The merged program, its tenants (in classification order) and the name maps."""
+
+    program: Program
+    tenants: tuple[TenantProgram, ...]
+    # tenant -> kind -> original name -> merged name
+    names: Mapping[str, Mapping[str, Mapping[str, str]]] = field(hash=False, compare=False)
+
+    @property
+    def tenant_field(self) -> str:
+        return f"meta.{TENANT_FIELD}"
+
+    def tenant(self, name: str) -> TenantProgram:
+        for t in self.tenants:
+            if t.tenant == name:
+                return t
+        raise KeyError(f"no tenant '{name}' on {self.program.name}")
+
+    def merged_name(self, tenant: str, kind: str, name: str) -> str:
+        return self.names[tenant][kind][name]
+
+    def owner(self, kind: str, name: str) -> str | None:
+        """The tenant that owns merged resource ``name`` (None: the merge's own, shared)."""
+        owners = self.owners(kind, name)
+        return next(iter(owners)) if len(owners) == 1 else None
+
+    def owners(self, kind: str, name: str) -> frozenset[str]:
+        """Every tenant whose resource maps to ``name`` (two or more: a shared name)."""
+        return frozenset(t for t, kinds in self.names.items() if name in kinds.get(kind, {}).values())
+
+    def translate_entry(self, tenant: str, table: str, entry: Entry) -> tuple[str, Entry]:
+        """A tenant's entry for its own ``table`` as an entry of the merged program."""
+        names = self.names[tenant]
+        if table not in names["table"]:
+            raise MergeError(f"tenant '{tenant}' has no table '{table}' on {self.program.name}")
+        action = names["action"].get(entry.action.action)
+        merged_table = self.program.table(names["table"][table])
+        if action not in merged_table.actions:
+            raise MergeError(f"table '{table}' of tenant '{tenant}' has no action '{entry.action.action}'")
+        return merged_table.name, dataclasses.replace(entry, action=ActionCall(action, entry.action.args))
+
+    def with_entries(self, tenant: str, table: str, entries: Iterable[Entry]) -> MergedProgram:
+        """This merge with ``tenant``'s ``table`` holding ``entries`` (its own names)."""
+        translated = [self.translate_entry(tenant, table, e) for e in entries]
+        name = self.names[tenant]["table"][table]
+        tables = tuple(
+            dataclasses.replace(t, entries=tuple(e for _, e in translated)) if t.name == name else t
+            for t in self.program.tables
+        )
+        return dataclasses.replace(self, program=dataclasses.replace(self.program, tables=tables))
+
+
+# ---------------------------------------------------------------- renaming
+
+
+@dataclass(frozen=True)
+class Renamer:
+    """Rename a program's metadata, actions, tables and stateful objects (one map per kind)."""
+
+    maps: Mapping[str, Mapping[str, str]]
+
+    def path(self, p: str) -> str:
+        scope, _, name = p.partition(".")
+        if scope == "meta":
+            return f"meta.{self.maps['meta'].get(name, name)}"
+        return p
+
+    def expr(self, e: Expr) -> Expr:
+        if isinstance(e, Ref):
+            return Ref(self.path(e.path))
+        if isinstance(e, BinOp):
+            return BinOp(e.op, self.expr(e.left), self.expr(e.right))
+        if isinstance(e, UnOp):
+            return UnOp(e.op, self.expr(e.operand))
+        if isinstance(e, Cast):
+            return Cast(self.expr(e.operand), e.width)
+        return e  # Const, IsValid
+
+    def name(self, kind: str, n: str) -> str:
+        return self.maps[kind].get(n, n)
+
+    def stmt(self, s: Stmt) -> Stmt:
+        r = self
+        if isinstance(s, Assign):
+            return Assign(r.path(s.target), r.expr(s.value))
+        if isinstance(s, Forward):
+            return Forward(r.expr(s.port))
+        if isinstance(s, Hash):
+            return dataclasses.replace(s, target=r.path(s.target), inputs=tuple(r.expr(i) for i in s.inputs))
+        if isinstance(s, RegisterRead):
+            return RegisterRead(r.path(s.target), r.name("register", s.register), r.expr(s.index))
+        if isinstance(s, RegisterWrite):
+            return RegisterWrite(r.name("register", s.register), r.expr(s.index), r.expr(s.value))
+        if isinstance(s, Count):
+            return Count(r.name("counter", s.counter), r.expr(s.index))
+        if isinstance(s, MeterExec):
+            return MeterExec(r.name("meter", s.meter), r.expr(s.index), r.path(s.target))
+        if isinstance(s, ReadTimestamp):
+            return ReadTimestamp(r.path(s.target))
+        if isinstance(s, If):
+            return If(r.expr(s.cond), r.body(s.then), r.body(s.orelse))
+        if isinstance(s, Apply):
+            return Apply(r.name("table", s.table), r.body(s.on_hit), r.body(s.on_miss))
+        if isinstance(s, Call):
+            return Call(r.name("action", s.action), s.args)
+        return s  # SetValid, SetInvalid, CopyHeader, Drop, UpdateChecksum: headers only
+
+    def body(self, body: Sequence[Stmt]) -> tuple[Stmt, ...]:
+        return tuple(self.stmt(s) for s in body)
+
+    def call(self, c: ActionCall) -> ActionCall:
+        return ActionCall(self.name("action", c.action), c.args)
+
+    def program_parts(self, p: Program) -> dict[str, tuple]:
+        """The renamed declarations and control of ``p``."""
+        return {
+            "metadata": tuple(dpir.MetaField(self.name("meta", m.name), m.width) for m in p.metadata),
+            "actions": tuple(Action(self.name("action", a.name), a.params, self.body(a.body)) for a in p.actions),
+            "tables": tuple(
+                dataclasses.replace(
+                    t,
+                    name=self.name("table", t.name),
+                    keys=tuple(dpir.TableKey(self.path(k.field), k.match) for k in t.keys),
+                    actions=tuple(self.name("action", a) for a in t.actions),
+                    default=self.call(t.default),
+                    entries=tuple(dataclasses.replace(e, action=self.call(e.action)) for e in t.entries),
+                )
+                for t in p.tables
+            ),
+            "registers": tuple(dataclasses.replace(x, name=self.name("register", x.name)) for x in p.registers),
+            "counters": tuple(dataclasses.replace(x, name=self.name("counter", x.name)) for x in p.counters),
+            "meters": tuple(dataclasses.replace(x, name=self.name("meter", x.name)) for x in p.meters),
+            "control": self.body(p.control),
+        }
+
+
+def namespace(tenant: str, p: Program) -> dict[str, dict[str, str]]:
+    """``tenant__<name>`` for every name ``p`` declares, per kind."""
+    declared = {
+        "meta": [m.name for m in p.metadata],
+        "action": [a.name for a in p.actions],
+        "table": [t.name for t in p.tables],
+        "register": [r.name for r in p.registers],
+        "counter": [c.name for c in p.counters],
+        "meter": [m.name for m in p.meters],
+    }
+    return {kind: {n: f"{tenant}__{n}" for n in names} for kind, names in declared.items()}
+
+
+# ---------------------------------------------------------------- parser and deparser union
+
+
+def union_parser(programs: Sequence[Program]) -> tuple[tuple[dpir.HeaderInstance, ...], tuple[ParserState, ...], tuple[str, ...]]:
+    """Headers, parser states and deparse order covering every program's."""
+    headers: dict[str, dpir.HeaderInstance] = {}
+    for p in programs:
+        for h in p.headers:
+            if h.name in headers and headers[h.name].type != h.type:
+                raise MergeError(
+                    f"header '{h.name}' is a {headers[h.name].type} in one tenant's program and a {h.type} in "
+                    f"{p.name}; rename one of them"
+                )
+            headers.setdefault(h.name, h)
+    states: dict[str, ParserState] = {}
+    for p in programs:
+        for st in p.parser:
+            have = states.get(st.name)
+            if have is None or have == st:
+                states.setdefault(st.name, st)
+                continue
+            if (have.extract, have.select, have.default) != (st.extract, st.select, st.default):
+                raise MergeError(
+                    f"parser state '{st.name}' extracts or selects differently in {p.name}; "
+                    "tenants sharing a device must agree on how a header is parsed"
+                )
+            cases = list(have.cases)
+            for c in st.cases:
+                clash = next((d for d in cases if (d.values, d.masks) == (c.values, c.masks)), None)
+                if clash is not None and clash.next != c.next:
+                    raise MergeError(f"parser state '{st.name}': value {c.values} leads to '{clash.next}' and to '{c.next}'")
+                if clash is None:
+                    cases.append(c)
+            states[st.name] = dataclasses.replace(have, cases=tuple(cases))
+    return tuple(headers.values()), tuple(states.values()), merge_orders([p.deparse for p in programs])
+
+
+def merge_orders(orders: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """One order containing every name, consistent with each given order (a stable
+    topological sort); raises :class:`MergeError` when two orders disagree."""
+    names = list(dict.fromkeys(n for o in orders for n in o))
+    before: dict[str, set[str]] = {n: set() for n in names}
+    for o in orders:
+        for i, n in enumerate(o):
+            before[n].update(o[:i])
+    out: list[str] = []
+    while names:
+        ready = next((n for n in names if before[n] <= set(out)), None)
+        if ready is None:
+            raise MergeError(f"the tenants' deparse orders disagree about {', '.join(names)}")
+        out.append(ready)
+        names.remove(ready)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- merge
+
+
+def classification_order(tenants: Sequence[TenantProgram]) -> tuple[TenantProgram, ...]:
+    """Highest classifier priority first; input order among equal priorities."""
+    return tuple(sorted(tenants, key=lambda t: -t.priority))
+
+
+def merge(name: str, tenants: Sequence[TenantProgram]) -> MergedProgram:
+    """One program for one device running each tenant's program on that tenant's traffic."""
+    if not tenants:
+        raise MergeError(f"no tenant programs to merge for {name}")
+    seen: dict[object, str] = {}
+    for t in tenants:
+        for key in (("name", t.tenant), ("id", t.tenant_id)):
+            if key in seen:
+                raise MergeError(f"two tenants on {name} have the same {key[0]} '{key[1]}'")
+            seen[key] = t.tenant
+        if t.tenant_id == 0:
+            raise MergeError(f"tenant '{t.tenant}' has id 0, which the merge reserves for 'no tenant'")
+    ordered = classification_order(tenants)
+    headers, parser, deparse = union_parser([t.program for t in ordered])
+    names = {t.tenant: namespace(t.tenant, t.program) for t in ordered}
+    parts = {k: [] for k in ("metadata", "actions", "tables", "registers", "counters", "meters")}
+    parts["metadata"].append(dpir.MetaField(TENANT_FIELD, TENANT_WIDTH))
+    bodies: dict[str, tuple[Stmt, ...]] = {}
+    for t in ordered:
+        renamed = Renamer(names[t.tenant]).program_parts(t.program)
+        for k in parts:
+            parts[k].extend(renamed[k])
+        bodies[t.tenant] = (Assign(f"meta.{TENANT_FIELD}", Const(t.tenant_id, TENANT_WIDTH)),) + renamed["control"]
+    chain: tuple[Stmt, ...] = ()
+    for t in reversed(ordered):  # build the else-chain from the lowest priority up
+        chain = (If(t.classifier, bodies[t.tenant], chain),)
+    program = Program(
+        name=name,
+        headers=headers,
+        parser=parser,
+        deparse=deparse,
+        metadata=tuple(parts["metadata"]),
+        actions=tuple(parts["actions"]),
+        tables=tuple(parts["tables"]),
+        registers=tuple(parts["registers"]),
+        counters=tuple(parts["counters"]),
+        meters=tuple(parts["meters"]),
+        control=chain,
+        doc="merged tenants: " + ", ".join(f"{t.tenant} ({t.tenant_id})" for t in ordered),
+    )
+    return MergedProgram(program, ordered, names)
+
+
+# ---------------------------------------------------------------- from service graphs
+
+
+def forward_ports(p: Program) -> frozenset[int]:
+    """Fixed egress ports ``p`` may choose: constant ``Forward`` ports and the port
+    arguments of table entries and defaults (``Forward(param.x)``)."""
+    ports: set[int] = set()
+    by_param: dict[str, list[int]] = {}
+
+    def walk(body: Sequence[Stmt], action: Action | None) -> None:
+        for s in body:
+            if isinstance(s, Forward):
+                if isinstance(s.port, Const):
+                    ports.add(s.port.value)
+                elif isinstance(s.port, Ref) and s.port.path.startswith("param.") and action is not None:
+                    names = [prm.name for prm in action.params]
+                    by_param.setdefault(action.name, []).append(names.index(s.port.path[len("param."):]))
+            elif isinstance(s, If):
+                walk(s.then, action)
+                walk(s.orelse, action)
+            elif isinstance(s, Apply):
+                walk(s.on_hit, action)
+                walk(s.on_miss, action)
+
+    walk(p.control, None)
+    for a in p.actions:
+        walk(a.body, a)
+    for t in p.tables:
+        for call in [t.default, *(e.action for e in t.entries)]:
+            for i in by_param.get(call.action, []):
+                if i < len(call.args):
+                    ports.add(call.args[i])
+    return frozenset(ports)
+
+
+def tenant_programs(specs: Sequence[ServiceSpec]) -> dict[str, list[TenantProgram]]:
+    """Each tenant's graphs compiled alone (``compose.compile_specs``), per device program name."""
+    from mantra6g.synth.compose import any_of, compile_specs
+    from mantra6g.synth.ir import ServiceSpec as Spec
+    from mantra6g.synth.nf.classifier import match_condition
+
+    graphs = [g for s in specs for g in s.graphs]
+    tenants = [t for s in specs for t in s.tenants]
+    out: dict[str, list[TenantProgram]] = {}
+    for tenant in tenants:
+        mine = tuple(g for g in graphs if g.tenant == tenant.name)
+        if not mine:
+            continue
+        for dp in compile_specs([Spec(source=f"<tenant {tenant.name}>", tenants=(tenant,), graphs=mine)]):
+            here = [g for g in mine if g.name in dp.graphs]
+            classifier = any_of([match_condition(g.nf(g.entry)) for g in here])
+            priority = max(g.nf(g.entry).params.priority for g in here)
+            out.setdefault(dp.name, []).append(
+                TenantProgram(tenant.name, tenant.id, dp.program, classifier, priority, forward_ports(dp.program))
+            )
+    return out
+
+
+def merge_site(specs: Sequence[ServiceSpec]) -> list[MergedProgram]:
+    """One merged program per device of the site (devices with one tenant included)."""
+    return [merge(device, tenants) for device, tenants in tenant_programs(specs).items()]
+
+
+__all__ = [
+    "MergeError",
+    "MergedProgram",
+    "Renamer",
+    "TENANT_FIELD",
+    "TenantProgram",
+    "classification_order",
+    "forward_ports",
+    "merge",
+    "merge_orders",
+    "merge_site",
+    "namespace",
+    "tenant_programs",
+    "union_parser",
+]

@@ -1,0 +1,352 @@
+"""The properties of a tenant merge, each checkable alone.
+
+* ``disjointness`` (per pair of tenants): no packet is claimed by two classifiers of
+  equal priority (an overlap between different priorities is resolved explicitly and
+  reported as a note).
+* ``isolation`` (per tenant, for its traffic): the packet never reads or writes another
+  tenant's tables, actions, registers, counters, meters or metadata, for *any* entries
+  the tenants install; it never leaves through a port another tenant owns; and the
+  packet it emits is never claimed by another tenant's classifier when the input was
+  not (a rewrite such as DNAT or encapsulation leaking it into another tenant's
+  traffic) — these two for the installed entries.
+* ``equivalence`` (per tenant): on the tenant's traffic the merged program and the
+  tenant's program alone, from one initial state and with the installed entries, agree
+  on the verdict, egress port, every emitted header (validity and fields), which
+  checksums are recomputed, and the final registers, counters and meters.
+* ``validity`` (per tenant): no field of a header that may be invalid is read or
+  written (p4v-style), for any entries.
+* ``resources`` (per device): the target's budgets (see :mod:`mantra6g.verify.resources`).
+
+A tenant's traffic is defined from the tenants' classifiers, not from the merged
+program: the packets its classifier claims and no classifier earlier in the
+classification order (higher priority) does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import z3
+
+from mantra6g.synth.dpir import Program
+from mantra6g.synth.merge import MergedProgram, TenantProgram
+from mantra6g.verify.counterexample import Counterexample, from_model
+from mantra6g.verify.encode import Encoder, Inputs, Run, condition
+
+PROPERTIES = ("disjointness", "isolation", "equivalence", "validity", "resources")
+KIND_OF_ACCESS = {"meta": "meta", "table": "table", "action": "action", "register": "register", "counter": "counter",
+                  "meter": "meter"}
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    """One property on one scope (a tenant, a pair ``a|b``, or the device)."""
+
+    property: str
+    scope: str
+    status: str  # "proven" | "violated"
+    seconds: float
+    counterexample: Counterexample | None = None
+    note: str = ""
+    cached: bool = False
+
+    @property
+    def proven(self) -> bool:
+        return self.status == "proven"
+
+    def to_json(self) -> dict:
+        return {
+            "property": self.property,
+            "scope": self.scope,
+            "status": self.status,
+            "seconds": round(self.seconds, 4),
+            "cached": self.cached,
+            "note": self.note,
+            "counterexample": self.counterexample.to_json() if self.counterexample else None,
+        }
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def tenant_slice(m: MergedProgram, t: TenantProgram) -> Program | None:
+    """The code a packet of ``t`` runs, when ``m`` has the shape :func:`merge` builds
+    (one if/else chain over the tenants' classifiers in classification order, each
+    branch starting by writing the tenant id); None for any other shape.
+
+    The chain's semantics then give: a packet of ``t``'s traffic fails every earlier
+    classifier and passes ``t``'s, so it runs exactly ``t``'s branch."""
+    from mantra6g.synth.dpir import Assign, Const, If
+
+    stmts = m.program.control
+    for u in m.tenants:
+        if len(stmts) != 1 or not isinstance(stmts[0], If) or stmts[0].cond != u.classifier:
+            return None
+        node = stmts[0]
+        first = node.then[0] if node.then else None
+        if not (isinstance(first, Assign) and first.target == m.tenant_field and first.value == Const(u.tenant_id, 16)):
+            return None
+        if u.tenant == t.tenant:
+            return dataclasses.replace(m.program, control=node.then)
+        stmts = node.orelse
+    return None
+
+
+@dataclass
+class TenantRun:
+    inputs: Inputs
+    run: Run
+    traffic: z3.BoolRef  # the packet is the tenant's (and parsed)
+    program: Program
+
+
+def traffic_of(m: MergedProgram, t: TenantProgram, env, inputs: Inputs, parsed: z3.BoolRef) -> z3.BoolRef:
+    earlier = []
+    for u in m.tenants:
+        if u.tenant == t.tenant:
+            break
+        earlier.append(condition(m.program, u.classifier, env, inputs))
+    mine = condition(m.program, t.classifier, env, inputs)
+    return z3.And(parsed, mine, *[z3.Not(c) for c in earlier])
+
+
+def encode_tenant(m: MergedProgram, t: TenantProgram, entries: str, monolithic: bool = False,
+                  inputs: Inputs | None = None, keys: dict[str, str] | None = None) -> TenantRun:
+    """The merged program on ``t``'s traffic: its slice when the merge has the
+    standard shape, else the whole program with branches pruned by the solver
+    (``monolithic``: the whole program, nothing pruned)."""
+    inputs = inputs or Inputs.for_programs([m.program, t.program])
+    parsed, env = Encoder(m.program, inputs).parse()
+    traffic = traffic_of(m, t, env, inputs, parsed)
+    program = None if monolithic else tenant_slice(m, t)
+    if program is None:
+        program = m.program
+        enc = Encoder(program, inputs, entries, keys, tag="merged", prune=None if monolithic else traffic)
+    else:
+        enc = Encoder(program, inputs, entries, keys, tag="merged")
+    return TenantRun(inputs, enc.run(), traffic, program)
+
+
+def _solve(*constraints) -> z3.ModelRef | None:
+    s = z3.Solver()
+    s.add(*constraints)
+    return s.model() if s.check() == z3.sat else None
+
+
+def _first_true(model: z3.ModelRef, labelled: list[tuple[object, z3.BoolRef]]):
+    for label, cond in labelled:
+        if z3.is_true(model.eval(cond, model_completion=True)):
+            return label
+    return None
+
+
+def _timed(fn: Callable[[], tuple[str, Counterexample | None, str]], prop: str, scope: str) -> PropertyResult:
+    start = time.perf_counter()
+    status, cex, note = fn()
+    return PropertyResult(prop, scope, status, time.perf_counter() - start, cex, note)
+
+
+# ---------------------------------------------------------------- disjointness
+
+
+def check_disjointness(m: MergedProgram, a: TenantProgram, b: TenantProgram) -> PropertyResult:
+    """No packet is claimed by both ``a`` and ``b`` unless their priorities differ."""
+
+    def go():
+        inputs = Inputs.for_programs([m.program])
+        parsed, env = Encoder(m.program, inputs).parse()
+        both = z3.And(parsed, condition(m.program, a.classifier, env, inputs), condition(m.program, b.classifier, env, inputs))
+        model = _solve(inputs.constraints(), both)
+        if model is None:
+            return "proven", None, ""
+        if a.priority != b.priority:
+            winner = a if a.priority > b.priority else b
+            return "proven", None, f"classifiers overlap; priority {winner.priority} gives the overlap to {winner.tenant}"
+        cex = from_model(model, inputs, Run(parsed, env, env), m.program, "disjointness", a.tenant,
+                         f"the packet matches the classifiers of {a.tenant} and {b.tenant}, both of priority "
+                         f"{a.priority}; give one a higher classifier priority or make the matches disjoint",
+                         other=b.tenant)
+        return "violated", cex, ""
+
+    return _timed(go, "disjointness", f"{a.tenant}|{b.tenant}")
+
+
+# ---------------------------------------------------------------- isolation
+
+
+def foreign_ports(m: MergedProgram, t: TenantProgram) -> frozenset[int]:
+    """Ports other tenants own and ``t`` does not."""
+    return frozenset(p for u in m.tenants if u.tenant != t.tenant for p in u.ports) - t.ports
+
+
+def check_isolation(m: MergedProgram, t: TenantProgram, others: list[TenantProgram] | None = None,
+                    monolithic: bool = False) -> PropertyResult:
+    """Resources for any entries; ports and leaks into ``others``' traffic (default:
+    every other tenant) for the installed entries."""
+    others = [u for u in m.tenants if u.tenant != t.tenant] if others is None else others
+
+    def go():
+        # 1. Another tenant's tables, actions, registers, counters, meters, metadata.
+        tr = encode_tenant(m, t, "any", monolithic)
+        labelled = []
+        grouped: dict[tuple[str, str, bool], list] = {}
+        for acc in tr.run.accesses:
+            kind = KIND_OF_ACCESS.get(acc.kind)
+            if kind is None:
+                continue
+            name = acc.name[len("meta."):] if kind == "meta" else acc.name
+            if kind == "meta" and not acc.name.startswith("meta."):
+                continue
+            owners = m.owners(kind, name)
+            if owners and owners != {t.tenant}:
+                grouped.setdefault((acc.kind, acc.name, acc.write), []).append(acc)
+        for (kind, name, write), accs in grouped.items():
+            labelled.append(((kind, name, write, accs[0].where), z3.Or([a.cond for a in accs])))
+        if labelled:
+            model = _solve(tr.inputs.constraints(), tr.traffic, *tr.run.extra, z3.Or([c for _, c in labelled]))
+            if model is not None:
+                kind, name, write, where = _first_true(model, labelled)
+                short = name[len("meta."):] if name.startswith("meta.") else name
+                owner = ", ".join(sorted(m.owners(KIND_OF_ACCESS[kind], short)))
+                cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
+                                 f"a packet of {t.tenant} {'writes' if write else 'reads'} {kind} '{name}' of {owner} "
+                                 f"(in {where})",
+                                 table=where.removeprefix("table ") if where.startswith("table ") else None,
+                                 field=name if kind == "meta" else None, other=owner)
+                return "violated", cex, ""
+        # 2. Ports and leaks, with the installed entries.
+        tr = encode_tenant(m, t, "installed", monolithic)
+        final, initial = tr.run.final, tr.run.initial
+        ports = foreign_ports(m, t)
+        base = [tr.inputs.constraints(), tr.traffic, *tr.run.extra]
+        if ports:
+            outside = z3.And([tr.inputs.ingress != p for p in ports])  # the tenant's packets enter on its own ports
+            leaves = z3.And(tr.run.forwarded, z3.Or([tr.run.egress == p for p in ports]))
+            model = _solve(*base, outside, leaves)
+            if model is not None:
+                port = model.eval(tr.run.egress).as_long()
+                owner = next(u.tenant for u in m.tenants if port in u.ports and u.tenant != t.tenant)
+                cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
+                                 f"a packet of {t.tenant} leaves through port {port}, which {owner} owns",
+                                 field="std.egress_port", other=owner)
+                return "violated", cex, ""
+        for u in others:
+            before = condition(m.program, u.classifier, initial, tr.inputs)
+            after = condition(m.program, u.classifier, final, tr.inputs)
+            model = _solve(*base, tr.run.forwarded, z3.Not(before), after)
+            if model is not None:
+                cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
+                                 f"a packet of {t.tenant} is rewritten into traffic that {u.tenant}'s classifier "
+                                 f"claims (e.g. a DNAT or tunnel address in {u.tenant}'s address space)",
+                                 other=u.tenant)
+                return "violated", cex, ""
+        return "proven", None, f"ports owned by others: {sorted(ports) or 'none'}"
+
+    return _timed(go, "isolation", t.tenant)
+
+
+# ---------------------------------------------------------------- equivalence
+
+
+def check_equivalence(m: MergedProgram, t: TenantProgram, monolithic: bool = False) -> PropertyResult:
+    """Gauntlet-style translation validation of ``t``'s part of the merge."""
+
+    def go():
+        names = m.names[t.tenant]
+        canon = {kind: {orig: f"{t.tenant}/{orig}" for orig in names[kind]} for kind in ("register", "meter")}
+        alone_keys = {**canon["register"], **canon["meter"]}
+        merged_keys = {names[k][orig]: key for k in ("register", "meter") for orig, key in canon[k].items()}
+        inputs = Inputs.for_programs([m.program, t.program])
+        tr = encode_tenant(m, t, "installed", monolithic, inputs, merged_keys)
+        alone = Encoder(t.program, inputs, "installed", alone_keys, tag="alone").run()
+        mine = [h for h in m.program.deparse if h in t.program.deparse]
+        if tuple(mine) != t.program.deparse:
+            return "violated", None, f"the merged deparse order {mine} differs from {t.tenant}'s {list(t.program.deparse)}"
+        mf, af = tr.run.final, alone.final
+        fwd_m, fwd_a = tr.run.forwarded, alone.forwarded
+        diffs: list[tuple[tuple[str, str | None], z3.BoolRef]] = [
+            (("verdict (forwarded or dropped)", None), fwd_m != fwd_a),
+            (("egress port", "std.egress_port"), z3.And(fwd_a, tr.run.egress != alone.egress)),
+        ]
+        both = z3.And(fwd_m, fwd_a)
+        for h in t.program.deparse:
+            diffs.append(((f"validity of {h}", None), z3.And(both, mf.valid[h] != af.valid[h])))
+            for f in t.program.header(h).header_type.fields:
+                path = f"{h}.{f.name}"
+                diffs.append(((f"field {path}", path), z3.And(both, af.valid[h], mf.fields[path] != af.fields[path])))
+            diffs.append(((f"{h} checksum update", f"{h}.checksum"),
+                          z3.And(both, af.valid[h], mf.checksums[h] != af.checksums[h])))
+        for h in m.program.deparse:
+            if h not in t.program.deparse:
+                diffs.append(((f"extra header {h}", None), z3.And(both, mf.valid[h])))
+        for kind, attr in (("register", "registers"), ("counter", "counters"), ("meter", "meters")):
+            for orig, merged in names[kind].items():
+                diffs.append(((f"{kind} {orig}", None), z3.Not(getattr(mf, attr)[merged] == getattr(af, attr)[orig])))
+        model = _solve(inputs.constraints(), tr.traffic, *tr.run.extra, *alone.extra, z3.Or([d for _, d in diffs]))
+        if model is None:
+            return "proven", None, ""
+        what, path = _first_true(model, diffs)
+        table = None
+        cex = from_model(model, inputs, tr.run, tr.program, "equivalence", t.tenant,
+                         f"on this packet of {t.tenant} the merged program and {t.tenant}'s program alone differ in {what}",
+                         table=table, field=path)
+        return "violated", cex, ""
+
+    return _timed(go, "equivalence", t.tenant)
+
+
+def alone_counterexample(m: MergedProgram, t: TenantProgram, cex: Counterexample) -> Counterexample:
+    """``cex`` with the merged program's names mapped back to ``t``'s own."""
+    back = {kind: {v: k for k, v in m.names[t.tenant][kind].items()} for kind in ("register", "meter", "table")}
+    return dataclasses.replace(
+        cex,
+        registers=tuple((back["register"].get(n, n), i, v) for n, i, v in cex.registers),
+        red_meters=tuple((back["meter"].get(n, n), i) for n, i in cex.red_meters),
+        entries=(),
+    )
+
+
+# ---------------------------------------------------------------- header validity
+
+
+def check_validity(m: MergedProgram, t: TenantProgram, monolithic: bool = False) -> PropertyResult:
+    """No read or write of a field of a header that may be invalid (any entries)."""
+
+    def go():
+        tr = encode_tenant(m, t, "any", monolithic)
+        grouped: dict[tuple[str, bool, str], list] = {}
+        for acc in tr.run.accesses:
+            if acc.kind == "field" and acc.valid is not None:
+                grouped.setdefault((acc.name, acc.write, acc.where), []).append(z3.And(acc.cond, z3.Not(acc.valid)))
+        labelled = [(k, z3.Or(v)) for k, v in grouped.items()]
+        if not labelled:
+            return "proven", None, ""
+        model = _solve(tr.inputs.constraints(), tr.traffic, *tr.run.extra, z3.Or([c for _, c in labelled]))
+        if model is None:
+            return "proven", None, ""
+        name, write, where = _first_true(model, labelled)
+        header = name.partition(".")[0]
+        cex = from_model(model, tr.inputs, tr.run, tr.program, "validity", t.tenant,
+                         f"{'writes' if write else 'reads'} {name} while {header} is invalid (in {where}); "
+                         f"guard it with {header}.isValid()",
+                         table=where.removeprefix("table ") if where.startswith("table ") else None, field=name)
+        return "violated", cex, ""
+
+    return _timed(go, "validity", t.tenant)
+
+
+__all__ = [
+    "PROPERTIES",
+    "PropertyResult",
+    "alone_counterexample",
+    "check_disjointness",
+    "check_equivalence",
+    "check_isolation",
+    "check_validity",
+    "encode_tenant",
+    "foreign_ports",
+    "tenant_slice",
+]
