@@ -117,8 +117,38 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_cmd_run)
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from mantra6g.verify.cli import verify_command
+
+    return verify_command(args.files, args.target, args.property, args.json, args.out, out=sys.stdout)
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    from mantra6g.verify.cli import TARGETS
+    from mantra6g.verify.properties import PROPERTIES
+
+    p = sub.add_parser(
+        "verify",
+        help="merge tenants per device and prove isolation and equivalence (Z3)",
+        description="Compile each tenant's graphs alone, merge the tenants of each device into one "
+        "program and prove classifier disjointness, isolation, equivalence to each tenant's program, "
+        "header validity and the target's resource budgets, or print a counterexample packet "
+        "(also written as a pcap). Proofs are cached in DIR: adding a tenant re-checks only what it "
+        "can affect. Exit 0: proven; 1: counterexamples; 2: input errors.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="service-graph (.sg) files, one site")
+    p.add_argument("--target", "-t", required=True, choices=TARGETS, help="the device target (resource budgets)")
+    p.add_argument("--property", action="append", choices=PROPERTIES, metavar="NAME",
+                   help=f"check only this property (repeatable): {', '.join(PROPERTIES)}")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", "-o", default="out/verify", metavar="DIR",
+                   help="pcaps, report.json and the proof cache (default: out/verify)")
+    p.set_defaults(run=_cmd_verify)
+
+
 # Subcommands in the order `mantra --help` lists them. A feature adds its `_add_*` here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_compile, _add_run, _add_simulate]
+_SUBCOMMANDS.append(_add_verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
