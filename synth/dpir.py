@@ -176,7 +176,11 @@ GREEN, RED = 0, 2  # meter colours, as v1model's MeterColor_t numbers them
 @serde.tagged("meter")
 @dataclass(frozen=True)
 class MeterExec:
-    """Run ``meter[index]`` on this packet; ``target`` gets 0 (green) or 2 (red)."""
+    """Run ``meter[index]`` on this packet; ``target`` gets 0 (green) or 2 (red).
+
+    The bucket holds ``burst_bytes`` and refills at ``rate_bps``, in integer
+    bit-nanoseconds (see :func:`mantra6g.synth.interp.refill`), so that every target
+    computes the same colour."""
 
     meter: str
     index: Expr

@@ -69,7 +69,7 @@ class State:
 
     registers: dict[str, list[int]]
     counters: dict[str, list[tuple[int, int]]]  # (packets, bytes) per index
-    meters: dict[str, list[tuple[float, int]]]  # (tokens in bytes, last refill ns) per index
+    meters: dict[str, list[tuple[int, int]]]  # (tokens in bit-ns, last refill ns) per index
     entries: dict[str, tuple[Entry, ...]]
 
     @classmethod
@@ -77,7 +77,7 @@ class State:
         return cls(
             registers={r.name: [0] * r.size for r in p.registers},
             counters={c.name: [(0, 0)] * c.size for c in p.counters},
-            meters={m.name: [(float(m.burst_bytes), 0)] * m.size for m in p.meters},
+            meters={m.name: [(m.burst_bytes * TOKEN_SCALE, 0)] * m.size for m in p.meters},
             entries={t.name: t.entries for t in p.tables},
         )
 
@@ -267,11 +267,11 @@ class _Run:
             buckets = self.state.meters[s.meter]
             i = self.eval(s.index, params) % len(buckets)
             tokens, last = buckets[i]
-            tokens = min(float(m.burst_bytes), tokens + max(0, self.now - last) * m.rate_bps / 8e9)
-            size = pkt.meta["std.pkt_len"]
-            colour = GREEN if tokens >= size else RED
+            tokens = refill(tokens, self.now - last, m)
+            need = pkt.meta["std.pkt_len"] * TOKEN_SCALE
+            colour = GREEN if tokens >= need else RED
             if colour == GREEN:
-                tokens -= size
+                tokens -= need
             self.change("meter", s.meter, i, buckets[i], (tokens, self.now))
             buckets[i] = (tokens, self.now)
             self.write(s.target, colour, params)
@@ -377,6 +377,19 @@ class _Run:
 
 
 # ---------------------------------------------------------------- helpers
+
+# Meter tokens are kept in bit-nanoseconds (bytes x 8e9): a gap of g ns at r bit/s adds
+# exactly g*r, so every target can do the same integer arithmetic in 64 bits.
+TOKEN_SCALE = 8_000_000_000
+
+
+def refill(tokens: int, gap_ns: int, m: dpir.Meter) -> int:
+    full = m.burst_bytes * TOKEN_SCALE
+    if gap_ns <= 0:
+        return tokens
+    if gap_ns >= full // max(1, m.rate_bps):  # a long gap fills the bucket (and avoids overflow)
+        return full
+    return min(full, tokens + gap_ns * m.rate_bps)
 
 _COMPARE = {
     "==": operator.eq,

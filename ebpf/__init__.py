@@ -1,0 +1,1 @@
+"""XDP C templates and headers (package data of mantra6g.ebpf)."""

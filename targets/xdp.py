@@ -1,0 +1,725 @@
+"""XDP/eBPF backend: one ``SEC("xdp")`` C program per DP-IR program.
+
+The generated C follows DP-IR's semantics (``synth/interp.py`` is the reference):
+
+* **parse**: the parser states become labelled blocks that copy each header out of the
+  packet with ``bpf_xdp_load_bytes`` after checking it fits (too short: ``XDP_DROP``)
+  into a per-CPU scratch area (``struct headers`` of byte arrays + a validity mask);
+* **control**: tables are BPF maps — a hash map per exact table, an LPM trie per
+  longest-prefix table, and an array scanned in priority order (bounded loop) per
+  ternary/range table; actions are inline functions; registers are arrays, counters
+  per-CPU arrays, meters token buckets in an array map (integer bit·ns arithmetic,
+  as the interpreter); ``bpf_ktime_get_ns()`` is the clock;
+* **deparse**: valid headers are serialised in deparse order, the packet head moves
+  with ``bpf_xdp_adjust_head`` by the size difference (push/pop, encap/decap) and the
+  header stack is written back with ``bpf_xdp_store_bytes``; IPv4 checksums are
+  recomputed over the header and UDP/TCP checksums over the pseudo-header and the
+  emitted segment (``bpf_csum_diff`` in 256-byte chunks, segments up to 4 KiB);
+* **verdict**: dropped or never forwarded → ``XDP_DROP``; out of the ingress port →
+  ``XDP_TX``; another port → ``bpf_redirect_map`` through the ``mantra_ports`` devmap
+  (DP-IR port → ifindex, filled at deploy). The ingress port comes from
+  ``mantra_port_of`` (ifindex → DP-IR port).
+
+With ``test_hooks=True`` the program takes its clock and ingress port from the
+``mantra_test`` map and records the egress port there instead of redirecting, so that
+``BPF_PROG_TEST_RUN`` can replay exactly what the interpreter was given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from mantra6g.errors import MantraError
+from mantra6g.synth import dpir
+from mantra6g.synth.dpir import (
+    Apply,
+    Assign,
+    BinOp,
+    Call,
+    Cast,
+    Const,
+    CopyHeader,
+    Count,
+    Drop,
+    Exact,
+    Expr,
+    Forward,
+    Hash,
+    If,
+    IsValid,
+    Lpm,
+    MeterExec,
+    Program,
+    Range,
+    ReadTimestamp,
+    Ref,
+    RegisterRead,
+    RegisterWrite,
+    SetInvalid,
+    SetValid,
+    Stmt,
+    Table,
+    Ternary,
+    UnOp,
+    UpdateChecksum,
+)
+from mantra6g.synth.dpir_check import VALID_SUFFIX, validate, width
+from mantra6g.synth.interp import TOKEN_SCALE
+
+OUT_MAX = 512  # bytes of headers the deparser can write
+HASH_MAX = 64  # bytes of hash input
+CHUNK = 256  # checksum chunk (bpf_csum_diff takes at most 512 bytes, multiple of 4)
+MAX_CHUNKS = 16  # UDP/TCP segments up to 4 KiB
+
+
+class XdpBackendError(MantraError):
+    """The DP-IR program uses something the XDP backend cannot express (yet)."""
+
+
+@dataclass(frozen=True)
+class FieldSlot:
+    header: str
+    bit_offset: int
+    width: int
+
+
+@dataclass(frozen=True)
+class XdpOutput:
+    files: dict[str, str]  # "<name>.c", "<name>.maps.json"
+    maps: tuple[str, ...]
+
+
+# ---------------------------------------------------------------- layout
+
+
+def _field(p: Program, path: str) -> FieldSlot:
+    inst, _, name = path.partition(".")
+    ht = p.header(inst).header_type
+    off = 0
+    for f in ht.fields:
+        if f.name == name:
+            return FieldSlot(inst, off, f.width)
+        off += f.width
+    raise XdpBackendError(f"no field {path}")
+
+
+def _hbytes(p: Program, inst: str) -> int:
+    return p.header(inst).header_type.width // 8
+
+
+def _cname(path: str) -> str:
+    scope, _, name = path.partition(".")
+    return f"s->m.{name}" if scope == "meta" else f"s->m.std_{name}"
+
+
+class _Printer:
+    def __init__(self, p: Program, test_hooks: bool):
+        self.p = p
+        self.test_hooks = test_hooks
+        self.hidx = {h.name: i for i, h in enumerate(p.headers)}
+        if len(p.headers) > 32:
+            raise XdpBackendError("more than 32 header instances")
+        self.tmp = 0
+
+    def fresh(self, stem: str) -> str:
+        self.tmp += 1
+        return f"{stem}{self.tmp}"
+
+    # ------------------------------------------------------------ expressions
+    def expr(self, e: Expr, params) -> str:
+        if isinstance(e, Const):
+            if e.width > 64:
+                raise XdpBackendError("constants wider than 64 bits appear only in wide comparisons")
+            return f"{e.value}ULL"
+        if isinstance(e, Ref):
+            scope, _, name = e.path.partition(".")
+            if scope == "param":
+                return f"p_{name}"
+            if scope in ("meta", "std"):
+                return _cname(e.path)
+            f = _field(self.p, e.path)
+            if f.width > 64:
+                raise XdpBackendError(f"{e.path} is {f.width} bits; the XDP backend compares such fields only with == / != against constants")
+            # An invalid header reads as 0; masked rather than branched, which keeps the
+            # verifier from forking its state at every field read.
+            return f"(get_bits(s->h.{scope}, {f.bit_offset}, {f.width}) & VALID_MASK({self.hidx[scope]}))"
+        if isinstance(e, IsValid):
+            return f"(__u64)VALID({self.hidx[e.header]})"
+        if isinstance(e, Cast):
+            return f"(({self.expr(e.operand, params)}) & MASK({e.width}))"
+        if isinstance(e, UnOp):
+            inner = self.expr(e.operand, params)
+            if e.op == "!":
+                return f"(__u64)!({inner})"
+            return f"(~({inner}) & MASK({width(self.p, e.operand, tuple(params))}))"
+        if e.op in ("==", "!=") and self._wide(e):
+            return self._wide_compare(e)
+        if e.op == "&&":
+            return f"(__u64)(({self.expr(e.left, params)}) && ({self.expr(e.right, params)}))"
+        if e.op == "||":
+            return f"(__u64)(({self.expr(e.left, params)}) || ({self.expr(e.right, params)}))"
+        a, b = self.expr(e.left, params), self.expr(e.right, params)
+        if e.op in dpir.COMPARE_OPS:
+            return f"(__u64)(({a}) {e.op} ({b}))"
+        w = width(self.p, e.left, tuple(params))
+        if e.op in ("<<", ">>"):
+            return f"(({b}) >= {w} ? 0 : ((({a}) {e.op} ({b})) & MASK({w})))"
+        return f"((({a}) {e.op} ({b})) & MASK({w}))"
+
+    def _wide(self, e: BinOp) -> bool:
+        refs = [x for x in (e.left, e.right, getattr(e.left, "left", None)) if isinstance(x, Ref)]
+        return any(
+            r.path.partition(".")[0] not in ("meta", "std", "param") and _field(self.p, r.path).width > 64 for r in refs
+        )
+
+    def _wide_compare(self, e: BinOp) -> str:
+        """``ref == C`` or ``(ref & M) == C`` on a field wider than 64 bits, byte by byte."""
+        left, right = e.left, e.right
+        mask = None
+        if isinstance(left, BinOp) and left.op == "&" and isinstance(left.left, Ref) and isinstance(left.right, Const):
+            left, mask = left.left, left.right.value
+        if not (isinstance(left, Ref) and isinstance(right, Const)):
+            raise XdpBackendError("wide fields are only compared with constants")
+        f = _field(self.p, left.path)
+        if f.bit_offset % 8 or f.width % 8:
+            raise XdpBackendError(f"{left.path} is not byte aligned")
+        n = f.width // 8
+        mask = (1 << f.width) - 1 if mask is None else mask
+        mb, vb = mask.to_bytes(n, "big"), (right.value & mask).to_bytes(n, "big")
+        start = f.bit_offset // 8
+        terms = [f"((s->h.{f.header}[{start + i}] & {mb[i]}) == {vb[i]})" for i in range(n) if mb[i]] or ["1"]
+        # An invalid header reads as 0.
+        zero_matches = int(right.value & mask == 0)
+        test = f"(VALID({self.hidx[f.header]}) ? ({' && '.join(terms)}) : {zero_matches})"
+        return f"(__u64){test}" if e.op == "==" else f"(__u64)!{test}"
+
+    # ------------------------------------------------------------ statements
+    def assign(self, target: str, value: str, params) -> list[str]:
+        scope, _, name = target.partition(".")
+        if scope in ("meta", "std"):
+            w = self.p.width_of(target)
+            return [f"{_cname(target)} = ({value}) & MASK({w});"]
+        f = _field(self.p, target)
+        if f.width > 64:
+            raise XdpBackendError(f"assigning the {f.width}-bit field {target}")
+        # Writing a field of an invalid header has no effect (as in P4 and the interpreter).
+        return [f"if (VALID({self.hidx[scope]})) set_bits(s->h.{scope}, {f.bit_offset}, {f.width}, {value});"]
+
+    def stmts(self, body, params) -> list[str]:
+        out: list[str] = []
+        for s in body:
+            out += self.stmt(s, params)
+        return out
+
+    def stmt(self, s: Stmt, params) -> list[str]:
+        p = self.p
+        if isinstance(s, Assign):
+            return self.assign(s.target, self.expr(s.value, params), params)
+        if isinstance(s, SetValid):
+            i = self.hidx[s.header]
+            return [f"if (!VALID({i})) {{ __builtin_memset(s->h.{s.header}, 0, {_hbytes(p, s.header)}); s->valid |= BIT({i}); }}"]
+        if isinstance(s, SetInvalid):
+            return [f"s->valid &= ~BIT({self.hidx[s.header]});"]
+        if isinstance(s, CopyHeader):
+            d, r = self.hidx[s.dst], self.hidx[s.src]
+            return [
+                f"if (VALID({r})) {{ __builtin_memcpy(s->h.{s.dst}, s->h.{s.src}, {_hbytes(p, s.dst)}); s->valid |= BIT({d}); }}",
+                f"else {{ s->valid &= ~BIT({d}); }}",
+            ]
+        if isinstance(s, Drop):
+            return ["s->m.std_drop = 1;"]
+        if isinstance(s, Forward):
+            return [f"s->m.std_egress_port = ({self.expr(s.port, params)}) & 0x1ff;", "s->m.forwarded = 1;"]
+        if isinstance(s, Hash):
+            total = sum(width(p, e, tuple(params)) for e in s.inputs)
+            n = total // 8
+            if n > HASH_MAX:
+                raise XdpBackendError(f"hash inputs of {n} bytes (at most {HASH_MAX})")
+            lines = [f"__builtin_memset(s->hash_in, 0, {HASH_MAX});"]
+            off = 0
+            for e in s.inputs:
+                w = width(p, e, tuple(params))
+                if w > 64:
+                    raise XdpBackendError("hash inputs wider than 64 bits")
+                lines.append(f"set_bits(s->hash_in, {off}, {w}, {self.expr(e, params)});")
+                off += w
+            value = f"{s.base}ULL + (__u64)(mantra_crc32({n}) % {s.size}U)"
+            return ["{"] + ["    " + x for x in lines + self.assign(s.target, value, params)] + ["}"]
+        if isinstance(s, RegisterRead):
+            reg = p.register(s.register)
+            k, v = self.fresh("k"), self.fresh("v")
+            return [
+                "{",
+                f"    __u32 {k} = ({self.expr(s.index, params)}) % {reg.size};",
+                f"    __u64 *{v} = bpf_map_lookup_elem(&reg_{reg.name}, &{k});",
+                *("    " + x for x in self.assign(s.target, f"({v} ? *{v} : 0)", params)),
+                "}",
+            ]
+        if isinstance(s, RegisterWrite):
+            reg = p.register(s.register)
+            k, v = self.fresh("k"), self.fresh("v")
+            return [
+                "{",
+                f"    __u32 {k} = ({self.expr(s.index, params)}) % {reg.size};",
+                f"    __u64 *{v} = bpf_map_lookup_elem(&reg_{reg.name}, &{k});",
+                f"    if ({v}) *{v} = ({self.expr(s.value, params)}) & MASK({reg.width});",
+                "}",
+            ]
+        if isinstance(s, Count):
+            c = p.counter(s.counter)
+            k, v = self.fresh("k"), self.fresh("c")
+            return [
+                "{",
+                f"    __u32 {k} = ({self.expr(s.index, params)}) % {c.size};",
+                f"    struct counter *{v} = bpf_map_lookup_elem(&ctr_{c.name}, &{k});",
+                f"    if ({v}) {{ {v}->packets += 1; {v}->bytes += s->m.std_pkt_len; }}",
+                "}",
+            ]
+        if isinstance(s, MeterExec):
+            m = p.meter(s.meter)
+            k, b, col = self.fresh("k"), self.fresh("b"), self.fresh("colour")
+            return [
+                "{",
+                f"    __u32 {k} = ({self.expr(s.index, params)}) % {m.size};",
+                f"    struct bucket *{b} = bpf_map_lookup_elem(&meter_{m.name}, &{k});",
+                f"    __u64 {col} = {dpir.RED};",
+                f"    if ({b}) {col} = meter_take({b}, s->now, s->m.std_pkt_len, {m.rate_bps}ULL, {m.burst_bytes}ULL);",
+                *("    " + x for x in self.assign(s.target, col, params)),
+                "}",
+            ]
+        if isinstance(s, ReadTimestamp):
+            return self.assign(s.target, "s->now", params)
+        if isinstance(s, UpdateChecksum):
+            return [f"s->csum |= BIT({self.hidx[s.header]});"]
+        if isinstance(s, If):
+            out = [f"if ({self.expr(s.cond, params)}) {{"] + ["    " + x for x in self.stmts(s.then, params)]
+            if s.orelse:
+                out += ["} else {"] + ["    " + x for x in self.stmts(s.orelse, params)]
+            return out + ["}"]
+        if isinstance(s, Apply):
+            out = [f"if (apply_{s.table}(s)) {{"] + ["    " + x for x in self.stmts(s.on_hit, params)]
+            if s.on_miss:
+                out += ["} else {"] + ["    " + x for x in self.stmts(s.on_miss, params)]
+            return out + ["}"]
+        if isinstance(s, Call):
+            args = "".join(f", {a}ULL" for a in s.args)
+            return [f"act_{s.action}(s{args});"]
+        raise XdpBackendError(f"unknown statement {s!r}")  # pragma: no cover
+
+    # ------------------------------------------------------------ program parts
+    def action(self, a: dpir.Action) -> list[str]:
+        params = "".join(f", __u64 p_{x.name}" for x in a.params)
+        body = self.stmts(a.body, a.params)
+        return [f"static __always_inline void act_{a.name}(struct scratch *s{params})", "{"] + [
+            "    " + x for x in body
+        ] + ["}"]
+
+    def key_value(self, path: str) -> str:
+        if path.endswith("." + VALID_SUFFIX):
+            return f"(__u64)VALID({self.hidx[path[: -len(VALID_SUFFIX) - 1]]})"
+        return self.expr(Ref(path), ())
+
+    def key_width(self, path: str) -> int:
+        return 1 if path.endswith("." + VALID_SUFFIX) else self.p.width_of(path)
+
+    def table(self, t: Table) -> tuple[list[str], list[str]]:
+        """(map declarations, apply function)."""
+        kinds = {k.match for k in t.keys}
+        nargs = max([len(self.p.action(a).params) for a in t.actions] + [1])
+        widths = [self.key_width(k.field) for k in t.keys]
+        if any(w > 64 for w in widths):
+            raise XdpBackendError(f"table {t.name}: keys wider than 64 bits are not supported by the XDP backend")
+        dispatch = ["    switch (val->action) {"]
+        for i, a in enumerate(t.actions):
+            n = len(self.p.action(a).params)
+            args = "".join(f", val->args[{j}]" for j in range(n))
+            dispatch.append(f"    case {i}: act_{a}(s{args}); break;")
+        dispatch.append("    }")
+        default_args = "".join(f", {x}ULL" for x in t.default.args)
+        miss = [f"    act_{t.default.action}(s{default_args});", "    return 0;"]
+        value_struct = f"struct val_{t.name} {{ __u32 pad; __u32 action; __u64 args[{nargs}]; }};"
+        if kinds <= {"exact"}:
+            nb = sum((w + 7) // 8 for w in widths)
+            decl = [
+                f"struct key_{t.name} {{ __u8 b[{max(nb, 1)}]; }};",
+                value_struct,
+                "struct {",
+                "    __uint(type, BPF_MAP_TYPE_HASH);",
+                f"    __uint(max_entries, {t.size});",
+                f"    __type(key, struct key_{t.name});",
+                f"    __type(value, struct val_{t.name});",
+                f"}} tbl_{t.name} SEC(\".maps\");",
+            ]
+            fn = [f"static __always_inline int apply_{t.name}(struct scratch *s)", "{", f"    struct key_{t.name} key = {{}};"]
+            off = 0
+            for k, w in zip(t.keys, widths):
+                slot = (w + 7) // 8 * 8
+                fn.append(f"    set_bits(key.b, {off + slot - w}, {w}, {self.key_value(k.field)});")
+                off += slot
+            fn += [f"    struct val_{t.name} *val = bpf_map_lookup_elem(&tbl_{t.name}, &key);", "    if (!val) {", *("    " + x for x in miss), "    }"]
+            fn += dispatch + ["    return 1;", "}"]
+            return decl, fn
+        if kinds == {"lpm"} and len(t.keys) == 1:
+            w = widths[0]
+            if w % 8:
+                raise XdpBackendError(f"table {t.name}: LPM keys must be whole bytes")
+            decl = [
+                f"struct key_{t.name} {{ __u32 prefixlen; __u8 b[{w // 8}]; }};",
+                value_struct,
+                "struct {",
+                "    __uint(type, BPF_MAP_TYPE_LPM_TRIE);",
+                "    __uint(map_flags, BPF_F_NO_PREALLOC);",
+                f"    __uint(max_entries, {t.size});",
+                f"    __type(key, struct key_{t.name});",
+                f"    __type(value, struct val_{t.name});",
+                f"}} tbl_{t.name} SEC(\".maps\");",
+            ]
+            fn = [
+                f"static __always_inline int apply_{t.name}(struct scratch *s)",
+                "{",
+                f"    struct key_{t.name} key = {{ .prefixlen = {w} }};",
+                f"    set_bits(key.b, 0, {w}, {self.key_value(t.keys[0].field)});",
+                f"    struct val_{t.name} *val = bpf_map_lookup_elem(&tbl_{t.name}, &key);",
+                "    if (!val) {",
+                *("    " + x for x in miss),
+                "    }",
+            ] + dispatch + ["    return 1;", "}"]
+            return decl, fn
+        # Ternary/range (and mixed): entries in priority order, scanned.
+        nk = len(t.keys)
+        decl = [
+            f"struct ent_{t.name} {{ __u32 used; __u32 action; __u64 args[{nargs}]; __u64 v[{nk}]; __u64 m[{nk}]; }};",
+            "struct {",
+            "    __uint(type, BPF_MAP_TYPE_ARRAY);",
+            f"    __uint(max_entries, {t.size});",
+            "    __type(key, __u32);",
+            f"    __type(value, struct ent_{t.name});",
+            f"}} tbl_{t.name} SEC(\".maps\");",
+        ]
+        fn = [f"static __always_inline int apply_{t.name}(struct scratch *s)", "{"]
+        for i, k in enumerate(t.keys):
+            fn.append(f"    __u64 k{i} = {self.key_value(k.field)};")
+        fn += [f"    struct ent_{t.name} *val = 0;", f"    for (__u32 i = 0; i < {t.size}; i++) {{", "        __u32 idx = i;",
+               f"        struct ent_{t.name} *e = bpf_map_lookup_elem(&tbl_{t.name}, &idx);", "        if (!e || !e->used)", "            break;"]
+        conds = []
+        for i, k in enumerate(t.keys):
+            if k.match == "range":
+                conds.append(f"(k{i} >= e->v[{i}] && k{i} <= e->m[{i}])")
+            else:  # exact / ternary / lpm are all value & mask here
+                conds.append(f"((k{i} & e->m[{i}]) == (e->v[{i}] & e->m[{i}]))")
+        fn += [f"        if ({' && '.join(conds) or '1'}) {{", "            val = e;", "            break;", "        }", "    }",
+               "    if (!val) {", *("    " + x for x in miss), "    }"]
+        fn += dispatch + ["    return 1;", "}"]
+        return decl, fn
+
+    def parser(self) -> list[str]:
+        # The parse offset lives in the scratch map, so that after each header the
+        # verifier sees one range-checked scalar instead of one constant per path.
+        out = ["    s->parsed = 0;", "    goto st_start;"]
+        for st in self.p.parser:
+            out.append(f"st_{st.name}:")
+            for h in st.extract:
+                n = _hbytes(self.p, h)
+                out += [
+                    f"    if (RELOAD(s->parsed) + {n} > pkt_len)",
+                    "        return XDP_DROP; /* too short for this header */",
+                    f"    if (bpf_xdp_load_bytes(ctx, RELOAD(s->parsed), s->h.{h}, {n}) < 0)",
+                    "        return XDP_DROP;",
+                    f"    s->valid |= BIT({self.hidx[h]});",
+                    f"    s->off[{self.hidx[h]}] = s->parsed;",
+                    f"    s->parsed += {n};",
+                ]
+            if st.select:
+                for i, e in enumerate(st.select):
+                    out.append(f"    __u64 sel_{st.name}_{i} = {self.expr(e, ())};")
+                for c in st.cases:
+                    masks = c.masks or tuple((1 << 64) - 1 for _ in c.values)
+                    conds = [
+                        f"(sel_{st.name}_{i} & {m & ((1 << 64) - 1)}ULL) == {v & m & ((1 << 64) - 1)}ULL"
+                        for i, (v, m) in enumerate(zip(c.values, masks))
+                    ]
+                    out.append(f"    if ({' && '.join(conds)})")
+                    out.append(f"        goto {self._state(c.next)};")
+            out.append(f"    goto {self._state(st.default)};")
+        out += ["st_reject:", "    return XDP_DROP;", "st_accept:", "    ;"]
+        return out
+
+    @staticmethod
+    def _state(name: str) -> str:
+        return f"st_{name}"
+
+
+def _maps_for_state(p: Program) -> list[str]:
+    out = []
+    for r in p.registers:
+        if r.width > 64:
+            raise XdpBackendError(f"register {r.name} is wider than 64 bits")
+        out += ["struct {", "    __uint(type, BPF_MAP_TYPE_ARRAY);", f"    __uint(max_entries, {r.size});",
+                "    __type(key, __u32);", "    __type(value, __u64);", f"}} reg_{r.name} SEC(\".maps\");"]
+    for c in p.counters:
+        out += ["struct {", "    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);", f"    __uint(max_entries, {c.size});",
+                "    __type(key, __u32);", "    __type(value, struct counter);", f"}} ctr_{c.name} SEC(\".maps\");"]
+    for m in p.meters:
+        out += ["struct {", "    __uint(type, BPF_MAP_TYPE_ARRAY);", f"    __uint(max_entries, {m.size});",
+                "    __type(key, __u32);", "    __type(value, struct bucket);", f"}} meter_{m.name} SEC(\".maps\");"]
+    return out
+
+
+def emit_c(p: Program, test_hooks: bool = False) -> str:
+    """The C source of ``p`` as an XDP program."""
+    validate(p)
+    pr = _Printer(p, test_hooks)
+    header_struct = ["struct headers {"] + [f"    __u8 {h.name}[{_hbytes(p, h.name)}];" for h in p.headers] + ["};"]
+    meta_struct = ["struct metadata {"] + [f"    __u64 {m.name};" for m in p.metadata] + [
+        "    __u64 std_ingress_port;", "    __u64 std_egress_port;", "    __u64 std_drop;", "    __u64 std_pkt_len;",
+        "    __u64 forwarded;", "};"]
+    tables_decl: list[str] = []
+    tables_fn: list[str] = []
+    for t in p.tables:
+        d, f = pr.table(t)
+        tables_decl += d + [""]
+        tables_fn += f + [""]
+    actions = []
+    for a in p.actions:
+        actions += pr.action(a) + [""]
+    control = pr.stmts(p.control, ())
+    ipv4s = [h.name for h in p.headers if h.type == "ipv4"]
+    l4s = [h.name for h in p.headers if h.type in ("udp", "tcp")]
+    deparse = []
+    for h in p.deparse:
+        i = pr.hidx[h]
+        n = _hbytes(p, h)
+        deparse += [
+            f"    if (VALID({i})) {{",
+            "        __u32 o = RELOAD(s->emitted);",
+            f"        if (o > {OUT_MAX - n})",
+            "            return XDP_DROP;",
+            f"        s->off[{i}] = o;",
+            f"        __builtin_memcpy(s->out + o, s->h.{h}, {n});",
+            f"        s->emitted = o + {n};",
+            "    }",
+        ]
+    ipv4_sums = []
+    for h in ipv4s:
+        i = pr.hidx[h]
+        ipv4_sums += [
+            f"    if ((s->csum & BIT({i})) && VALID({i})) {{",
+            f"        s->h.{h}[10] = 0; s->h.{h}[11] = 0;",
+            f"        __u16 c = csum_fold(bpf_csum_diff(0, 0, (__be32 *)s->h.{h}, 20, 0));",
+            f"        __builtin_memcpy(&s->h.{h}[10], &c, 2);",
+            "    }",
+        ]
+    zero_l4 = []
+    l4_sums = []
+    order = sorted(l4s, key=lambda h: -p.deparse.index(h) if h in p.deparse else 0)  # inner first
+    for h in order:
+        i = pr.hidx[h]
+        kind = p.header(h).type
+        csum_at = 6 if kind == "udp" else 16
+        zero_l4.append(f"    if ((s->csum & BIT({i})) && VALID({i})) {{ s->h.{h}[{csum_at}] = 0; s->h.{h}[{csum_at + 1}] = 0; }}")
+        before = [x for x in p.deparse[: p.deparse.index(h)] if x in ipv4s] if h in p.deparse else []
+        pick = []
+        for ip in reversed(before):  # the nearest IPv4 header emitted before it
+            pick.append(f"        {'else ' if pick else ''}if (VALID({pr.hidx[ip]})) ip = s->h.{ip};")
+        length = f"get_bits(s->h.{h}, 32, 16)" if kind == "udp" else f"(end - s->off[{i}])"
+        proto = 17 if kind == "udp" else 6
+        l4_sums += [
+            f"    if ((s->csum & BIT({i})) && VALID({i})) {{",
+            "        const __u8 *ip = 0;",
+            *pick,
+            "        if (ip) {",
+            f"            __u64 seg = s->off[{i}];",
+            f"            __u64 len = {length};",
+            "            __builtin_memcpy(s->pseudo, ip + 12, 8);",
+            f"            s->pseudo[8] = 0; s->pseudo[9] = {proto}; s->pseudo[10] = len >> 8; s->pseudo[11] = len & 0xff;",
+            f"            if (mantra_segment_csum(ctx, seg, {csum_at}, {int(kind == 'udp')}))",
+            "                return XDP_DROP;",
+            "        }",
+            "    }",
+        ]
+    template = resources.files("mantra6g.ebpf").joinpath("xdp_program.c.j2").read_text()
+    import jinja2
+
+    return jinja2.Template(template, keep_trailing_newline=True).render(
+        name=p.name,
+        doc=p.doc,
+        test_hooks=test_hooks,
+        header_struct="\n".join(header_struct),
+        meta_struct="\n".join(meta_struct),
+        nheaders=len(p.headers),
+        state_maps="\n".join(_maps_for_state(p)),
+        tables_decl="\n".join(tables_decl),
+        actions="\n".join(actions),
+        tables_fn="\n".join(tables_fn),
+        parser="\n".join(pr.parser()),
+        control="\n".join("    " + x for x in control),
+        ipv4_sums="\n".join(ipv4_sums),
+        zero_l4="\n".join(zero_l4),
+        deparse="\n".join(deparse),
+        l4_sums="\n".join(l4_sums),
+        token_scale=TOKEN_SCALE,
+        out_max=OUT_MAX,
+        chunk=CHUNK,
+        max_chunks=MAX_CHUNKS,
+        hash_max=HASH_MAX,
+    )
+
+
+# ---------------------------------------------------------------- map entries
+
+
+def _encode_action(t: Table, action: dpir.ActionCall, p: Program, first: int) -> bytes:
+    """``{__u32 first; __u32 action; __u64 args[n]}``: ``first`` is the value struct's
+    padding, or the scan entry's ``used`` flag."""
+    nargs = max([len(p.action(a).params) for a in t.actions] + [1])
+    args = list(action.args) + [0] * (nargs - len(action.args))
+    return (
+        first.to_bytes(4, "little")
+        + t.actions.index(action.action).to_bytes(4, "little")
+        + b"".join(a.to_bytes(8, "little") for a in args)
+    )
+
+
+def table_entries(p: Program, t: Table, entries=None) -> list[tuple[bytes, bytes]]:
+    """(key, value) byte pairs for the table's BPF map, as the generated C lays them out."""
+    entries = t.entries if entries is None else entries
+    widths = [1 if k.field.endswith("." + VALID_SUFFIX) else p.width_of(k.field) for k in t.keys]
+    kinds = {k.match for k in t.keys}
+    out: list[tuple[bytes, bytes]] = []
+    if kinds <= {"exact"}:
+        seen = set()
+        for e in entries:  # the first entry with a key wins, as in the interpreter
+            key = b"".join(m.value.to_bytes((w + 7) // 8, "big") for m, w in zip(e.matches, widths)) or b"\0"
+            if key not in seen:
+                seen.add(key)
+                out.append((key, _encode_action(t, e.action, p, 0)))
+        return out
+    if kinds == {"lpm"} and len(t.keys) == 1:
+        w = widths[0]
+        for e in entries:
+            m = e.matches[0]
+            key = m.prefix_len.to_bytes(4, "little") + m.value.to_bytes(w // 8, "big")
+            out.append((key, _encode_action(t, e.action, p, 0)))
+        return out
+    ranked = sorted(enumerate(entries), key=lambda ie: (-ie[1].priority, ie[0]))
+    for i, (_, e) in enumerate(ranked):
+        vs, ms = [], []
+        for m, w, k in zip(e.matches, widths, t.keys):
+            top = (1 << w) - 1
+            if isinstance(m, Range):
+                vs.append(m.low)
+                ms.append(m.high)
+            elif isinstance(m, Ternary):
+                vs.append(m.value)
+                ms.append(m.mask)
+            elif isinstance(m, Lpm):
+                vs.append(m.value)
+                ms.append((top >> (w - m.prefix_len)) << (w - m.prefix_len) if m.prefix_len else 0)
+            else:
+                vs.append(m.value)
+                ms.append(top)
+        value = _encode_action(t, e.action, p, 1)
+        value += b"".join(v.to_bytes(8, "little") for v in vs) + b"".join(x.to_bytes(8, "little") for x in ms)
+        out.append((i.to_bytes(4, "little"), value))
+    return out
+
+
+def entries_json(p: Program) -> str:
+    """Every table's map entries (hex), for inspection and for loaders other than ours."""
+    return json.dumps(
+        {t.name: [{"key": k.hex(), "value": v.hex()} for k, v in table_entries(p, t)] for t in p.tables},
+        indent=2,
+    )
+
+
+# ---------------------------------------------------------------- build
+
+
+def clang() -> str:
+    path = shutil.which("clang")
+    if path is None:
+        raise MantraError("clang not found: install it (make setup does) to build XDP programs")
+    return path
+
+
+def include_dirs() -> list[str]:
+    """The helper header's folder and the multiarch include dir (for asm/types.h)."""
+    ebpf = Path(str(resources.files("mantra6g.ebpf")))
+    dirs = [str(ebpf)]
+    multiarch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True)
+    arch = multiarch.stdout.strip() or "x86_64-linux-gnu"
+    if Path(f"/usr/include/{arch}").is_dir():
+        dirs.append(f"/usr/include/{arch}")
+    return dirs
+
+
+def build(c_file: Path, obj_file: Path) -> Path:
+    """``clang -O2 -g -target bpf``; a compile error is a :class:`XdpBackendError` with clang's output."""
+    cmd = [clang(), "-O2", "-g", "-target", "bpf", "-Wall", "-Wno-unused-function", "-Wno-unused-variable", "-Wno-unused-label"]
+    cmd += [f"-I{d}" for d in include_dirs()] + ["-c", str(c_file), "-o", str(obj_file)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise XdpBackendError(f"clang failed on {c_file}:\n{r.stderr.strip()}")
+    return obj_file
+
+
+def emit(p: Program, test_hooks: bool = False) -> XdpOutput:
+    """The C source and the map entries of ``p``."""
+    c = emit_c(p, test_hooks)
+    maps = tuple(f"tbl_{t.name}" for t in p.tables) + tuple(f"reg_{r.name}" for r in p.registers) + tuple(
+        f"ctr_{c.name}" for c in p.counters
+    ) + tuple(f"meter_{m.name}" for m in p.meters)
+    return XdpOutput({f"{p.name}.c": c, f"{p.name}.maps.json": entries_json(p) + "\n"}, maps)
+
+
+# ---------------------------------------------------------------- in the kernel
+
+
+def fill_maps(obj, p: Program) -> None:
+    """Install every table's entries and start every meter full (as the interpreter)."""
+    for t in p.tables:
+        for key, value in table_entries(p, t):
+            obj.update(f"tbl_{t.name}", key, value)
+    for m in p.meters:
+        full = (m.burst_bytes * TOKEN_SCALE).to_bytes(8, "little") + bytes(8)
+        for i in range(m.size):
+            obj.update(f"meter_{m.name}", i.to_bytes(4, "little"), full)
+
+
+class KernelProgram:
+    """A DP-IR program compiled to XDP with test hooks and loaded, for running packets
+    through ``BPF_PROG_TEST_RUN`` exactly as the interpreter runs them."""
+
+    def __init__(self, p: Program, workdir: str | Path):
+        from mantra6g.targets.bpf import BpfObject
+
+        self.program = p
+        work = Path(workdir)
+        work.mkdir(parents=True, exist_ok=True)
+        c_file, o_file = work / f"{p.name}.test.c", work / f"{p.name}.test.o"
+        c_file.write_text(emit_c(p, test_hooks=True))
+        build(c_file, o_file)
+        self.obj = BpfObject.load(o_file)
+        fill_maps(self.obj, p)
+
+    def run(self, data: bytes, ingress_port: int, now_ns: int) -> list[tuple[int, bytes]]:
+        """[(egress port, bytes)] like :attr:`Result.outputs` (empty when dropped)."""
+        from mantra6g.targets import bpf
+
+        cfg = now_ns.to_bytes(8, "little") + ingress_port.to_bytes(8, "little") + (2**64 - 1).to_bytes(8, "little")
+        self.obj.update("mantra_test", bytes(4), cfg)
+        verdict, out, _ = self.obj.test_run(data)
+        if verdict == bpf.XDP_DROP:
+            return []
+        if verdict != bpf.XDP_TX:
+            raise XdpBackendError(f"unexpected XDP verdict {verdict} (aborted?) for a {len(data)}-byte packet")
+        egress = int.from_bytes(self.obj.lookup("mantra_test", bytes(4), 24)[16:24], "little")
+        return [(egress, out)]
+
+    def close(self) -> None:
+        self.obj.close()
