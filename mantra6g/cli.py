@@ -146,8 +146,39 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_cmd_verify)
 
 
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from mantra6g.targets.build import deploy_command
+
+    return deploy_command(args.files, args.iface, args.netns, args.device, args.port, args.detach, out=sys.stdout)
+
+
+def _add_deploy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="attach a compiled XDP program to a network interface",
+        description="Compile one device program to XDP, load it (the verifier's log is shown if "
+        "it is rejected), fill its maps and attach it in native mode, atomically replacing the "
+        "program already there; if anything fails before the attach, the old program keeps "
+        "running. Maps are pinned under /sys/fs/bpf/mantra/NETNS/IFACE. Needs root.",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="service-graph (.sg) files, one site")
+    p.add_argument("--target", choices=["xdp"], default="xdp", help="only xdp deploys from here")
+    p.add_argument("--iface", required=True, help="the interface to attach to")
+    p.add_argument("--netns", metavar="NS", help="the network namespace the interface is in")
+    p.add_argument("--device", metavar="NAME", help="the device program, when the site has several")
+    p.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="N=IFACE",
+        help="DP-IR port N is this interface (repeat; default: --iface is port 0)",
+    )
+    p.add_argument("--detach", action="store_true", help="remove the XDP program from --iface")
+    p.set_defaults(run=_cmd_deploy)
+
+
 # Subcommands in the order `mantra --help` lists them. A feature adds its `_add_*` here.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_compile, _add_run, _add_simulate]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_compile, _add_run, _add_deploy, _add_simulate]
 _SUBCOMMANDS.append(_add_verify)
 
 

@@ -4,6 +4,8 @@ interpreter (``mantra run``)."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ from mantra6g.synth import dpir, frontend
 from mantra6g.synth.compose import DeviceProgram, compile_specs
 from mantra6g.synth.interp import State, run
 
-TARGETS = ("bmv2", "tofino", "dpir")
+TARGETS = ("bmv2", "tofino", "xdp", "dpir")
 
 
 def device_programs(files: Sequence[str], device: str | None = None) -> list[DeviceProgram]:
@@ -60,7 +62,19 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
             f"{dp.name}.dpir.txt": dpir.pretty(dp.program),
         }
         summary = None
-        if emit is not None:
+        if target == "xdp":
+            from mantra6g.targets import xdp
+
+            for name, text in files_out.items():
+                (directory / name).write_text(text)
+            try:
+                written, built = xdp.compile_to(dp.program, directory)
+            except MantraError as exc:
+                raise MantraError(f"device program '{dp.name}' (xdp): {exc}") from None
+            files_out.update(written)
+            files_out[built.obj_file.name] = ""
+            summary = built
+        elif emit is not None:
             try:
                 result = emit(dp.program)
             except MantraError as exc:
@@ -69,7 +83,8 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
             summary = result.summary
         elapsed = time.perf_counter() - start
         for name, text in files_out.items():
-            (directory / name).write_text(text)
+            if text:
+                (directory / name).write_text(text)
         where = dp.device + (f" site {dp.site}" if dp.site else "")
         out.write(f"{dp.name} ({where}): {', '.join(dp.nfs)}\n")
         if summary is not None:
@@ -141,3 +156,48 @@ def run_command(
     dropped = sum(1 for r in records if r.get("dropped"))
     out.write(f"{len(records) - dropped} forwarded, {dropped} dropped; wrote {target}\n")
     return 0
+
+
+def deploy_command(
+    files: Sequence[str],
+    iface: str,
+    netns: str | None,
+    device: str | None,
+    ports: Sequence[str],
+    detach: bool,
+    out: TextIO,
+) -> int:
+    """``mantra deploy``: compile to XDP and attach to an interface, or detach."""
+    from mantra6g.targets import xdp
+
+    if detach:
+        out.write(xdp.undeploy(iface, netns) + "\n")
+        return 0
+    if os.geteuid() != 0:
+        raise MantraError("deploying XDP programs needs root (CAP_BPF and CAP_NET_ADMIN)")
+    programs = device_programs(files, device)
+    if len(programs) > 1:
+        names = ", ".join(p.name for p in programs)
+        raise MantraError(f"the site has several device programs ({names}); choose one with --device")
+    port_map = _port_map(ports, iface)
+    program = programs[0].program
+    with tempfile.TemporaryDirectory() as tmp:
+        _, built = xdp.compile_to(program, Path(tmp))
+        out.write(built.render() + "\n")
+        out.write(xdp.deploy(program, built.obj_file, iface, netns, port_map) + "\n")
+    return 0
+
+
+def _port_map(specs: Sequence[str], iface: str) -> dict[int, str]:
+    """``--port 1=veth1`` flags as {1: "veth1"}; without any, the interface is port 0."""
+    if not specs:
+        return {0: iface}
+    ports: dict[int, str] = {}
+    for spec in specs:
+        number, sep, name = spec.partition("=")
+        if not sep or not number.isdigit() or not name or int(number) > 511:
+            raise MantraError(f"--port {spec}: write PORT=INTERFACE with PORT 0..511, e.g. --port 1=eth1")
+        ports[int(number)] = name
+    if iface not in ports.values():
+        raise MantraError(f"--iface {iface} has no port number: add --port N={iface}")
+    return ports

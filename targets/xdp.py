@@ -27,8 +27,11 @@ With ``test_hooks=True`` the program takes its clock and ingress port from the
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from importlib import resources
@@ -46,7 +49,6 @@ from mantra6g.synth.dpir import (
     CopyHeader,
     Count,
     Drop,
-    Exact,
     Expr,
     Forward,
     Hash,
@@ -723,3 +725,108 @@ class KernelProgram:
 
     def close(self) -> None:
         self.obj.close()
+
+
+# ---------------------------------------------------------------- compile, deploy
+
+PIN_ROOT = Path("/sys/fs/bpf/mantra")
+
+
+@dataclass(frozen=True)
+class XdpBuild:
+    """What ``mantra compile --target xdp`` made for one device program."""
+
+    c_file: Path
+    obj_file: Path
+    maps: tuple[str, ...]
+    instructions: int | None  # processed by the verifier (None: not loaded, no root)
+    stack_depth: int | None
+    note: str = ""
+
+    def render(self) -> str:
+        lines = [f"xdp: {self.c_file.name} -> {self.obj_file.name}", f"  maps: {', '.join(self.maps) or 'none'}"]
+        if self.instructions is not None:
+            lines.append(f"  verifier: {self.instructions} instructions processed, stack {self.stack_depth} bytes")
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        return "\n".join(lines)
+
+
+def compile_to(p: Program, directory: Path) -> tuple[dict[str, str], XdpBuild]:
+    """Write C, object and map entries; load the object once (as root) for the verifier's figures."""
+    out = emit(p)
+    for name, text in out.files.items():
+        (directory / name).write_text(text)
+    c_file, obj_file = directory / f"{p.name}.c", directory / f"{p.name}.o"
+    build(c_file, obj_file)
+    insns = stack = None
+    note = ""
+    if os.geteuid() == 0:
+        from mantra6g.targets.bpf import BpfObject
+
+        with BpfObject.load(obj_file) as obj:
+            insns, stack = obj.stats.instructions, obj.stats.stack_depth
+    else:
+        note = "not loaded: the verifier's figures need root"
+    return out.files, XdpBuild(c_file, obj_file, out.maps, insns, stack, note)
+
+
+def _ifindex(iface: str) -> int:
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        raise MantraError(f"no interface '{iface}' (in this network namespace)") from None
+
+
+def _in_netns(netns: str | None):
+    """Enter ``netns`` for the rest of this process (deploy runs in a child process)."""
+    if netns is None:
+        return
+    path = Path("/run/netns") / netns
+    if not path.exists():
+        raise MantraError(f"no network namespace '{netns}' (ip netns list shows them)")
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(path) as f:
+        if libc.setns(f.fileno(), 0x40000000) != 0:  # CLONE_NEWNET
+            raise MantraError(f"cannot enter network namespace '{netns}': {os.strerror(ctypes.get_errno())}")
+
+
+def pin_dir(iface: str, netns: str | None) -> Path:
+    return PIN_ROOT / (netns or "root") / iface
+
+
+def deploy(p: Program, obj_file: Path, iface: str, netns: str | None, ports: dict[int, str] | None = None) -> str:
+    """Load ``obj_file``, fill its maps and attach it to ``iface`` (native XDP), atomically
+    replacing the program there. If loading fails, the old program keeps running.
+    ``ports`` maps DP-IR port numbers to interface names (default: ``iface`` is port 0)."""
+    from mantra6g.targets.bpf import BpfObject
+
+    _in_netns(netns)
+    ports = ports or {0: iface}
+    ifindex = _ifindex(iface)
+    obj = BpfObject.load(obj_file)  # raises with the verifier log; nothing attached yet
+    fill_maps(obj, p)
+    for port, name in ports.items():
+        idx = _ifindex(name)
+        obj.update("mantra_ports", port.to_bytes(4, "little"), idx.to_bytes(4, "little"))
+        obj.update("mantra_port_of", idx.to_bytes(4, "little"), port.to_bytes(4, "little"))
+    pins = pin_dir(iface, netns)
+    obj.pin_maps(pins)
+    obj.attach(ifindex)
+    return f"attached {p.name} to {iface}{' in ' + netns if netns else ''} (maps pinned in {pins})"
+
+
+def undeploy(iface: str, netns: str | None) -> str:
+    from mantra6g.targets import bpf
+
+    _in_netns(netns)
+    ifindex = _ifindex(iface)
+    if bpf.attached_id(ifindex) == 0:
+        raise MantraError(f"no XDP program is attached to {iface}")
+    bpf.detach(ifindex)
+    pins = pin_dir(iface, netns)
+    if pins.is_dir():
+        for f in pins.iterdir():
+            f.unlink()
+        pins.rmdir()
+    return f"detached the XDP program from {iface}{' in ' + netns if netns else ''}"
