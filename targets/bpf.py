@@ -75,6 +75,7 @@ def _lib() -> ctypes.CDLL:
         raise MantraError("libbpf.so.1 not found: install libbpf1 (make setup does)") from None
     vp, cp, i, u32 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32
     for name, res, args in [
+        ("libbpf_set_print", vp, [vp]),
         ("bpf_object__open_file", vp, [cp, vp]),
         ("bpf_object__load", i, [vp]),
         ("bpf_object__close", None, [vp]),
@@ -100,6 +101,7 @@ def _lib() -> ctypes.CDLL:
         f = getattr(lib, name)
         f.restype = res
         f.argtypes = args
+    lib.libbpf_set_print(None)  # errors reach the user through our exceptions, with the log
     return lib
 
 

@@ -791,6 +791,16 @@ def _in_netns(netns: str | None):
             raise MantraError(f"cannot enter network namespace '{netns}': {os.strerror(ctypes.get_errno())}")
 
 
+def ensure_bpffs() -> None:
+    """Mount the BPF filesystem at /sys/fs/bpf if it is not (as bpftool and ip do)."""
+    mounts = Path("/proc/mounts").read_text().split("\n")
+    if any(m.split()[1:3] == ["/sys/fs/bpf", "bpf"] for m in mounts if m):
+        return
+    r = subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise MantraError(f"cannot mount the BPF filesystem on /sys/fs/bpf: {r.stderr.strip()}")
+
+
 def pin_dir(iface: str, netns: str | None) -> Path:
     return PIN_ROOT / (netns or "root") / iface
 
@@ -810,6 +820,7 @@ def deploy(p: Program, obj_file: Path, iface: str, netns: str | None, ports: dic
         idx = _ifindex(name)
         obj.update("mantra_ports", port.to_bytes(4, "little"), idx.to_bytes(4, "little"))
         obj.update("mantra_port_of", idx.to_bytes(4, "little"), port.to_bytes(4, "little"))
+    ensure_bpffs()
     pins = pin_dir(iface, netns)
     obj.pin_maps(pins)
     obj.attach(ifindex)
