@@ -51,7 +51,6 @@ from mantra6g.synth.dpir import (
     Forward,
     Hash,
     If,
-    IsValid,
     MeterExec,
     ParserState,
     Program,

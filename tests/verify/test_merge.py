@@ -14,7 +14,7 @@ from mantra6g.synth.dpir_check import validate
 from mantra6g.synth.merge import MergeError, TenantProgram, merge, merge_orders, tenant_programs
 from mantra6g.synth import expr as sx
 
-from tests.verify.conftest import CASES, ROOT
+from tests.verify.conftest import ROOT
 
 EXAMPLES = ["edge_site_two_tenants.sg", "6g_user_plane.sg", "embb_video.sg", "urllc_factory.sg"]
 
