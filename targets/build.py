@@ -62,17 +62,15 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
             f"{dp.name}.dpir.txt": dpir.pretty(dp.program),
         }
         summary = None
+        made: list[str] = []  # files a tool wrote itself (the XDP object)
         if target == "xdp":
             from mantra6g.targets import xdp
 
-            for name, text in files_out.items():
-                (directory / name).write_text(text)
             try:
                 written, built = xdp.compile_to(dp.program, directory)
             except MantraError as exc:
                 raise MantraError(f"device program '{dp.name}' (xdp): {exc}") from None
-            files_out.update(written)
-            files_out[built.obj_file.name] = ""
+            made = list(written) + [built.obj_file.name]
             summary = built
         elif emit is not None:
             try:
@@ -83,8 +81,7 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
             summary = result.summary
         elapsed = time.perf_counter() - start
         for name, text in files_out.items():
-            if text:
-                (directory / name).write_text(text)
+            (directory / name).write_text(text)
         where = dp.device + (f" site {dp.site}" if dp.site else "")
         out.write(f"{dp.name} ({where}): {', '.join(dp.nfs)}\n")
         if summary is not None:
@@ -95,7 +92,7 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
                 f"  dpir: {len(p.tables)} tables, {sum(len(t.entries) for t in p.tables)} entries, "
                 f"{len(p.registers)} registers, {len(p.counters)} counters, {len(p.meters)} meters\n"
             )
-        out.write(f"  wrote {', '.join(sorted(files_out))} to {directory}/ in {elapsed * 1e3:.0f} ms\n")
+        out.write(f"  wrote {', '.join(sorted([*files_out, *made]))} to {directory}/ in {elapsed * 1e3:.0f} ms\n")
     return 0
 
 

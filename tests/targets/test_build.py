@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap, wrpcap
@@ -68,3 +70,25 @@ def test_run_needs_one_device_and_a_real_pcap(tmp_path):
     assert r.returncode == 2 and "choose one with --device" in r.stderr
     r = mantra("run", "examples/embb_video.sg", "--pcap", "examples/embb_video.sg")
     assert r.returncode == 2 and "not a pcap file" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.root
+def test_compile_xdp_writes_c_object_and_entries_with_verifier_figures(tmp_path):
+    r = mantra("compile", "examples/embb_video.sg", "-t", "xdp", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    for suffix in (".c", ".o", ".maps.json", ".dpir.json"):
+        assert (tmp_path / f"pdp{suffix}").is_file(), suffix
+    assert 'SEC("xdp")' in (tmp_path / "pdp.c").read_text()
+    entries = json.loads((tmp_path / "pdp.maps.json").read_text())
+    assert len(entries["video_downlink_rt_fib"]) == 3
+    assert "verifier:" in r.stdout and "instructions processed, stack" in r.stdout
+
+
+def test_deploy_errors_are_clear():
+    r = mantra("deploy", "examples/embb_video.sg", "--iface", "nope0")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert ("no interface 'nope0'" in r.stderr) or ("needs root" in r.stderr)
+    r = mantra("deploy", "examples/embb_video.sg", "--iface", "lo", "--port", "x")
+    assert r.returncode == 2 and "--port x: write PORT=INTERFACE" in r.stderr
+    r = mantra("deploy", "--iface", "lo", "--netns", "mantra-no-such-ns", "--detach")
+    assert r.returncode == 2 and "no network namespace 'mantra-no-such-ns'" in r.stderr
