@@ -404,11 +404,13 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]]) -> Pro
     for g, local in ordered:
         acc.graph = g
         acc.nf = None
-        visit = {n: acc.shared_meta(f"{g.name}_{n}_visit", 1) for n in local}
+        # Topological order, not set order: the program must be the same in every run.
+        order = [n for n in g.topological_order() if n in local]
+        visit = {n: acc.shared_meta(f"{g.name}_{n}_visit", 1) for n in order}
         cls = g.nf(g.entry)
         claim: list[Stmt] = [Assign(TENANT, Const(g.tenant_id, 16)), Assign(SLICE, Const(g.slice_id, 8))]
         # NFs whose predecessors run elsewhere see the packet as soon as it is classified.
-        for n in local:
+        for n in order:
             if any(p not in local and p != g.entry for p in g.predecessors(n)):
                 claim.append(Assign(visit[n], Const(1, 1)))
         claim += _pass_on(g, g.entry, visit, local)

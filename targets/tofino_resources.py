@@ -282,9 +282,11 @@ class _Builder:
                 else:
                     g = guard | frozenset(expr_reads(s.cond))
                     self.ifs += 1
+                    # Both branches carry this if's id (nested ifs increment the counter).
+                    this_if = self.ifs
                     outer = self.branches
                     for branch, stmts in enumerate((s.then, s.orelse)):
-                        self.branches = outer + ((self.ifs, branch),)
+                        self.branches = outer + ((this_if, branch),)
                         self.body(stmts, g, after)
                     self.branches = outer
             else:

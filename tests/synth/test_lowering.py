@@ -410,3 +410,20 @@ def test_every_table_of_every_example_is_applied_exactly_once():
         for dp in compile_specs(frontend.load([path])):
             applied = _applies(dp.program.control, [])
             assert sorted(applied) == sorted(t.name for t in dp.program.tables), (path.name, dp.name)
+
+
+def test_compiled_programs_are_the_same_in_every_process():
+    """Proof caches and diffs rely on it: no set or dict order may leak into a program."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from mantra6g.synth import frontend; from mantra6g.synth.compose import compile_specs;"
+        "print(hashlib.sha256(''.join(d.program.to_json() for d in compile_specs(frontend.load("
+        "['examples/urllc_factory.sg', 'examples/edge_site_two_tenants.sg']))).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": str(seed)}, timeout=120).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(digests) == 1 and "" not in digests
