@@ -4,9 +4,10 @@
 * ``tofino``: the TNA backend's stage model (:mod:`mantra6g.targets.tofino_resources`:
   12 stages, 16 logical tables, 80 SRAM and 24 TCAM blocks per stage) must place
   every logical table, and what TNA cannot express (e.g. 64-bit registers) fails;
-* ``xdp``: an *estimate* from the DP-IR (the XDP backend exposes no figures yet):
-  instructions against the kernel's 1,000,000-instruction limit and stack bytes
-  against its 512-byte limit. See :func:`xdp_estimate` for the cost model;
+* ``xdp``: the program is built and loaded (as root): the kernel's verifier accepts it
+  or not, and reports the instructions it processed (limit 1,000,000) and the stack
+  (limit 512 bytes). Without root, an *estimate* from the DP-IR stands in and says so
+  (see :func:`xdp_estimate` for its cost model);
 * ``bmv2``: table sizes only (software switch).
 
 A violated budget has no packet: the counterexample is the report of what overflows.
@@ -14,8 +15,11 @@ A violated budget has no packet: the counterexample is the report of what overfl
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from mantra6g.synth.dpir import (
     Apply,
@@ -118,9 +122,19 @@ def check_resources(p: Program, target: str) -> PropertyResult:
             note = f"{tofino.emit(p).summary.stages} of 12 Tofino stages"
         except MantraError as exc:
             problems.append(str(exc))
+    elif target == "xdp" and os.geteuid() == 0:
+        from mantra6g.errors import MantraError
+        from mantra6g.targets import xdp
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                _, built = xdp.compile_to(p, Path(tmp))
+                note = f"verifier: {built.instructions} instructions processed, stack {built.stack_depth} bytes"
+            except MantraError as exc:
+                problems.append(str(exc).splitlines()[0] + " (see mantra compile -t xdp for the verifier log)")
     elif target == "xdp":
         est = xdp_estimate(p)
-        note = f"estimated {est.instructions} instructions, {est.stack_bytes} stack bytes"
+        note = f"not root: estimated {est.instructions} instructions, {est.stack_bytes} stack bytes"
         if est.instructions > XDP_MAX_INSNS:
             problems.append(f"about {est.instructions} instructions, over the kernel's {XDP_MAX_INSNS}")
         if est.stack_bytes > XDP_MAX_STACK:
