@@ -8,11 +8,13 @@ setup:
 	@bash scripts/setup.sh
 
 # The end-to-end story as far as it exists: check the example service graphs, compile
-# them to P4 for BMv2 (out/compile/), then simulate predictive vs reactive vs static
+# them to P4 for BMv2 (out/compile/), prove the two-tenant DPU merge isolated and
+# equivalent (out/verify/), then simulate predictive vs reactive vs static
 # orchestration (plots in out/simulate/).
 demo: setup
 	$(MANTRA) check examples/*.sg
 	$(MANTRA) compile examples/*.sg --target bmv2 -o out/compile
+	$(MANTRA) verify examples/edge_site_two_tenants.sg --target bmv2 --out out/verify
 	$(MANTRA) simulate --out out/simulate
 
 test: setup
