@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import time
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def lab(tmp_path_factory):
         for ns, iface in (("h1", "h1-eth0"), ("h2", "h2-eth0")):
             with lab.in_ns(ns):
                 o = BpfObject.load(obj_file)
-                o.attach(__import__("socket").if_nametoindex(iface))
+                o.attach(socket.if_nametoindex(iface))
                 passes.append(o)
         lab.work = work
         yield lab
@@ -163,7 +164,7 @@ def test_a_rejected_program_leaves_the_old_one_running(lab, tmp_path):
     p = program("router")
     deploy_in(lab, p, tmp_path / "good")
     with lab.in_ns("dut"):
-        before = bpf.attached_id(__import__("socket").if_nametoindex("dut-eth1"))
+        before = bpf.attached_id(socket.if_nametoindex("dut-eth1"))
     bad = tmp_path / "bad.c"
     bad.write_text(
         '#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n'
@@ -175,5 +176,5 @@ def test_a_rejected_program_leaves_the_old_one_running(lab, tmp_path):
         xdp.deploy(p, obj, "dut-eth1", None, {1: "dut-eth1", 2: "dut-eth2"})
     assert "invalid access to packet" in exc.value.log
     with lab.in_ns("dut"):
-        assert bpf.attached_id(__import__("socket").if_nametoindex("dut-eth1")) == before
+        assert bpf.attached_id(socket.if_nametoindex("dut-eth1")) == before
     undeploy_in(lab)
