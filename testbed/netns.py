@@ -45,11 +45,17 @@ def _setns(path: str) -> None:
 
 
 def cleanup(prefix: str) -> None:
-    """Delete every namespace named ``<prefix>-*`` (their veths go with them)."""
+    """Delete every namespace named ``<prefix>-*`` (their veths go with them), first
+    ending the processes still running in it (traffic generators of a crashed run)."""
     r = _ip("netns", "list", check=False)
     for line in r.stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
         if name.startswith(prefix + "-"):
+            for pid in _ip("netns", "pids", name, check=False).stdout.split():
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
             _ip("netns", "delete", name, check=False)
 
 

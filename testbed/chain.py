@@ -1,0 +1,175 @@
+"""The testbed's service chain: its graph text, one XDP program per stage, map state.
+
+A URLLC chain is split into two *stages*, each one XDP program on one node's single
+interface (one-armed, as on a switch port): the ingress stage (monitor source, firewall,
+a router towards the egress stage) and the egress stage (load balancer, monitor sink, a
+router towards the receiver). Routers rewrite both MACs so the LinuxBridge between the
+nodes forwards the packet to the next node; the packet leaves with ``XDP_TX``.
+Migrating the egress stage = compiling it for another node, copying its map state, and
+rewriting the ingress stage's route to the new node's MAC.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mantra6g.errors import MantraError
+
+INGRESS, EGRESS = "ingress", "egress"
+STAGES = (INGRESS, EGRESS)
+NF_STAGE = {"mon_in": INGRESS, "fw": INGRESS, "to_egress": INGRESS, "lb": EGRESS, "mon_out": EGRESS, "to_rx": EGRESS}
+
+
+@dataclass(frozen=True)
+class ChainAddressing:
+    """Addresses the chain's graph is written for (one /24 shared by the whole site)."""
+
+    subnet: str
+    vip: str
+    backends: tuple[str, ...]
+    udp_port: int
+    rx_mac: str
+
+
+def graph_text(a: ChainAddressing, nodes: dict[str, tuple[str, str]], slice_id: int = 1) -> str:
+    """The .sg source of the URLLC chain with each stage on ``nodes[stage] = (node, mac)``."""
+    (n_in, mac_in), (n_out, mac_out) = nodes[INGRESS], nodes[EGRESS]
+    backends = "\n".join(f"        backend {b}" for b in a.backends)
+    return f"""\
+tenant factory id 1 {{
+    slice motion {{
+        latency <= 1 ms
+        priority 7
+    }}
+}}
+graph urllc for factory.motion {{
+    nf cls = classifier() {{ match ipv4.dst == {a.vip} and udp.dport == {a.udp_port} }}
+    nf mon_in = latency_monitor(role: source)
+    nf fw = firewall(default: deny) {{
+        allow ipv4.src in {a.subnet} and ipv4.proto == udp
+    }}
+    nf to_egress = router(mac: {mac_in}) {{ route {a.subnet} via {mac_out} port 0 }}
+    nf lb = load_balancer(vip: {a.vip}, hash: [ipv4.src, ipv4.dst, udp.sport, udp.dport], table_size: 251) {{
+{backends}
+    }}
+    nf mon_out = latency_monitor(role: sink, buckets: [100us, 250us, 500us, 1ms, 2ms, 5ms])
+    nf to_rx = router(mac: {mac_out}) {{ route {a.subnet} via {a.rx_mac} port 0 }}
+    cls -> mon_in -> fw -> to_egress -> lb -> mon_out -> to_rx
+    place mon_in, fw, to_egress on host site {n_in}
+    place lb, mon_out, to_rx on host site {n_out}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class StageBuild:
+    """One stage compiled for one node."""
+
+    stage: str
+    node: str
+    program: object  # mantra6g.synth.dpir.Program
+    obj_file: Path
+
+
+def compile_chain(a: ChainAddressing, nodes: dict[str, tuple[str, str]], workdir: Path) -> dict[str, StageBuild]:
+    """Compile the chain for a placement; returns the build of each stage."""
+    from mantra6g.synth.compose import compile_specs
+    from mantra6g.synth.frontend import loads
+    from mantra6g.targets import xdp
+
+    spec = loads(graph_text(a, nodes), "urllc.sg")
+    out: dict[str, StageBuild] = {}
+    for dp in compile_specs([spec]):
+        stage = next(s for s in STAGES if dp.site == nodes[s][0])
+        d = workdir / f"{stage}-{dp.site}"
+        d.mkdir(parents=True, exist_ok=True)
+        files = xdp.emit(dp.program).files
+        for name, text in files.items():
+            (d / name).write_text(text)
+        obj = xdp.build(d / f"{dp.program.name}.c", d / f"{dp.program.name}.o")
+        out[stage] = StageBuild(stage, dp.site, dp.program, obj)
+    return out
+
+
+# ---------------------------------------------------------------- pinned maps
+
+
+def _possible_cpus() -> int:
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    return int(text.split("-")[-1]) + 1
+
+
+class PinnedMaps:
+    """The pinned maps of one deployed program, opened by path (readable from any netns)."""
+
+    def __init__(self, directory: Path):
+        from mantra6g.targets.bpf import lib
+
+        self.directory = directory
+        self._fds: dict[str, int] = {}
+        for f in sorted(directory.iterdir()):
+            fd = lib().bpf_obj_get(str(f).encode())
+            if fd < 0:
+                raise MantraError(f"cannot open pinned map {f}")
+            self._fds[f.name] = fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> PinnedMaps:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def name_ending(self, suffix: str) -> str:
+        names = [n for n in self._fds if n.endswith(suffix)]
+        if len(names) != 1:
+            raise MantraError(f"{self.directory}: expected one map ending in {suffix}, found {names}")
+        return names[0]
+
+    def lookup(self, name: str, key: bytes, value_size: int) -> bytes:
+        from mantra6g.targets.bpf import lib
+
+        k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value_size)
+        if lib().bpf_map_lookup_elem(self._fds[name], k, v) != 0:
+            raise MantraError(f"{name}: no entry {key.hex()}")
+        return v.raw
+
+    def update(self, name: str, key: bytes, value: bytes) -> None:
+        from mantra6g.targets.bpf import lib
+
+        k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
+        if lib().bpf_map_update_elem(self._fds[name], k, v, 0) != 0:
+            raise MantraError(f"{name}: update of {key.hex()} failed")
+
+    def register(self, name: str, index: int) -> int:
+        return int.from_bytes(self.lookup(name, index.to_bytes(4, "little"), 8), "little")
+
+    def set_register(self, name: str, index: int, value: int) -> None:
+        self.update(name, index.to_bytes(4, "little"), value.to_bytes(8, "little"))
+
+    def counter(self, name: str, index: int) -> tuple[int, int]:
+        """(packets, bytes) summed over CPUs."""
+        raw = self.lookup(name, index.to_bytes(4, "little"), 16 * _possible_cpus())
+        pk = sum(int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 16))
+        by = sum(int.from_bytes(raw[i + 8 : i + 16], "little") for i in range(0, len(raw), 16))
+        return pk, by
+
+    def counter_raw(self, name: str, index: int) -> bytes:
+        return self.lookup(name, index.to_bytes(4, "little"), 16 * _possible_cpus())
+
+    def set_counter_raw(self, name: str, index: int, raw: bytes) -> None:
+        self.update(name, index.to_bytes(4, "little"), raw)
+
+
+def state_maps(program) -> list[tuple[str, str, int]]:
+    """(kind, map name, entries) of every register and counter of a program: its NF state."""
+    return [("reg", f"reg_{r.name}", r.size) for r in program.registers] + [
+        ("ctr", f"ctr_{c.name}", c.size) for c in program.counters
+    ]

@@ -1,0 +1,417 @@
+"""A real edge site in network namespaces: nodes, a LinuxBridge, rate-limited links,
+the URLLC chain as XDP programs on the nodes, traffic, the in-network monitor's readout.
+
+Plain namespaces through :class:`testbed.netns.Lab`, not Mininet: Mininet hosts are
+unnamed namespaces held by a shell process, so the crash clean-up by name prefix, the
+``/run/netns`` paths that ``setns`` and the XDP deploy use, and the pin directories
+keyed by interface would all need a second mechanism; Lab gives them directly, with the
+same LinuxBridge-plus-veth data path Mininet would build (no OVS, no controller).
+
+Topology (one /24): ``gen`` (senders), ``rx`` (receiver, the backends' addresses) and
+every compute node hang off bridge ``br0`` in namespace ``sw``; the bridge's port towards
+each node has a tbf rate limit, so the node's inbound link queues when eMBB bursts and
+URLLC share it. Delay is real queueing (no netem here).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mantra6g.errors import MantraError
+from mantra6g.testbed.chain import EGRESS, INGRESS, STAGES, ChainAddressing, PinnedMaps, StageBuild, compile_chain, state_maps
+from mantra6g.testbed.netns import Lab, pass_program
+from mantra6g.testbed.traffic import GroundTruth, read_records
+
+SUBNET = "10.0.0.0/24"
+GEN_IP, RX_IP, VIP, EMBB_SINK = "10.0.0.1", "10.0.0.2", "10.0.0.100", "10.0.0.200"
+URLLC_PORT, EMBB_PORT = 5000, 6000
+PIN_ROOT = Path("/sys/fs/bpf/mantra/root")
+
+
+def mac(i: int) -> str:
+    return f"02:00:00:00:00:{i:02x}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A compute node: its role (orchestrator NodeRole value) and inbound link rate."""
+
+    name: str
+    role: str
+    link_mbit: float = 40.0
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """What a testbed run builds and sends. Rates are sized for a 2-core machine."""
+
+    nodes: tuple[NodeConfig, ...] = (
+        NodeConfig("A", "urllc"),
+        NodeConfig("B", "embb"),
+        NodeConfig("C", "shared"),
+        NodeConfig("D", "spare"),
+    )
+    ingress_node: str = "A"
+    egress_node: str = "B"  # shares its link with the eMBB bulk: where queueing builds
+    embb_node: str = "B"
+    urllc_rate_pps: float = 300.0
+    urllc_flows: int = 8
+    embb_rate_pps: float = 5000.0  # 48 Mbit/s of 1200-byte packets while on: > the 40 Mbit/s link
+    embb_on_s: float = 1.0
+    embb_off_s: float = 1.5
+    tbf_latency_ms: float = 10.0  # tbf queue bound: the worst queueing delay on a link
+    backends: tuple[str, ...] = ("10.0.0.201", "10.0.0.202", "10.0.0.203")
+    seed: int = 1
+
+    def node(self, name: str) -> NodeConfig:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise MantraError(f"no node '{name}' in the scenario")
+
+
+@dataclass(frozen=True)
+class MonitorReading:
+    """The sink's per-slice registers at one instant."""
+
+    time: float
+    delay_sum_ns: int
+    delay_count: int
+    delay_max_ns: int
+
+
+@dataclass(frozen=True)
+class IntervalStats:
+    """One interval of URLLC latency: the in-network monitor and the receivers' truth."""
+
+    time: float
+    monitor_mean_ms: float | None
+    monitor_packets: int
+    truth_mean_ms: float | None
+    truth_packets: int
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """One migration of a stage, as carried out and measured."""
+
+    stage: str
+    source: str
+    target: str
+    started: float  # CLOCK_REALTIME seconds
+    switched: float
+    finished: float
+    state_entries_copied: int
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished - self.started) * 1e3
+
+
+class Site:
+    """The running site. Use as a context manager: everything is torn down on exit,
+    and whatever a crashed run with the same prefix left is removed on entry."""
+
+    def __init__(self, config: SiteConfig, workdir: Path, prefix: str = "mtb"):
+        if len(prefix) > 8:
+            raise MantraError("site prefix: at most 8 characters (interface names)")
+        self.config, self.workdir, self.prefix = config, workdir, prefix
+        self.lab = Lab(prefix)
+        self.procs: list[subprocess.Popen] = []
+        self.placement: dict[str, str] = {INGRESS: config.ingress_node, EGRESS: config.egress_node}
+        self.builds: dict[str, StageBuild] = {}
+        self.slice_id = 1
+        self.truth_file = workdir / "truth.bin"
+        self._truth_offset = 0
+        self.truth: list[GroundTruth] = []
+        self._monitor_base: dict[str, MonitorReading] = {}  # per node: readings before a migration
+        self._last: MonitorReading | None = None
+        self.readings: list[MonitorReading] = []
+        self.migrations: list[MigrationReport] = []
+
+    # -------------------------------------------------------------- names
+    def iface(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    def node_mac(self, node: str) -> str:
+        return mac(0x10 + [n.name for n in self.config.nodes].index(node))
+
+    def pins(self, node: str) -> Path:
+        return PIN_ROOT / self.iface(node)
+
+    # -------------------------------------------------------------- life cycle
+    def __enter__(self) -> Site:
+        remove_pins(self.prefix)
+        self.lab.__enter__()  # deletes the namespaces (and kills the processes) of a crashed run
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.truth_file.unlink(missing_ok=True)
+            self._build()
+            self.deploy_chain()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.lab.__exit__(None, None, None)
+        remove_pins(self.prefix)
+
+    def _build(self) -> None:
+        lab, c = self.lab, self.config
+        lab.ns("sw")
+        lab.run("sw", "ip", "link", "add", "br0", "type", "bridge")
+        lab.run("sw", "ip", "link", "set", "br0", "up")
+        hosts = [("gen", mac(1), GEN_IP, None), ("rx", mac(2), RX_IP, None)]
+        hosts += [(n.name, self.node_mac(n.name), None, n) for n in c.nodes]
+        pass_obj = pass_program(self.workdir)
+        from mantra6g.targets.bpf import BpfObject
+        import socket as _s
+
+        for name, m, ip, node in hosts:
+            inner, outer = self.iface(name), f"{self.prefix}-s{name}"
+            lab.link(name, inner, "sw", outer)
+            lab.run(name, "ip", "link", "set", inner, "address", m)
+            lab.run("sw", "ip", "link", "set", outer, "master", "br0")
+            if ip:
+                lab.run(name, "ip", "addr", "add", f"{ip}/24", "dev", inner)
+            if node is not None:
+                # The node's inbound link: a token bucket whose queue is the delay.
+                lab.run("sw", "tc", "qdisc", "add", "dev", outer, "root", "tbf", "rate", f"{node.link_mbit}mbit",
+                        "burst", "4kb", "latency", f"{c.tbf_latency_ms}ms")
+                # XDP_TX from the node into this veth needs an XDP program on this end.
+                with lab.in_ns("sw"):
+                    o = BpfObject.load(pass_obj)
+                    o.attach(_s.if_nametoindex(outer))
+                    o.close()  # the attachment holds the program
+        for b in c.backends:
+            lab.run("rx", "ip", "addr", "add", f"{b}/24", "dev", self.iface("rx"))
+        lab.run("rx", "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0")
+        gen = self.iface("gen")
+        lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(c.ingress_node), "dev", gen)
+        lab.run("gen", "ip", "neigh", "replace", EMBB_SINK, "lladdr", self.node_mac(c.embb_node), "dev", gen)
+
+    def addressing(self) -> ChainAddressing:
+        return ChainAddressing(SUBNET, VIP, self.config.backends, URLLC_PORT, mac(2))
+
+    def _nodes_arg(self, placement: dict[str, str]) -> dict[str, tuple[str, str]]:
+        return {s: (placement[s], self.node_mac(placement[s])) for s in STAGES}
+
+    def _attach(self, build: StageBuild) -> None:
+        from mantra6g.targets import xdp
+
+        iface = self.iface(build.node)
+        with self.lab.in_ns(build.node):
+            xdp.deploy(build.program, build.obj_file, iface, None, {0: iface})
+
+    def deploy_chain(self) -> None:
+        """Compile the chain for the current placement and attach both stages."""
+        self.builds = compile_chain(self.addressing(), self._nodes_arg(self.placement), self.workdir / "build0")
+        for s in STAGES:
+            self._attach(self.builds[s])
+
+    # -------------------------------------------------------------- traffic
+    def _spawn(self, ns: str, *args: str) -> subprocess.Popen:
+        cmd = ["ip", "netns", "exec", self.lab.ns(ns), sys.executable, "-m", "mantra6g.testbed.traffic", *args]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def start_traffic(self, duration: float, embb: bool = True) -> None:
+        """Start the receiver, the URLLC probes and (optionally) the eMBB bulk, seeded."""
+        c = self.config
+        self._spawn("rx", "rx", "--port", str(URLLC_PORT), "--out", str(self.truth_file), "--duration", str(duration + 1.0))
+        time.sleep(0.3)  # the receiver's socket is bound before the first probe
+        self._spawn("gen", "urllc", "--dst", VIP, "--port", str(URLLC_PORT), "--rate", str(c.urllc_rate_pps),
+                    "--flows", str(c.urllc_flows), "--duration", str(duration), "--seed", str(c.seed))
+        if embb:
+            self._spawn("gen", "embb", "--dst", EMBB_SINK, "--port", str(EMBB_PORT), "--rate", str(c.embb_rate_pps),
+                        "--on", str(c.embb_on_s), "--off", str(c.embb_off_s), "--duration", str(duration),
+                        "--seed", str(c.seed + 1000))
+
+    def sent_urllc(self) -> int | None:
+        """Packets the URLLC sender sent (after it exited)."""
+        p = self.procs[1]
+        if p.poll() is None:
+            return None
+        return int(p.stdout.read().strip() or 0)
+
+    # -------------------------------------------------------------- monitor
+    def read_monitor(self) -> MonitorReading:
+        """The sink's registers for the URLLC slice, summed over the nodes it ran on
+        (the state a migration copied is not counted twice: see :meth:`migrate`)."""
+        node = self.placement[EGRESS]
+        with PinnedMaps(self.pins(node)) as m:
+            s = m.register(m.name_ending("delay_sum"), self.slice_id)
+            n = m.register(m.name_ending("delay_count"), self.slice_id)
+            x = m.register(m.name_ending("delay_max"), self.slice_id)
+        return MonitorReading(time.time(), s, n, x)
+
+    def interval(self) -> IntervalStats:
+        """Monitor and ground truth since the previous call."""
+        now = self.read_monitor()
+        prev, self._last = self._last, now
+        self.readings.append(now)
+        records, self._truth_offset = read_records(self.truth_file, self._truth_offset)
+        self.truth += records
+        mon_mean, mon_n = None, 0
+        if prev is not None and now.delay_count > prev.delay_count:
+            mon_n = now.delay_count - prev.delay_count
+            mon_mean = (now.delay_sum_ns - prev.delay_sum_ns) / mon_n / 1e6
+        tru_mean = sum(r.delay_ms for r in records) / len(records) if records else None
+        return IntervalStats(now.time, mon_mean, mon_n, tru_mean, len(records))
+
+    def accuracy(self, min_packets: int = 20) -> list[IntervalStats]:
+        """Monitor vs ground truth over the same intervals, after the run: the receivers'
+        records binned by their kernel receive time between consecutive monitor readings
+        (the live :meth:`interval` sees records only when the receiver flushes them)."""
+        out = []
+        truth = sorted(self.truth, key=lambda r: r.received_ns)
+        j = 0
+        for prev, now in zip(self.readings, self.readings[1:]):
+            lo, hi = int(prev.time * 1e9), int(now.time * 1e9)
+            while j < len(truth) and truth[j].received_ns <= lo:
+                j += 1
+            k = j
+            while k < len(truth) and truth[k].received_ns <= hi:
+                k += 1
+            n = now.delay_count - prev.delay_count
+            if n >= min_packets and k - j >= min_packets:
+                mon = (now.delay_sum_ns - prev.delay_sum_ns) / n / 1e6
+                out.append(IntervalStats(now.time, mon, n, sum(r.delay_ms for r in truth[j:k]) / (k - j), k - j))
+        return out
+
+    # -------------------------------------------------------------- migration
+    def migrate(self, stage: str, target: str, drain_s: float = 0.05) -> MigrationReport:
+        """Move ``stage`` to node ``target`` while traffic flows: start it there, copy its
+        registers and counters while the old one keeps forwarding, switch traffic to the
+        new node (egress: one route entry in the ingress stage's pinned map; ingress: the
+        sender's next-hop MAC), let the old one drain, fold in what it counted
+        meanwhile, remove it."""
+        from mantra6g.targets import xdp
+
+        source = self.placement[stage]
+        if target == source:
+            raise MantraError(f"the {stage} stage already runs on {target}")
+        started = time.time()
+        new_placement = dict(self.placement, **{stage: target})
+        builds = compile_chain(self.addressing(), self._nodes_arg(new_placement), self.workdir / f"build{len(self.migrations) + 1}")
+        new = builds[stage]
+        self._attach(new)
+        with PinnedMaps(self.pins(source)) as old_maps, PinnedMaps(self.pins(target)) as new_maps:
+            snapshot = _copy_state(new.program, old_maps, new_maps)
+            if stage == EGRESS:
+                ing = builds[INGRESS]
+                table = next(t for t in ing.program.tables if t.name.endswith("to_egress_fib"))
+                with PinnedMaps(self.pins(self.placement[INGRESS])) as ing_maps:
+                    for k, v in xdp.table_entries(ing.program, table):
+                        ing_maps.update(f"tbl_{table.name}", k, v)
+            else:
+                self.lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(target), "dev", self.iface("gen"))
+            switched = time.time()
+            time.sleep(drain_s)  # packets already queued towards the old node still arrive there
+            _merge_tail(new.program, old_maps, new_maps, snapshot)
+        self.placement = new_placement
+        self.builds = builds
+        with self.lab.in_ns(source):
+            xdp.undeploy(self.iface(source), None)
+        report = MigrationReport(stage, source, target, started, switched, time.time(), len(snapshot))
+        self.migrations.append(report)
+        return report
+
+    def migration_loss(self, report: MigrationReport, margin_s: float = 0.1) -> tuple[int, int, float]:
+        """(URLLC packets sent in the migration window, lost of those, longest delivery gap
+        in ms) — the window is start .. finish + ``margin_s``; call after traffic ended."""
+        lo, hi = int(report.started * 1e9), int((report.finished + margin_s) * 1e9)
+        got = sorted((r.seq, r.sent_ns, r.received_ns) for r in self.truth)
+        inside = [g for g in got if lo <= g[1] <= hi]
+        if not got:
+            return 0, 0, 0.0
+        # seqs are dense: the sent ones in the window run from the first received before it
+        # to the first received after it
+        before = [g[0] for g in got if g[1] < lo]
+        after = [g[0] for g in got if g[1] > hi]
+        first = before[-1] + 1 if before else 0
+        last = after[0] - 1 if after else got[-1][0]
+        sent = max(0, last - first + 1)
+        recv = sorted(g[2] for g in got if first <= g[0] <= last or lo <= g[1] <= hi)
+        gaps = [(b - a) / 1e6 for a, b in zip(recv, recv[1:])]
+        return sent, sent - len(inside), max(gaps, default=0.0)
+
+
+# Registers whose value only grows are merged by adding what the old instance counted
+# after the snapshot; a maximum by taking the larger; anything else (LB flow affinity)
+# keeps the old value where the new instance has not written one. One place for this.
+def _merge_rule(map_name: str) -> str:
+    if map_name.startswith("ctr_") or map_name.endswith(("_sum", "_count", "_seq")):
+        return "add"
+    if map_name.endswith("_max"):
+        return "max"
+    return "fill"
+
+
+def _copy_state(program, old: PinnedMaps, new: PinnedMaps) -> dict[tuple[str, int], bytes | int]:
+    """Copy every non-zero register and counter entry; returns the snapshot copied."""
+    snap: dict[tuple[str, int], bytes | int] = {}
+    for kind, name, size in state_maps(program):
+        for i in range(size):
+            if kind == "reg":
+                v = old.register(name, i)
+                if v:
+                    new.set_register(name, i, v)
+                    snap[(name, i)] = v
+            else:
+                raw = old.counter_raw(name, i)
+                if any(raw):
+                    new.set_counter_raw(name, i, raw)
+                    snap[(name, i)] = raw
+    return snap
+
+
+def _merge_tail(program, old: PinnedMaps, new: PinnedMaps, snap: dict) -> None:
+    """Fold in what the old instance recorded between the snapshot and the switch."""
+    for kind, name, size in state_maps(program):
+        rule = _merge_rule(name)
+        for i in range(size):
+            if kind == "reg":
+                o, before, cur = old.register(name, i), snap.get((name, i), 0), new.register(name, i)
+                if o == before:
+                    continue
+                value = cur + (o - before) if rule == "add" else max(cur, o) if rule == "max" else (cur or o)
+                new.set_register(name, i, value)
+            else:
+                raw = old.counter_raw(name, i)
+                before = snap.get((name, i), bytes(len(raw)))
+                if raw == before:
+                    continue
+                cur = new.counter_raw(name, i)
+                words = [
+                    int.from_bytes(cur[j : j + 8], "little") + int.from_bytes(raw[j : j + 8], "little") - int.from_bytes(before[j : j + 8], "little")
+                    for j in range(0, len(raw), 8)
+                ]
+                new.set_counter_raw(name, i, b"".join(w.to_bytes(8, "little") for w in words))
+
+
+def remove_pins(prefix: str) -> None:
+    """Remove the pinned maps of a site's programs (namespaces going away detach the
+    programs, but pins live on in the BPF filesystem)."""
+    if not PIN_ROOT.is_dir():
+        return
+    for d in PIN_ROOT.iterdir():
+        if d.name.startswith(prefix + "-") and d.is_dir():
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
