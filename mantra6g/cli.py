@@ -182,6 +182,40 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, 
 _SUBCOMMANDS.append(_add_verify)
 
 
+def _add_testbed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("testbed", help="run the orchestrator's policies on a real XDP site in namespaces (root)",
+                       description="Build the edge site (namespaces, LinuxBridge, tbf links), deploy the URLLC "
+                       "chain as XDP, send seeded traffic and let a policy drive it; compare runs all policies.")
+    tsub = p.add_subparsers(dest="testbed_cmd", required=True)
+    for name in ("run", "compare"):
+        q = tsub.add_parser(name)
+        q.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds of traffic (default 20)")
+        q.add_argument("--out", default="out/testbed", metavar="DIR", help="results directory (default out/testbed)")
+        if name == "run":
+            q.add_argument("--policy", default="predictive", choices=["static", "reactive", "predictive"])
+            q.add_argument("--seed", type=int, default=1)
+        else:
+            q.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 1..N (default 1)")
+    p.set_defaults(run=_cmd_testbed)
+
+
+def _cmd_testbed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mantra6g.testbed.run import POLICIES, compare, run_policy, table
+
+    out = Path(args.out)
+    if args.testbed_cmd == "run":
+        rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}")]
+    else:
+        rows = compare(list(POLICIES), list(range(1, args.seeds + 1)), args.duration, out)
+    print(table(rows))
+    return 0
+
+
+_SUBCOMMANDS.append(_add_testbed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mantra",

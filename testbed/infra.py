@@ -47,6 +47,7 @@ class TestbedInfra:
         self._next = self._start + interval_s
         self._last_ms = 0.0
         self.pinned: set[str] = set()
+        self._bytes: dict[str, int] = {}
         self.cores: dict[str, float] = {}
         self.last_interval: IntervalStats | None = None
         self.intervals: list[tuple[float, IntervalStats]] = []
@@ -98,9 +99,14 @@ class TestbedInfra:
                             self._last_ms if s == EGRESS else 0.0, self._last_ms if s == EGRESS else 0.0,
                             0.05, 16.0, kpps)
             for v, s in VNF_STAGE.items())
-        # CPU per node is not measured (XDP runs in softirq on whichever core received
-        # the packet); a constant light load keeps the placement model's M/M/1 term small.
-        nodes = tuple(NodeSample(t, n.name, 0.1, 0.0, 0.0) for n in self.site.config.nodes)
+        # A node's load is its inbound link's utilisation (a node here is its NIC; XDP's
+        # CPU time is spent in whichever core's softirq received the packet): this is
+        # where queueing builds, so the placement model's M/M/1 term sees it.
+        sent = self.site.link_bytes()
+        nodes = tuple(
+            NodeSample(t, n.name, min(0.99, (sent[n.name] - self._bytes.get(n.name, 0)) * 8 / self._interval / (n.link_mbit * 1e6)), 0.0, 0.0)
+            for n in self.site.config.nodes)
+        self._bytes = sent
         self._observed_at = time.monotonic()
         return Observation(t, samples, nodes)
 

@@ -249,6 +249,17 @@ class Site:
             return None
         return int(p.stdout.read().strip() or 0)
 
+    def link_bytes(self) -> dict[str, int]:
+        """Bytes each node's inbound link (its tbf) has sent so far."""
+        import re
+
+        out = {}
+        for n in self.config.nodes:
+            r = self.lab.run("sw", "tc", "-s", "qdisc", "show", "dev", f"{self.prefix}-s{n.name}")
+            m = re.search(r"Sent (\d+) bytes", r.stdout)
+            out[n.name] = int(m.group(1)) if m else 0
+        return out
+
     # -------------------------------------------------------------- monitor
     def read_monitor(self) -> MonitorReading:
         """The sink's registers for the URLLC slice, summed over the nodes it ran on
