@@ -14,8 +14,8 @@
 
 #define MASK(w) ((w) >= 64 ? ~0ULL : ((1ULL << (w)) - 1))
 
-/* Keep clang from folding away a range check the verifier needs to see. */
-#define barrier_var(var) asm volatile("" : "+r"(var))
+/* barrier_var() (bpf_helpers.h) keeps clang from folding away a range check the
+ * verifier needs to see. */
 
 /* Big-endian bit field [bit_off, bit_off + width) of b, width <= 64. */
 static __always_inline __u64 get_bits(const __u8 *b, const __u32 bit_off, const __u32 width)

@@ -77,6 +77,8 @@ OUT_MAX = 512  # bytes of headers the deparser can write
 HASH_MAX = 64  # bytes of hash input
 CHUNK = 256  # checksum chunk (bpf_csum_diff takes at most 512 bytes, multiple of 4)
 MAX_CHUNKS = 16  # UDP/TCP segments up to 4 KiB
+MAX_MAPS = 64  # the kernel's limit of maps one BPF program may use (MAX_USED_MAPS)
+FIXED_MAPS = 4  # scratch, ports, port_of, test hooks
 
 
 class XdpBackendError(MantraError):
@@ -475,6 +477,12 @@ def _maps_for_state(p: Program) -> list[str]:
 def emit_c(p: Program, test_hooks: bool = False) -> str:
     """The C source of ``p`` as an XDP program."""
     validate(p)
+    maps = len(p.tables) + len(p.registers) + len(p.counters) + len(p.meters) + FIXED_MAPS
+    if maps > MAX_MAPS:
+        raise XdpBackendError(
+            f"program '{p.name}' needs {maps} BPF maps (one per table, register, counter and meter, "
+            f"plus {FIXED_MAPS}); the kernel allows {MAX_MAPS} per program: place fewer chains on this device"
+        )
     pr = _Printer(p, test_hooks)
     header_struct = ["struct headers {"] + [f"    __u8 {h.name}[{_hbytes(p, h.name)}];" for h in p.headers] + ["};"]
     meta_struct = ["struct metadata {"] + [f"    __u64 {m.name};" for m in p.metadata] + [

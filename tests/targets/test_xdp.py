@@ -178,3 +178,19 @@ def test_a_rejected_program_leaves_the_old_one_running(lab, tmp_path):
     with lab.in_ns("dut"):
         assert bpf.attached_id(socket.if_nametoindex("dut-eth1")) == before
     undeploy_in(lab)
+
+
+def test_a_device_that_needs_too_many_maps_is_refused_with_the_reason():
+    import sys
+
+    from mantra6g.source import SourceFile
+    from mantra6g.synth import frontend
+    from mantra6g.synth.compose import compile_specs
+    from mantra6g.targets.xdp import XdpBackendError, emit_c
+
+    sys.path.insert(0, "bench")
+    from compile import generate
+
+    (dp,) = compile_specs(frontend.load_sources([SourceFile("g.sg", generate(20))]))
+    with pytest.raises(XdpBackendError, match="needs 144 BPF maps .* the kernel allows 64 per program"):
+        emit_c(dp.program)
