@@ -173,3 +173,9 @@ def state_maps(program) -> list[tuple[str, str, int]]:
     return [("reg", f"reg_{r.name}", r.size) for r in program.registers] + [
         ("ctr", f"ctr_{c.name}", c.size) for c in program.counters
     ]
+
+
+def state_bytes(program) -> int:
+    """Bytes of NF state a migration of ``program`` copies at most: 8-byte registers and
+    per-CPU (packets, bytes) counters."""
+    return sum(r.size * 8 for r in program.registers) + sum(c.size * 16 * _possible_cpus() for c in program.counters)

@@ -6,6 +6,25 @@ firewall, router) and ``urllc.egress`` (load balancer, monitor sink, router). Th
 bulk is unmanaged cross traffic. Each interval the monitor's mean delay of the slice is
 reported as the egress VNF's latency (the sink cannot split it per hop; the ingress
 VNF reports 0), so the chain's end-to-end latency in the store is the monitor's reading.
+
+What Algorithm 1 sees, and why (it estimates a move as signal x model after / model
+before, the model being per-packet processing + M/M/1 CPU queueing + ``link_ms``):
+
+* ``link_ms(a, b)`` is the *measured* one-way delay into node ``b``: an idle hop (~10 us)
+  plus the mean queueing delay of ``b``'s inbound tbf over the last interval (its backlog,
+  polled during the interval, over its rate). On this site delay is link queueing, not
+  CPU: a VNF's XDP cost is ~1 us, so without this term every move looks useless.
+* A node's load is its inbound link's utilisation (a node here is its NIC; XDP's CPU time
+  is spent in whichever core's softirq received the packet).
+* Each node's interface carries one XDP program (one stage), so each node has room for
+  one VNF: ``memory_mb`` is one VNF's and a node's used memory is that of the stage on
+  it. This keeps placement from stacking both stages on one node, which the chain's
+  build (one program per node interface) does not support.
+* Migration is make-before-break (compile, attach, copy state while the old instance
+  forwards, then one map update switches), so the delay a chain pays is the switch, not
+  the copy: ``state_mb`` is the stage's real map state, the nodes' ``bandwidth_gbps`` is
+  the path that state takes (``bpf()`` syscalls on one host, not a data link) and
+  :data:`MIGRATION_COST` has no restart term.
 """
 
 from __future__ import annotations
@@ -26,12 +45,19 @@ from mantra6g.orchestrator.infra import (
     TelemetrySample,
     VnfSpec,
 )
-from mantra6g.testbed.chain import EGRESS, INGRESS
+from mantra6g.orchestrator.placement import MigrationCost
+from mantra6g.testbed.chain import EGRESS, INGRESS, state_bytes
 from mantra6g.testbed.site import IntervalStats, MigrationReport, Site
 
 CHAIN = "urllc"
 VNF_STAGE = {f"{CHAIN}.{INGRESS}": INGRESS, f"{CHAIN}.{EGRESS}": EGRESS}
 SLA_MS = 1.0
+VNF_MEMORY_MB = 16.0  # one XDP stage; also a node's capacity (one program per interface)
+IDLE_HOP_MS = 0.01  # an idle veth + bridge hop, measured ~10 us
+STATE_PATH_GBPS = 10.0  # state is copied between pinned maps on one host, not over a link
+SWITCH_MS = 0.05  # one map update (egress) or neighbour entry (ingress) switches traffic
+MIGRATION_COST = MigrationCost(bandwidth_gbps=STATE_PATH_GBPS, restart_ms=0.0, rule_update_ms=SWITCH_MS)
+POLL_S = 0.05  # link backlog poll period inside an interval
 
 
 class TestbedInfra:
@@ -48,6 +74,8 @@ class TestbedInfra:
         self._last_ms = 0.0
         self.pinned: set[str] = set()
         self._bytes: dict[str, int] = {}
+        self._backlog: dict[str, list[int]] = {}  # polled queue bytes per node, this interval
+        self.queue_ms: dict[str, float] = {n.name: 0.0 for n in site.config.nodes}
         self.cores: dict[str, float] = {}
         self.last_interval: IntervalStats | None = None
         self.intervals: list[tuple[float, IntervalStats]] = []
@@ -60,12 +88,14 @@ class TestbedInfra:
 
     def nodes(self) -> Sequence[NodeSpec]:
         # One core per node (the machine has two); nodes that can pin reserve it.
-        return [NodeSpec(n.name, NodeRole(n.role), 1.0, 4096.0, n.link_mbit / 1000.0,
+        return [NodeSpec(n.name, NodeRole(n.role), 1.0, VNF_MEMORY_MB, STATE_PATH_GBPS,
                          pinned_cores=1.0 if n.role in ("urllc", "spare") else 0.0)
                 for n in self.site.config.nodes]
 
     def chains(self) -> Sequence[ChainSpec]:
-        vnfs = tuple(VnfSpec(v, CHAIN, SliceKind.URLLC, cost_us=1.0, memory_mb=16.0, state_mb=0.05) for v in VNF_STAGE)
+        vnfs = tuple(VnfSpec(v, CHAIN, SliceKind.URLLC, cost_us=1.0, memory_mb=VNF_MEMORY_MB,
+                             state_mb=state_bytes(self.site.builds[s].program) / 1e6)
+                     for v, s in VNF_STAGE.items())
         return [ChainSpec(CHAIN, SliceKind.URLLC, vnfs, SLA_MS)]
 
     def placement(self) -> Placement:
@@ -75,15 +105,30 @@ class TestbedInfra:
         return []  # migrations complete inside migrate()
 
     def link_ms(self, a: str, b: str) -> float:
-        return 0.0 if a == b else 0.01  # an idle veth + bridge hop, measured ~10 us
+        """The idle hop plus ``b``'s measured inbound queueing over the last interval."""
+        return 0.0 if a == b else IDLE_HOP_MS + self.queue_ms.get(b, 0.0)
+
+    def _poll_links(self) -> dict[str, int]:
+        stats = self.site.link_stats()
+        for node, (_, backlog) in stats.items():
+            self._backlog.setdefault(node, []).append(backlog)
+        return {node: sent for node, (sent, _) in stats.items()}
 
     def observe(self) -> Observation | None:
         """Wait for the interval's end (wall clock), then read monitor and ground truth."""
         if self._next > self._end + 1e-9:
             return None
-        delay = self._next - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        # Poll the links' queues while waiting: their mean backlog is the interval's
+        # queueing delay (one tc call per poll; a single end-of-interval sample would
+        # miss bursts that ended just before it).
+        while (delay := self._next - time.monotonic()) > 0:
+            time.sleep(min(POLL_S, delay))
+            if self._next - time.monotonic() > POLL_S / 2:
+                self._poll_links()
+        sent = self._poll_links()
+        rate = {n.name: n.link_mbit * 1e6 for n in self.site.config.nodes}
+        self.queue_ms = {n: sum(b) / len(b) * 8 / rate[n] * 1e3 for n, b in self._backlog.items()}
+        self._backlog = {}
         st = self.site.interval()
         t = round(self._next - self._start, 6)
         self._next += self._interval
@@ -96,15 +141,15 @@ class TestbedInfra:
         kpps = st.monitor_packets / self._interval / 1000.0
         samples = tuple(
             TelemetrySample(t, CHAIN, SliceKind.URLLC, v, self.site.placement[s],
-                            self._last_ms if s == EGRESS else 0.0, self._last_ms if s == EGRESS else 0.0,
-                            0.05, 16.0, kpps)
+                            self._last_ms if s == EGRESS else 0.0, self.queue_ms[self.site.placement[s]],
+                            0.05, VNF_MEMORY_MB, kpps)
             for v, s in VNF_STAGE.items())
-        # A node's load is its inbound link's utilisation (a node here is its NIC; XDP's
-        # CPU time is spent in whichever core's softirq received the packet): this is
-        # where queueing builds, so the placement model's M/M/1 term sees it.
-        sent = self.site.link_bytes()
+        # A node's load is its inbound link's utilisation (see the module docstring); its
+        # memory is the stage deployed on it.
+        stages = list(self.site.placement.values())
         nodes = tuple(
-            NodeSample(t, n.name, min(0.99, (sent[n.name] - self._bytes.get(n.name, 0)) * 8 / self._interval / (n.link_mbit * 1e6)), 0.0, 0.0)
+            NodeSample(t, n.name, min(0.99, (sent[n.name] - self._bytes.get(n.name, 0)) * 8 / self._interval / (n.link_mbit * 1e6)), 0.0,
+                       VNF_MEMORY_MB * stages.count(n.name))
             for n in self.site.config.nodes)
         self._bytes = sent
         self._observed_at = time.monotonic()

@@ -37,13 +37,12 @@ class RunSummary:
 
 
 def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interval_s: float = 0.5,
-               config=None) -> RunSummary:
+               config=None, prefix: str = "mtbrun") -> RunSummary:
     """Build the site, run ``policy`` for ``duration_s`` of traffic, tear everything down."""
     from mantra6g.orchestrator.controller import Controller, run
     from mantra6g.orchestrator.forecast import make_forecaster
-    from mantra6g.orchestrator.placement import MigrationCost
     from mantra6g.orchestrator.policy import PolicyConfig
-    from mantra6g.testbed.infra import SLA_MS, TestbedInfra
+    from mantra6g.testbed.infra import MIGRATION_COST, SLA_MS, TestbedInfra
     from mantra6g.testbed.site import Site, SiteConfig
 
     if policy not in POLICIES:
@@ -55,8 +54,8 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
     # smoothing (no training run on a live site).
     pc = PolicyConfig(cooldown=6, budget=1, budget_interval=6, epsilon_ms=0.2)
     forecaster = make_forecaster("holt", window=6) if policy == "predictive" else None
-    ctl = Controller(policy, pc, MigrationCost(), forecaster)
-    with Site(config, workdir, prefix="mtbrun") as site:
+    ctl = Controller(policy, pc, MIGRATION_COST, forecaster)
+    with Site(config, workdir, prefix=prefix) as site:
         infra = TestbedInfra(site, duration_s, interval_s)
         site.start_traffic(duration_s)
         run(infra, ctl)

@@ -186,6 +186,11 @@ class Site:
             lab.link(name, inner, "sw", outer)
             lab.run(name, "ip", "link", "set", inner, "address", m)
             lab.run("sw", "ip", "link", "set", outer, "master", "br0")
+            # A static forwarding entry per host: a node that has not sent yet (a
+            # migration's target) would otherwise be unknown to the bridge, which floods
+            # the first packets to every port - and the old egress stage would forward
+            # copies of them too (duplicates at the receiver).
+            lab.run("sw", "bridge", "fdb", "replace", m, "dev", outer, "master", "static")
             if ip:
                 lab.run(name, "ip", "addr", "add", f"{ip}/24", "dev", inner)
             if node is not None:
@@ -249,16 +254,23 @@ class Site:
             return None
         return int(p.stdout.read().strip() or 0)
 
-    def link_bytes(self) -> dict[str, int]:
-        """Bytes each node's inbound link (its tbf) has sent so far."""
-        import re
+    def link_stats(self) -> dict[str, tuple[int, int]]:
+        """(bytes sent so far, bytes queued now) of each node's inbound link (its tbf),
+        from one ``tc -j`` call: cheap enough to poll several times per interval."""
+        import json
 
+        r = subprocess.run(["tc", "-n", self.lab.ns("sw"), "-s", "-j", "qdisc", "show"],
+                           capture_output=True, text=True, check=True)
+        by_dev = {q.get("dev"): q for q in json.loads(r.stdout or "[]") if q.get("kind") == "tbf"}
         out = {}
         for n in self.config.nodes:
-            r = self.lab.run("sw", "tc", "-s", "qdisc", "show", "dev", f"{self.prefix}-s{n.name}")
-            m = re.search(r"Sent (\d+) bytes", r.stdout)
-            out[n.name] = int(m.group(1)) if m else 0
+            q = by_dev.get(f"{self.prefix}-s{n.name}", {})
+            out[n.name] = (int(q.get("bytes", 0)), int(q.get("backlog", 0)))
         return out
+
+    def link_bytes(self) -> dict[str, int]:
+        """Bytes each node's inbound link (its tbf) has sent so far."""
+        return {k: v[0] for k, v in self.link_stats().items()}
 
     # -------------------------------------------------------------- monitor
     def read_monitor(self) -> MonitorReading:
