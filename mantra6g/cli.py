@@ -189,6 +189,8 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
     tsub = p.add_subparsers(dest="testbed_cmd", required=True)
     for name in ("run", "compare"):
         q = tsub.add_parser(name)
+        q.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                       help="site scenario YAML (default: the built-in site, as in examples/testbed/default.yaml)")
         q.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds of traffic (default 20)")
         q.add_argument("--out", default="out/testbed", metavar="DIR", help="results directory (default out/testbed)")
         if name == "run":
@@ -196,6 +198,8 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--seed", type=int, default=1)
         else:
             q.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 1..N (default 1)")
+            q.add_argument("--policies", default="static,reactive,predictive", metavar="LIST",
+                           help="comma-separated policies (default static,reactive,predictive)")
     p.set_defaults(run=_cmd_testbed)
 
 
@@ -204,11 +208,19 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
 
     from mantra6g.testbed.run import POLICIES, compare, run_policy, table
 
+    from mantra6g.errors import MantraError
+    from mantra6g.testbed.scenario import load_site
+
     out = Path(args.out)
+    config = load_site(args.scenario)
     if args.testbed_cmd == "run":
-        rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}")]
+        rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config)]
     else:
-        rows = compare(list(POLICIES), list(range(1, args.seeds + 1)), args.duration, out)
+        policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+        bad = [p for p in policies if p not in POLICIES]
+        if bad or not policies:
+            raise MantraError(f"--policies: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(POLICIES)}")
+        rows = compare(policies, list(range(1, args.seeds + 1)), args.duration, out, config=config)
     print(table(rows))
     return 0
 

@@ -43,6 +43,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
     from mantra6g.orchestrator.forecast import make_forecaster
     from mantra6g.orchestrator.policy import PolicyConfig
     from mantra6g.testbed.infra import MIGRATION_COST, SLA_MS, TestbedInfra
+    from mantra6g.testbed.chain import EGRESS
     from mantra6g.testbed.site import Site, SiteConfig
 
     if policy not in POLICIES:
@@ -56,6 +57,8 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
     forecaster = make_forecaster("holt", window=6) if policy == "predictive" else None
     ctl = Controller(policy, pc, MIGRATION_COST, forecaster)
     with Site(config, workdir, prefix=prefix) as site:
+        if policy != "static":  # the stage the policies move, on every spare node
+            site.prebuild(EGRESS, [n.name for n in config.nodes if n.role == "spare"])
         infra = TestbedInfra(site, duration_s, interval_s)
         site.start_traffic(duration_s)
         run(infra, ctl)
@@ -97,13 +100,13 @@ def table(rows: list[RunSummary]) -> str:
     return "\n".join(lines)
 
 
-def compare(policies: list[str], seeds: list[int], duration_s: float, out: Path) -> list[RunSummary]:
+def compare(policies: list[str], seeds: list[int], duration_s: float, out: Path, config=None) -> list[RunSummary]:
     """Every policy on every seed (same seeded traffic per seed); JSON, Markdown and a plot in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in seeds:
         for policy in policies:
-            rows.append(run_policy(policy, duration_s, seed, out / f"{policy}-{seed}"))
+            rows.append(run_policy(policy, duration_s, seed, out / f"{policy}-{seed}", config=config))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     (out / "results.md").write_text(table(rows) + "\n")

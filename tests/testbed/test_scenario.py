@@ -1,0 +1,39 @@
+"""Testbed scenario YAML (no root): the example equals the built-in defaults; bad keys
+and values are reported with file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mantra6g.orchestrator.scenario import ScenarioError
+from mantra6g.testbed.scenario import load_site, parse_site
+from mantra6g.testbed.site import SiteConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_example_is_the_builtin_site():
+    assert load_site(ROOT / "examples/testbed/default.yaml") == SiteConfig()
+    assert load_site(None) == SiteConfig()
+
+
+def test_partial_scenario_keeps_defaults():
+    c = parse_site("urllc_rate_pps: 200\nnodes:\n  - {name: A, role: urllc}\n  - {name: B, role: embb, link_mbit: 30}\n")
+    assert c.urllc_rate_pps == 200 and c.node("B").link_mbit == 30 and c.embb_on_s == SiteConfig().embb_on_s
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed: 1\nurlc_rate: 3\n", "f.yaml:2:1: unknown key 'urlc_rate' in scenario; did you mean 'urllc_rate_pps'?"),
+    ("nodes:\n  - {name: A, rol: urllc}\n", "f.yaml:2:15: unknown key 'rol'"),
+    ("seed: x\n", "f.yaml:1:7: scenario.seed must be an integer"),
+    ("seed: 1\negress_node: Z\n", "f.yaml:2:1: egress_node 'Z' is not one of the nodes"),
+    ("egress_node: A\n", "f.yaml:1:1: the two stages need two nodes"),
+    ("nodes:\n  - {name: A, role: fast}\n", "f.yaml:1:1: node A: role 'fast'"),
+    ("seed: [1\n", "f.yaml:2:1: YAML syntax error"),
+])
+def test_errors_name_file_and_line(text, message):
+    with pytest.raises(ScenarioError) as e:
+        parse_site(text, "f.yaml")
+    assert message in str(e.value)
