@@ -30,12 +30,11 @@ def stage_programs(monitor: bool) -> dict[str, object]:
     from mantra6g.synth.compose import compile_specs
     from mantra6g.synth.frontend import loads
     from mantra6g.testbed.chain import EGRESS, INGRESS, ChainAddressing, graph_text
-    from mantra6g.testbed.site import RX_IP, SUBNET, URLLC_PORT, VIP, SiteConfig, mac
+    from mantra6g.testbed.site import SUBNET, URLLC_PORT, VIP, SiteConfig, mac
 
     c = SiteConfig()
     a = ChainAddressing(SUBNET, VIP, c.backends, URLLC_PORT, mac(2))
     text = graph_text(a, {INGRESS: ("A", mac(0x10)), EGRESS: ("B", mac(0x11))})
-    del RX_IP
     if not monitor:
         for nf in ("mon_in", "mon_out"):
             text = "\n".join(line for line in text.splitlines() if not line.strip().startswith(f"nf {nf} "))
