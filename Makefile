@@ -7,15 +7,17 @@ MANTRA := .venv/bin/mantra
 setup:
 	@bash scripts/setup.sh
 
-# The end-to-end story as far as it exists: check the example service graphs, compile
-# them to P4 for BMv2 (out/compile/), prove the two-tenant DPU merge isolated and
-# equivalent (out/verify/), then simulate predictive vs reactive vs static
-# orchestration (plots in out/simulate/).
+# The end-to-end story: check the example service graphs, compile them to P4 for BMv2
+# (out/compile/), prove the two-tenant DPU merge isolated and equivalent (out/verify/),
+# simulate predictive vs reactive vs static orchestration (out/simulate/), then run the
+# real edge site — XDP NFs in network namespaces, in-network latency monitor, live
+# migrations — with the reactive and predictive policies (out/testbed/; needs root).
 demo: setup
 	$(MANTRA) check examples/*.sg
 	$(MANTRA) compile examples/*.sg --target bmv2 -o out/compile
 	$(MANTRA) verify examples/edge_site_two_tenants.sg --target bmv2 --out out/verify
 	$(MANTRA) simulate --out out/simulate
+	$(MANTRA) testbed compare --policies reactive,predictive --duration 15 --seeds 1 --out out/testbed
 
 test: setup
 	$(PY) -m pytest -q

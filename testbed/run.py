@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,7 +108,8 @@ def compare(policies: list[str], seeds: list[int], duration_s: float, out: Path,
     for seed in seeds:
         for policy in policies:
             rows.append(run_policy(policy, duration_s, seed, out / f"{policy}-{seed}", config=config))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            # Progress on stderr; the whole table is the command's output.
+            print("done: " + table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     (out / "results.md").write_text(table(rows) + "\n")
     _plot(rows, out / "violations.png")
