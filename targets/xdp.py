@@ -256,41 +256,24 @@ class _Printer:
             return ["{"] + ["    " + x for x in lines + self.assign(s.target, value, params)] + ["}"]
         if isinstance(s, RegisterRead):
             reg = p.register(s.register)
-            k, v = self.fresh("k"), self.fresh("v")
-            return [
-                "{",
-                f"    __u32 {k} = ({self.expr(s.index, params)}) % {reg.size};",
-                f"    __u64 *{v} = bpf_map_lookup_elem(&reg_{reg.name}, &{k});",
-                *("    " + x for x in self.assign(s.target, f"({v} ? *{v} : 0)", params)),
-                "}",
-            ]
+            v, look = self.element("__u64", f"reg_{reg.name}", s.index, reg.size, params)
+            return ["{", *look, *("    " + x for x in self.assign(s.target, f"({v} ? *{v} : 0)", params)), "}"]
         if isinstance(s, RegisterWrite):
             reg = p.register(s.register)
-            k, v = self.fresh("k"), self.fresh("v")
-            return [
-                "{",
-                f"    __u32 {k} = ({self.expr(s.index, params)}) % {reg.size};",
-                f"    __u64 *{v} = bpf_map_lookup_elem(&reg_{reg.name}, &{k});",
-                f"    if ({v}) *{v} = ({self.expr(s.value, params)}) & MASK({reg.width});",
-                "}",
-            ]
+            v, look = self.element("__u64", f"reg_{reg.name}", s.index, reg.size, params)
+            value = f"({self.expr(s.value, params)}) & MASK({reg.width})"
+            return ["{", *look, f"    if ({v}) *{v} = {value};", "}"]
         if isinstance(s, Count):
             c = p.counter(s.counter)
-            k, v = self.fresh("k"), self.fresh("c")
-            return [
-                "{",
-                f"    __u32 {k} = ({self.expr(s.index, params)}) % {c.size};",
-                f"    struct counter *{v} = bpf_map_lookup_elem(&ctr_{c.name}, &{k});",
-                f"    if ({v}) {{ {v}->packets += 1; {v}->bytes += s->m.std_pkt_len; }}",
-                "}",
-            ]
+            v, look = self.element("struct counter", f"ctr_{c.name}", s.index, c.size, params)
+            return ["{", *look, f"    if ({v}) {{ {v}->packets += 1; {v}->bytes += s->m.std_pkt_len; }}", "}"]
         if isinstance(s, MeterExec):
             m = p.meter(s.meter)
-            k, b, col = self.fresh("k"), self.fresh("b"), self.fresh("colour")
+            b, look = self.element("struct bucket", f"meter_{m.name}", s.index, m.size, params)
+            col = self.fresh("colour")
             return [
                 "{",
-                f"    __u32 {k} = ({self.expr(s.index, params)}) % {m.size};",
-                f"    struct bucket *{b} = bpf_map_lookup_elem(&meter_{m.name}, &{k});",
+                *look,
                 f"    __u64 {col} = {dpir.RED};",
                 f"    if ({b}) {col} = meter_take({b}, s->now, s->m.std_pkt_len, {m.rate_bps}ULL, {m.burst_bytes}ULL);",
                 *("    " + x for x in self.assign(s.target, col, params)),
@@ -314,6 +297,15 @@ class _Printer:
             args = "".join(f", {a}ULL" for a in s.args)
             return [f"act_{s.action}(s{args});"]
         raise XdpBackendError(f"unknown statement {s!r}")  # pragma: no cover
+
+    def element(self, ctype: str, map_name: str, index: Expr, size: int, params) -> tuple[str, list[str]]:
+        """Lines that look up element ``index % size`` of an array map (as the interpreter
+        wraps indices), and the pointer variable that holds it (NULL if absent)."""
+        k, v = self.fresh("k"), self.fresh("e")
+        return v, [
+            f"    __u32 {k} = ({self.expr(index, params)}) % {size};",
+            f"    {ctype} *{v} = bpf_map_lookup_elem(&{map_name}, &{k});",
+        ]
 
     # ------------------------------------------------------------ program parts
     def action(self, a: dpir.Action) -> list[str]:
