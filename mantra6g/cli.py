@@ -207,8 +207,6 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mantra6g.testbed.run import POLICIES, compare, run_policy, table
-
-    from mantra6g.errors import MantraError
     from mantra6g.testbed.scenario import load_site
 
     out = Path(args.out)
@@ -222,6 +220,8 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
             raise MantraError(f"--policies: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(POLICIES)}")
         rows = compare(policies, list(range(1, args.seeds + 1)), args.duration, out, config=config)
     print(table(rows))
+    if args.testbed_cmd != "run":
+        print(f"wrote {out}/results.md, {out}/results.json and the plot {out}/violations.png")
     return 0
 
 
