@@ -7,6 +7,8 @@ supplies the level, an M/M/1 model of the affected nodes supplies the relative c
 the estimate inherits the forecaster's lead time and the model's knowledge of where load
 goes.
 
+* :func:`initial_placement` - where every VNF starts: its slice's home role first, then
+  any node the policy allows, with memory left for it.
 * :func:`algorithm1` - per flagged chain: try moving each of its VNFs to each node the
   policy allows; migrate to the best node if new path latency + migration delay
   <= SLA - epsilon.
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 
 from mantra6g.orchestrator.infra import (
     ChainSpec,
+    InfraRejected,
     MigrationDelay,
     MigrationPlan,
     NodeSpec,
@@ -31,7 +34,7 @@ from mantra6g.orchestrator.infra import (
     SliceKind,
     VnfSpec,
 )
-from mantra6g.orchestrator.policy import PolicyEngine
+from mantra6g.orchestrator.policy import PolicyEngine, home_role
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,34 @@ def _candidates(view: ClusterView, engine: PolicyEngine, cost: MigrationCost, ch
                 reason=f"{chain} forecast {signal[chain]:.3f} ms > SLA {sla:g} ms - epsilon",
                 pinned=pin))
     return plans
+
+
+def initial_placement(nodes: Sequence[NodeSpec], chains: Sequence[ChainSpec],
+                      engine: PolicyEngine) -> Placement:
+    """Where every VNF starts, chain by chain in order: on the first node of its slice's
+    home role that has memory left for it, else the first other node the policy lets
+    host it (a spare; the shared node for eMBB) next to what is already placed there.
+    Isolation is the policy's (URLLC never next to best effort); pinning is not decided
+    here (:meth:`Controller.start` isolates what the policy pins). Raises
+    :class:`InfraRejected` when a VNF fits nowhere."""
+    node_of: dict[str, str] = {}
+    memory = {n.name: 0.0 for n in nodes}
+    kinds: dict[str, list[SliceKind]] = {n.name: [] for n in nodes}
+    for chain in chains:
+        for vnf in chain.vnfs:
+            home = home_role(vnf.slice)
+            order = [n for n in nodes if n.role is home] + [n for n in nodes if n.role is not home]
+            for n in order:
+                if memory[n.name] + vnf.memory_mb <= n.memory_mb and \
+                        engine.may_host(vnf.slice, n, kinds[n.name]).ok:
+                    node_of[vnf.name] = n.name
+                    memory[n.name] += vnf.memory_mb
+                    kinds[n.name].append(vnf.slice)
+                    break
+            else:
+                raise InfraRejected(f"no node may host {vnf.name} ({vnf.slice.value}, "
+                                    f"{vnf.memory_mb:g} MB): add a {home.value} or spare node")
+    return Placement.of(node_of)
 
 
 def algorithm1(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,

@@ -40,7 +40,8 @@ from mantra6g.orchestrator.infra import (
     TelemetrySample,
     VnfSpec,
 )
-from mantra6g.orchestrator.policy import home_role
+from mantra6g.orchestrator.placement import initial_placement
+from mantra6g.orchestrator.policy import PolicyEngine
 from mantra6g.orchestrator.scenario import Scenario
 
 BACKGROUND_COST_US = 100.0  # mean per-packet CPU time assumed for unmanaged cross traffic
@@ -131,13 +132,7 @@ class Simulator:
             self.background[:, n] = node.background_cores * (np.maximum(season, 0) + bursts)
         self.jitter = rng.normal(0.0, sc.latency.jitter_ms, (steps, len(self._chains)))
 
-        # Initial placement: every VNF on the first node of its slice's home role.
-        self._node_of: dict[str, str] = {}
-        for v in self._vnfs:
-            home = [n for n in self._nodes if n.role is home_role(v.slice)]
-            if not home:
-                raise InfraRejected(f"no {home_role(v.slice).value} node for {v.name}")
-            self._node_of[v.name] = home[0].name
+        self._node_of = initial_placement(self._nodes, self._chains, PolicyEngine(sc.policy)).as_dict()
         self._pinned: set[str] = set()
         self._quota: dict[str, float] = {}
         self._pending: list[MigrationRecord] = []

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-    clang llvm libbpf-dev bpftool python3-bpfcc mininet bridge-utils iproute2 iperf3 tcpdump
+    clang llvm libbpf-dev bpftool python3-bpfcc mininet bridge-utils ethtool iproute2 iperf3 tcpdump
     iputils-ping linux-headers-amd64 python3-venv python3-dev
 )
 

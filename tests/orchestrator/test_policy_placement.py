@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from mantra6g.orchestrator.infra import (
-    ChainSpec, MigrationDelay, MigrationPlan, NodeRole, NodeSample, NodeSpec, Observation,
+    ChainSpec, InfraRejected, MigrationDelay, MigrationPlan, NodeRole, NodeSample, NodeSpec, Observation,
     Placement, SliceKind, TelemetrySample, VnfSpec,
 )
 from mantra6g.orchestrator.placement import (
-    ClusterView, MigrationCost, algorithm1, algorithm2, migration_delay, queueing_ms,
+    ClusterView, MigrationCost, algorithm1, algorithm2, initial_placement, migration_delay,
+    queueing_ms,
 )
 from mantra6g.orchestrator.policy import PolicyConfig, PolicyEngine
 
@@ -156,3 +157,22 @@ def test_algorithm2_prefers_the_cheaper_move_and_orders_by_urgency():
     options = _candidates(fresh, engine, MigrationCost(), "c1", {"c1": 1.2},
                           ["c1.v0", "c1.v1"], alpha=1.0)
     assert len(options) >= 2 and p.cost <= min(o.cost for o in options) + 1e-12
+
+
+def test_initial_placement_home_role_first_then_where_the_policy_allows():
+    nodes = [NodeSpec("A", NodeRole.URLLC, 8, 16, 10), NodeSpec("B", NodeRole.EMBB, 8, 64, 10),
+             NodeSpec("C", NodeRole.SHARED, 8, 64, 10), NodeSpec("D", NodeRole.SPARE, 8, 16, 10)]
+    urllc = ChainSpec("u", U, tuple(VnfSpec(f"u.v{i}", "u", U, 1, 16, 0) for i in range(2)), 1.0)
+    embb = ChainSpec("e", E, (VnfSpec("e.v0", "e", E, 1, 16, 0),), 15.0)
+    be = ChainSpec("b", B, (VnfSpec("b.v0", "b", B, 1, 16, 0),), 50.0)
+    got = initial_placement(nodes, [urllc, embb, be], PolicyEngine(PolicyConfig())).as_dict()
+    # A has room for one VNF: the second goes to the spare, never to B (eMBB) or C (shared).
+    assert got == {"u.v0": "A", "u.v1": "D", "e.v0": "B", "b.v0": "C"}
+    # Nothing left that may host a third URLLC VNF: a clear refusal, not a bad placement.
+    three = ChainSpec("u", U, tuple(VnfSpec(f"u.v{i}", "u", U, 1, 16, 0) for i in range(3)), 1.0)
+    with pytest.raises(InfraRejected, match="no node may host u.v2"):
+        initial_placement(nodes, [three], PolicyEngine(PolicyConfig()))
+    # eMBB overflows to the shared node, next to best effort (isolation only guards URLLC).
+    two = ChainSpec("e", E, tuple(VnfSpec(f"e.v{i}", "e", E, 1, 40, 0) for i in range(2)), 15.0)
+    got = initial_placement(nodes, [be, two], PolicyEngine(PolicyConfig())).as_dict()
+    assert got == {"b.v0": "C", "e.v0": "B", "e.v1": "C"}
