@@ -74,23 +74,28 @@ class StageBuild:
     obj_file: Path
 
 
-def compile_chain(a: ChainAddressing, nodes: dict[str, tuple[str, str]], workdir: Path) -> dict[str, StageBuild]:
-    """Compile the chain for a placement; returns the build of each stage."""
+def chain_programs(a: ChainAddressing, nodes: dict[str, tuple[str, str]]) -> dict[str, object]:
+    """The DP-IR program of each stage for a placement (no C, no clang)."""
     from mantra6g.synth.compose import compile_specs
     from mantra6g.synth.frontend import loads
-    from mantra6g.targets import xdp
 
     spec = loads(graph_text(a, nodes), "urllc.sg")
+    return {next(s for s in STAGES if dp.site == nodes[s][0]): dp.program for dp in compile_specs([spec])}
+
+
+def compile_chain(a: ChainAddressing, nodes: dict[str, tuple[str, str]], workdir: Path) -> dict[str, StageBuild]:
+    """Compile the chain for a placement; returns the build of each stage."""
+    from mantra6g.targets import xdp
+
     out: dict[str, StageBuild] = {}
-    for dp in compile_specs([spec]):
-        stage = next(s for s in STAGES if dp.site == nodes[s][0])
-        d = workdir / f"{stage}-{dp.site}"
+    for stage, program in chain_programs(a, nodes).items():
+        node = nodes[stage][0]
+        d = workdir / f"{stage}-{node}"
         d.mkdir(parents=True, exist_ok=True)
-        files = xdp.emit(dp.program).files
-        for name, text in files.items():
+        for name, text in xdp.emit(program).files.items():
             (d / name).write_text(text)
-        obj = xdp.build(d / f"{dp.program.name}.c", d / f"{dp.program.name}.o")
-        out[stage] = StageBuild(stage, dp.site, dp.program, obj)
+        obj = xdp.build(d / f"{program.name}.c", d / f"{program.name}.o")
+        out[stage] = StageBuild(stage, node, program, obj)
     return out
 
 

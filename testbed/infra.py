@@ -10,12 +10,14 @@ VNF reports 0), so the chain's end-to-end latency in the store is the monitor's 
 What Algorithm 1 sees, and why (it estimates a move as signal x model after / model
 before, the model being per-packet processing + M/M/1 CPU queueing + ``link_ms``):
 
-* ``link_ms(a, b)`` is the *measured* one-way delay into node ``b``: an idle hop (~10 us)
-  plus the mean queueing delay of ``b``'s inbound tbf over the last interval (its backlog,
-  polled during the interval, over its rate). On this site delay is link queueing, not
-  CPU: a VNF's XDP cost is ~1 us, so without this term every move looks useless.
-* A node's load is its inbound link's utilisation (a node here is its NIC; XDP's CPU time
-  is spent in whichever core's softirq received the packet).
+* ``link_ms(a, b)`` is the *measured* one-way delay from node ``a`` into node ``b``: an
+  idle hop (~10 us) plus the mean queueing delay over the last interval of every tbf on
+  the way (``b``'s link, and its rack's uplink when ``a`` is outside that rack; each one's
+  backlog, polled during the interval, over its rate). On this site delay is link
+  queueing, not CPU: a VNF's XDP cost is ~1 us, so without this term every move looks
+  useless.
+* A node's load is the utilisation of the busiest link on its way in from the core (a
+  node here is its NIC).
 * Each node's interface carries one XDP program (one stage), so each node has room for
   one VNF: ``memory_mb`` is one VNF's and a node's used memory is that of the stage on
   it. This keeps placement from stacking both stages on one node, which the chain's
@@ -45,8 +47,9 @@ from mantra6g.orchestrator.infra import (
     TelemetrySample,
     VnfSpec,
 )
-from mantra6g.orchestrator.placement import MigrationCost
-from mantra6g.testbed.chain import EGRESS, INGRESS, state_bytes
+from mantra6g.orchestrator.placement import MigrationCost, initial_placement
+from mantra6g.orchestrator.policy import PolicyConfig, PolicyEngine
+from mantra6g.testbed.chain import EGRESS, INGRESS
 from mantra6g.testbed.site import IntervalStats, MigrationReport, Site
 
 CHAIN = "urllc"
@@ -68,19 +71,25 @@ class TestbedInfra:
     def __init__(self, site: Site, duration_s: float, interval_s: float = 0.5):
         self.site = site
         self._interval = interval_s
-        self._start = time.monotonic()
-        self._end = self._start + duration_s
-        self._next = self._start + interval_s
+        self._duration = duration_s
+        self._start: float | None = None  # the first observe() starts the clock
         self._last_ms = 0.0
         self.pinned: set[str] = set()
+        self._state_mb = {s: b / 1e6 for s, b in site.state_bytes().items()}
         self._bytes: dict[str, int] = {}
-        self._backlog: dict[str, list[int]] = {}  # polled queue bytes per node, this interval
-        self.queue_ms: dict[str, float] = {n.name: 0.0 for n in site.config.nodes}
+        self._backlog: dict[str, list[int]] = {}  # polled queue bytes per link, this interval
+        self.queue_ms: dict[str, float] = {}  # per link (see SiteConfig.inbound), last interval
         self.cores: dict[str, float] = {}
         self.last_interval: IntervalStats | None = None
         self.intervals: list[tuple[float, IntervalStats]] = []
         self.migrations: list[tuple[float, MigrationPlan, MigrationReport]] = []
         self.action_latency_s: list[float] = []  # observation returned -> action applied
+
+    def initial_placement(self, config: PolicyConfig) -> dict[str, str]:
+        """Stage -> node, as the orchestrator places the chain (see
+        :func:`~mantra6g.orchestrator.placement.initial_placement`)."""
+        got = initial_placement(self.nodes(), self.chains(), PolicyEngine(config)).as_dict()
+        return {s: got[v] for v, s in VNF_STAGE.items()}
 
     @property
     def interval_s(self) -> float:
@@ -94,7 +103,7 @@ class TestbedInfra:
 
     def chains(self) -> Sequence[ChainSpec]:
         vnfs = tuple(VnfSpec(v, CHAIN, SliceKind.URLLC, cost_us=1.0, memory_mb=VNF_MEMORY_MB,
-                             state_mb=state_bytes(self.site.builds[s].program) / 1e6)
+                             state_mb=self._state_mb[s])
                      for v, s in VNF_STAGE.items())
         return [ChainSpec(CHAIN, SliceKind.URLLC, vnfs, SLA_MS)]
 
@@ -105,18 +114,24 @@ class TestbedInfra:
         return []  # migrations complete inside migrate()
 
     def link_ms(self, a: str, b: str) -> float:
-        """The idle hop plus ``b``'s measured inbound queueing over the last interval."""
-        return 0.0 if a == b else IDLE_HOP_MS + self.queue_ms.get(b, 0.0)
+        """The idle hop plus the measured queueing on the way from ``a`` into ``b``."""
+        return 0.0 if a == b else IDLE_HOP_MS + self._queued_ms(b, a)
+
+    def _queued_ms(self, node: str, source: str) -> float:
+        return sum(self.queue_ms.get(link, 0.0) for link in self.site.config.inbound(node, source))
 
     def _poll_links(self) -> dict[str, int]:
         stats = self.site.link_stats()
-        for node, (_, backlog) in stats.items():
-            self._backlog.setdefault(node, []).append(backlog)
-        return {node: sent for node, (sent, _) in stats.items()}
+        for link, (_, backlog) in stats.items():
+            self._backlog.setdefault(link, []).append(backlog)
+        return {link: sent for link, (sent, _) in stats.items()}
 
     def observe(self) -> Observation | None:
         """Wait for the interval's end (wall clock), then read monitor and ground truth."""
-        if self._next > self._end + 1e-9:
+        if self._start is None:
+            self._start = time.monotonic()
+            self._next = self._start + self._interval
+        if self._next > self._start + self._duration + 1e-9:
             return None
         # Poll the links' queues while waiting: their mean backlog is the interval's
         # queueing delay (one tc call per poll; a single end-of-interval sample would
@@ -126,9 +141,12 @@ class TestbedInfra:
             if self._next - time.monotonic() > POLL_S / 2:
                 self._poll_links()
         sent = self._poll_links()
-        rate = {n.name: n.link_mbit * 1e6 for n in self.site.config.nodes}
-        self.queue_ms = {n: sum(b) / len(b) * 8 / rate[n] * 1e3 for n, b in self._backlog.items()}
+        c = self.site.config
+        self.queue_ms = {link: sum(b) / len(b) * 8 / (c.link_mbit(link) * 1e6) * 1e3 for link, b in self._backlog.items()}
+        utilisation = {link: (sent[link] - self._bytes.get(link, 0)) * 8 / self._interval / (c.link_mbit(link) * 1e6)
+                       for link in sent}
         self._backlog = {}
+        self._bytes = sent
         st = self.site.interval()
         t = round(self._next - self._start, 6)
         self._next += self._interval
@@ -139,19 +157,19 @@ class TestbedInfra:
         if st.monitor_mean_ms is not None:
             self._last_ms = st.monitor_mean_ms  # no probe in the interval: keep the last reading
         kpps = st.monitor_packets / self._interval / 1000.0
+        place = self.site.placement
+        source = {INGRESS: "gen", EGRESS: place[INGRESS]}
         samples = tuple(
-            TelemetrySample(t, CHAIN, SliceKind.URLLC, v, self.site.placement[s],
-                            self._last_ms if s == EGRESS else 0.0, self.queue_ms[self.site.placement[s]],
-                            0.05, VNF_MEMORY_MB, kpps)
+            TelemetrySample(t, CHAIN, SliceKind.URLLC, v, place[s], self._last_ms if s == EGRESS else 0.0,
+                            self._queued_ms(place[s], source[s]), 0.05, VNF_MEMORY_MB, kpps)
             for v, s in VNF_STAGE.items())
-        # A node's load is its inbound link's utilisation (see the module docstring); its
-        # memory is the stage deployed on it.
-        stages = list(self.site.placement.values())
+        # A node's load is its busiest inbound link's utilisation (see the module
+        # docstring); its memory is the stage deployed on it.
+        stages = list(place.values())
         nodes = tuple(
-            NodeSample(t, n.name, min(0.99, (sent[n.name] - self._bytes.get(n.name, 0)) * 8 / self._interval / (n.link_mbit * 1e6)), 0.0,
+            NodeSample(t, n.name, min(0.99, max(utilisation[link] for link in c.inbound(n.name))), 0.0,
                        VNF_MEMORY_MB * stages.count(n.name))
-            for n in self.site.config.nodes)
-        self._bytes = sent
+            for n in c.nodes)
         self._observed_at = time.monotonic()
         return Observation(t, samples, nodes)
 

@@ -80,6 +80,14 @@ class Lab:
             self.run(name, "ip", "link", "set", "lo", "up")
         return full
 
+    def attach(self, name: str, pid: int) -> str:
+        """Name the network namespace of process ``pid`` (a Mininet host's shell) as this
+        lab's namespace ``name``: it is then reached, and cleaned up, like one it created."""
+        full = f"{self.prefix}-{name}"
+        _ip("netns", "attach", full, str(pid))
+        self.namespaces.append(full)
+        return full
+
     def run(self, name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
         r = subprocess.run(["ip", "netns", "exec", self.ns(name), *cmd], capture_output=True, text=True)
         if check and r.returncode != 0:

@@ -58,9 +58,10 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
     forecaster = make_forecaster("holt", window=6) if policy == "predictive" else None
     ctl = Controller(policy, pc, MIGRATION_COST, forecaster)
     with Site(config, workdir, prefix=prefix) as site:
-        if policy != "static":  # the stage the policies move, on every spare node
-            site.prebuild(EGRESS, [n.name for n in config.nodes if n.role == "spare"])
         infra = TestbedInfra(site, duration_s, interval_s)
+        site.deploy_chain(infra.initial_placement(pc))  # where the orchestrator puts it
+        if policy != "static":  # the stage the policies move, on every other spare node
+            site.prebuild(EGRESS, [n.name for n in config.nodes if n.role == "spare"])
         site.start_traffic(duration_s)
         run(infra, ctl)
         time.sleep(1.5)

@@ -6,6 +6,7 @@ name ``file:line:col``."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import yaml
 
 from mantra6g.orchestrator.infra import NodeRole
 from mantra6g.orchestrator.scenario import ScenarioError, _convert, _where
-from mantra6g.testbed.site import NodeConfig, SiteConfig
+from mantra6g.testbed.site import ENDPOINTS, NodeConfig, RackConfig, SiteConfig
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,2}")
 
 
 def _mirror() -> type:
@@ -40,8 +44,9 @@ def parse_site(text: str, filename: str = "<scenario>") -> SiteConfig:
         return SiteConfig()
     raw = _convert(node, _mirror(), filename, "scenario")
     given = {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(raw).items() if v is not None}
-    if "nodes" in given:
-        given["nodes"] = tuple(NodeConfig(**n) if isinstance(n, dict) else n for n in given["nodes"])
+    for key, cls in (("nodes", NodeConfig), ("racks", RackConfig)):
+        if key in given:
+            given[key] = tuple(cls(**n) if isinstance(n, dict) else n for n in given[key])
     config = SiteConfig(**given)
     _check(config, f"{filename}:{node.start_mark.line + 1}" if node else filename, node, filename)
     return config
@@ -51,19 +56,28 @@ def _check(c: SiteConfig, where: str, node: yaml.Node, filename: str) -> None:
     """Cross-field rules, reported at the offending key's line."""
     lines = {_scalar(k): _where(k, filename) for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
     names = [n.name for n in c.nodes]
+    racks = [r.name for r in c.racks]
     roles = {r.value for r in NodeRole}
+    at_nodes, at_racks = lines.get("nodes", where), lines.get("racks", where)
+    # Names become interface names (<prefix>-<node>, <prefix>-r<rack><node>: 15 bytes at most).
+    if len(set(names)) != len(names) or any(not _NAME.fullmatch(n) for n in names) or set(names) & set(ENDPOINTS):
+        raise ScenarioError(f"{at_nodes}: node names must be unique, 1-3 letters or digits starting with a "
+                            f"letter, and not {' or '.join(ENDPOINTS)}")
+    if len(set(racks)) != len(racks) or any(not _NAME.fullmatch(r) or len(r) > 2 for r in racks) or set(racks) & set(names):
+        raise ScenarioError(f"{at_racks}: rack names must be unique, 1-2 letters or digits starting with a letter, "
+                            "and not a node's name")
     for n in c.nodes:
         if n.role not in roles:
-            raise ScenarioError(f"{lines.get('nodes', where)}: node {n.name}: role '{n.role}'; choose from {', '.join(sorted(roles))}")
+            raise ScenarioError(f"{at_nodes}: node {n.name}: role '{n.role}'; choose from {', '.join(sorted(roles))}")
         if n.link_mbit <= 0:
-            raise ScenarioError(f"{lines.get('nodes', where)}: node {n.name}: link_mbit must be > 0")
-    if len(set(names)) != len(names) or any(len(n) > 3 for n in names):
-        raise ScenarioError(f"{lines.get('nodes', where)}: node names must be unique and at most 3 characters (interface names)")
-    for key in ("ingress_node", "egress_node", "embb_node"):
-        if getattr(c, key) not in names:
-            raise ScenarioError(f"{lines.get(key, where)}: {key} '{getattr(c, key)}' is not one of the nodes {names}")
-    if c.ingress_node == c.egress_node:
-        raise ScenarioError(f"{lines.get('egress_node', where)}: the two stages need two nodes (one XDP program per interface)")
+            raise ScenarioError(f"{at_nodes}: node {n.name}: link_mbit must be > 0")
+        if n.rack and n.rack not in racks:
+            raise ScenarioError(f"{at_nodes}: node {n.name}: rack '{n.rack}' is not one of the racks {racks}")
+    for r in c.racks:
+        if r.uplink_mbit <= 0:
+            raise ScenarioError(f"{at_racks}: rack {r.name}: uplink_mbit must be > 0")
+    if c.embb_node not in names:
+        raise ScenarioError(f"{lines.get('embb_node', where)}: embb_node '{c.embb_node}' is not one of the nodes {names}")
     for key in ("urllc_rate_pps", "embb_rate_pps", "embb_on_s", "embb_off_s", "tbf_latency_ms"):
         if getattr(c, key) < 0:
             raise ScenarioError(f"{lines.get(key, where)}: {key} must be >= 0")

@@ -1,20 +1,21 @@
-"""A real edge site in network namespaces: nodes, a LinuxBridge, rate-limited links,
+"""A real edge site in Mininet: compute nodes, LinuxBridge switches, rate-limited links,
 the URLLC chain as XDP programs on the nodes, traffic, the in-network monitor's readout.
 
-Plain namespaces through :class:`testbed.netns.Lab`, not Mininet: Mininet hosts are
-unnamed namespaces held by a shell process, so the crash clean-up by name prefix, the
-``/run/netns`` paths that ``setns`` and the XDP deploy use, and the pin directories
-keyed by interface would all need a second mechanism; Lab gives them directly, with the
-same LinuxBridge-plus-veth data path Mininet would build (no OVS, no controller).
+The site is a :class:`mininet.net.Mininet` with ``LinuxBridge`` switches (this kernel has
+no Open vSwitch module, and no controller is needed) and ``TCLink`` links whose
+switch-side end carries a **tbf** rate limit (there is no netem: delay is real queueing).
+Topology (one /24): the core switch holds ``gen`` (senders), ``rx`` (receiver, the load
+balancer's backend addresses) and every node without a rack; each rack is a switch of its
+own behind one uplink from the core, rate-limited towards the rack, which its nodes share.
 
-Topology (one /24): ``gen`` (senders), ``rx`` (receiver, the backends' addresses) and
-every compute node hang off bridge ``br0`` in namespace ``sw``; the bridge's port towards
-each node has a tbf rate limit, so the node's inbound link queues when eMBB bursts and
-URLLC share it. Delay is real queueing (no netem here).
+Every Mininet host's namespace is also given a name (``ip netns attach <prefix>-<host>``),
+so the XDP deploy, ``setns`` and the crash clean-up by prefix (:class:`testbed.netns.Lab`)
+reach it like any named namespace.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -23,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mantra6g.errors import MantraError
-from mantra6g.testbed.chain import EGRESS, INGRESS, STAGES, ChainAddressing, PinnedMaps, StageBuild, compile_chain, state_maps
+from mantra6g.testbed.chain import (
+    EGRESS, INGRESS, STAGES, ChainAddressing, PinnedMaps, StageBuild, chain_programs, compile_chain, state_bytes,
+    state_maps,
+)
 from mantra6g.testbed.netns import Lab, pass_program
 from mantra6g.testbed.traffic import GroundTruth, read_records
 
@@ -31,6 +35,7 @@ SUBNET = "10.0.0.0/24"
 GEN_IP, RX_IP, VIP, EMBB_SINK = "10.0.0.1", "10.0.0.2", "10.0.0.100", "10.0.0.200"
 URLLC_PORT, EMBB_PORT = 5000, 6000
 PIN_ROOT = Path("/sys/fs/bpf/mantra/root")
+ENDPOINTS = ("gen", "rx")  # the hosts that are not compute nodes
 
 
 def mac(i: int) -> str:
@@ -39,11 +44,21 @@ def mac(i: int) -> str:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """A compute node: its role (orchestrator NodeRole value) and inbound link rate."""
+    """A compute node: its role (orchestrator NodeRole value), the rate of its link from
+    its switch, and its rack ("": on the core switch)."""
 
     name: str
     role: str
-    link_mbit: float = 40.0
+    link_mbit: float = 100.0
+    rack: str = ""
+
+
+@dataclass(frozen=True)
+class RackConfig:
+    """A rack: a switch behind one uplink from the core, shared by the rack's nodes."""
+
+    name: str
+    uplink_mbit: float = 40.0
 
 
 @dataclass(frozen=True)
@@ -52,16 +67,16 @@ class SiteConfig:
 
     nodes: tuple[NodeConfig, ...] = (
         NodeConfig("A", "urllc"),
-        NodeConfig("B", "embb"),
+        NodeConfig("B", "embb", rack="r1"),
         NodeConfig("C", "shared"),
-        NodeConfig("D", "spare"),
+        NodeConfig("D", "spare", rack="r1"),
+        NodeConfig("E", "spare"),
     )
-    ingress_node: str = "A"
-    egress_node: str = "B"  # shares its link with the eMBB bulk: where queueing builds
-    embb_node: str = "B"
+    racks: tuple[RackConfig, ...] = (RackConfig("r1"),)
+    embb_node: str = "B"  # the eMBB bulk's destination
     urllc_rate_pps: float = 300.0
     urllc_flows: int = 8
-    embb_rate_pps: float = 5000.0  # 48 Mbit/s of 1200-byte packets while on: > the 40 Mbit/s link
+    embb_rate_pps: float = 5000.0  # 48 Mbit/s of 1200-byte packets while on: > r1's 40 Mbit/s uplink
     embb_on_s: float = 1.0
     embb_off_s: float = 1.5
     tbf_latency_ms: float = 10.0  # tbf queue bound: the worst queueing delay on a link
@@ -73,6 +88,25 @@ class SiteConfig:
             if n.name == name:
                 return n
         raise MantraError(f"no node '{name}' in the scenario")
+
+    def rack_of(self, host: str) -> str:
+        """The rack of a host ("" for the core switch, where ``gen`` and ``rx`` are)."""
+        return "" if host in ENDPOINTS else self.node(host).rack
+
+    def inbound(self, host: str, source: str = "gen") -> list[str]:
+        """The rate-limited links a packet from ``source`` crosses into ``host``: the host's
+        own link, and its rack's uplink unless ``source`` is in the same rack. A link is
+        named by its node, a rack uplink by ``^rack``."""
+        links = [] if host in ENDPOINTS else [host]
+        rack = self.rack_of(host)
+        if rack and self.rack_of(source) != rack:
+            links.append(f"^{rack}")
+        return links
+
+    def link_mbit(self, link: str) -> float:
+        if link.startswith("^"):
+            return next(r.uplink_mbit for r in self.racks if r.name == link[1:])
+        return self.node(link).link_mbit
 
 
 @dataclass(frozen=True)
@@ -115,45 +149,60 @@ class MigrationReport:
 
 class Site:
     """The running site. Use as a context manager: everything is torn down on exit,
-    and whatever a crashed run with the same prefix left is removed on entry."""
+    and whatever a crashed run with the same prefix left is removed on entry. The chain
+    is deployed by :meth:`deploy_chain` once a placement is chosen."""
 
     def __init__(self, config: SiteConfig, workdir: Path, prefix: str = "mtb"):
         if len(prefix) > 8:
             raise MantraError("site prefix: at most 8 characters (interface names)")
         self.config, self.workdir, self.prefix = config, workdir, prefix
         self.lab = Lab(prefix)
+        self.net = None  # mininet.net.Mininet, while the site runs
         self.procs: list[subprocess.Popen] = []
-        self.placement: dict[str, str] = {INGRESS: config.ingress_node, EGRESS: config.egress_node}
+        self.placement: dict[str, str] = {}
         self.builds: dict[str, StageBuild] = {}
         self.slice_id = 1
         self.truth_file = workdir / "truth.bin"
         self._truth_offset = 0
         self.truth: list[GroundTruth] = []
-        self._monitor_base: dict[str, MonitorReading] = {}  # per node: readings before a migration
         self._last: MonitorReading | None = None
         self.readings: list[MonitorReading] = []
         self.migrations: list[MigrationReport] = []
         self._prebuilt: dict[tuple[tuple[str, str], ...], dict[str, StageBuild]] = {}
 
     # -------------------------------------------------------------- names
-    def iface(self, node: str) -> str:
-        return f"{self.prefix}-{node}"
+    def iface(self, host: str) -> str:
+        """The host's interface (inside its namespace)."""
+        return f"{self.prefix}-{host}"
+
+    def switch(self, rack: str) -> str:
+        """The bridge of a rack ("" = the core switch). LinuxBridge enslaves the ports whose
+        names contain the bridge's, so every port is named after its bridge."""
+        return f"{self.prefix}-r{rack}" if rack else f"{self.prefix}-s"
+
+    def port(self, link: str) -> str:
+        """The switch-side device of a link (a host, or ``^rack`` for a rack's uplink):
+        where its tbf queue is."""
+        if link.startswith("^"):
+            return self.switch("") + link[1:]
+        return self.switch(self.config.rack_of(link)) + link
 
     def node_mac(self, node: str) -> str:
         return mac(0x10 + [n.name for n in self.config.nodes].index(node))
+
+    def host_mac(self, host: str) -> str:
+        return {"gen": mac(1), "rx": mac(2)}.get(host) or self.node_mac(host)
 
     def pins(self, node: str) -> Path:
         return PIN_ROOT / self.iface(node)
 
     # -------------------------------------------------------------- life cycle
     def __enter__(self) -> Site:
-        remove_pins(self.prefix)
-        self.lab.__enter__()  # deletes the namespaces (and kills the processes) of a crashed run
+        self._clean()  # what a crashed run with this prefix left behind
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.truth_file.unlink(missing_ok=True)
             self._build()
-            self.deploy_chain()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -168,53 +217,91 @@ class Site:
                 p.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+        self._clean()
+
+    def _clean(self) -> None:
+        """Namespaces (and their processes), root-namespace bridges and ports, pinned maps."""
         self.lab.__exit__(None, None, None)
+        r = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+            if name.startswith(self.prefix + "-"):
+                subprocess.run(["ip", "link", "delete", name], capture_output=True)
         remove_pins(self.prefix)
 
     def _build(self) -> None:
-        lab, c = self.lab, self.config
-        lab.ns("sw")
-        lab.run("sw", "ip", "link", "add", "br0", "type", "bridge")
-        lab.run("sw", "ip", "link", "set", "br0", "up")
-        hosts = [("gen", mac(1), GEN_IP, None), ("rx", mac(2), RX_IP, None)]
-        hosts += [(n.name, self.node_mac(n.name), None, n) for n in c.nodes]
-        pass_obj = pass_program(self.workdir)
+        from mininet.link import TCLink
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.nodelib import LinuxBridge
+
         from mantra6g.targets.bpf import BpfObject
         import socket as _s
 
-        for name, m, ip, node in hosts:
-            inner, outer = self.iface(name), f"{self.prefix}-s{name}"
-            lab.link(name, inner, "sw", outer)
-            lab.run(name, "ip", "link", "set", inner, "address", m)
-            lab.run("sw", "ip", "link", "set", outer, "master", "br0")
-            # A static forwarding entry per host: a node that has not sent yet (a
-            # migration's target) would otherwise be unknown to the bridge, which floods
-            # the first packets to every port - and the old egress stage would forward
-            # copies of them too (duplicates at the receiver).
-            lab.run("sw", "bridge", "fdb", "replace", m, "dev", outer, "master", "static")
-            if ip:
-                lab.run(name, "ip", "addr", "add", f"{ip}/24", "dev", inner)
-            if node is not None:
-                # The node's inbound link: a token bucket whose queue is the delay.
-                lab.run("sw", "tc", "qdisc", "add", "dev", outer, "root", "tbf", "rate", f"{node.link_mbit}mbit",
-                        "burst", "4kb", "latency", f"{c.tbf_latency_ms}ms")
-                # XDP_TX from the node into this veth needs an XDP program on this end.
-                with lab.in_ns("sw"):
-                    o = BpfObject.load(pass_obj)
-                    o.attach(_s.if_nametoindex(outer))
-                    o.close()  # the attachment holds the program
+        c, p = self.config, self.prefix
+        setLogLevel("error")
+        net = self.net = Mininet(topo=None, switch=LinuxBridge, controller=None, link=TCLink, build=False,
+                                 autoSetMacs=False, autoStaticArp=False, waitConnected=False)
+
+        def tbf(mbit: float) -> dict:
+            return {"bw": mbit, "use_tbf": True, "latency_ms": c.tbf_latency_ms}
+
+        switches = {"": net.addSwitch(self.switch(""), dpid="1")}
+        for i, r in enumerate(c.racks):
+            switches[r.name] = net.addSwitch(self.switch(r.name), dpid=str(i + 2))
+            net.addLink(switches[r.name], switches[""], intfName1=self.switch(r.name) + "-up",
+                        intfName2=self.port(f"^{r.name}"), params2=tbf(r.uplink_mbit))
+        ips = {"gen": f"{GEN_IP}/24", "rx": f"{RX_IP}/24"}
+        hosts = list(ENDPOINTS) + [n.name for n in c.nodes]
+        for h in hosts:
+            host = net.addHost(h, ip=ips.get(h), mac=self.host_mac(h))
+            net.addLink(host, switches[c.rack_of(h)], intfName1=self.iface(h), intfName2=self.port(h),
+                        params2=tbf(c.node(h).link_mbit) if h not in ENDPOINTS else {})
+        net.build()
+        for h in hosts:
+            self.lab.attach(h, net.get(h).pid)
+            self.lab.run(h, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
+        net.start()
+        pass_obj = pass_program(self.workdir)
+        for rack, sw in switches.items():
+            for dev in [i.name for i in sw.intfList() if i.name != "lo"]:
+                subprocess.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.disable_ipv6=1"], capture_output=True)
+            # A static forwarding entry per host on every bridge: a node that has not sent
+            # yet (a migration's target) would otherwise be unknown, and the bridge floods
+            # the first packets to every port - the old egress stage would forward copies.
+            for h in hosts:
+                if c.rack_of(h) == rack:
+                    dev = self.port(h)
+                elif not rack:
+                    dev = self.port(f"^{c.rack_of(h)}")  # core: down the host's rack uplink
+                else:
+                    dev = self.switch(rack) + "-up"  # a rack: up to the core
+                _run("bridge", "fdb", "replace", self.host_mac(h), "dev", dev, "master", "static")
+        for n in c.nodes:
+            # XDP_TX from the node into its veth needs an XDP program on the far end.
+            o = BpfObject.load(pass_obj)
+            o.attach(_s.if_nametoindex(self.port(n.name)))
+            o.close()  # the attachment holds the program
         for b in c.backends:
-            lab.run("rx", "ip", "addr", "add", f"{b}/24", "dev", self.iface("rx"))
-        lab.run("rx", "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0")
-        gen = self.iface("gen")
-        lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(c.ingress_node), "dev", gen)
-        lab.run("gen", "ip", "neigh", "replace", EMBB_SINK, "lladdr", self.node_mac(c.embb_node), "dev", gen)
+            self.lab.run("rx", "ip", "addr", "add", f"{b}/24", "dev", self.iface("rx"))
+        self.lab.run("rx", "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0")
+        self.lab.run("gen", "ip", "neigh", "replace", EMBB_SINK, "lladdr", self.node_mac(c.embb_node),
+                     "dev", self.iface("gen"))
 
     def addressing(self) -> ChainAddressing:
         return ChainAddressing(SUBNET, VIP, self.config.backends, URLLC_PORT, mac(2))
 
     def _nodes_arg(self, placement: dict[str, str]) -> dict[str, tuple[str, str]]:
         return {s: (placement[s], self.node_mac(placement[s])) for s in STAGES}
+
+    def state_bytes(self) -> dict[str, int]:
+        """The NF state of each stage (the same wherever it runs)."""
+        nodes = [n.name for n in self.config.nodes]
+        programs = chain_programs(self.addressing(), self._nodes_arg(dict(zip(STAGES, nodes))))
+        return {stage: state_bytes(program) for stage, program in programs.items()}
 
     def _attach(self, build: StageBuild) -> None:
         from mantra6g.targets import xdp
@@ -223,11 +310,17 @@ class Site:
         with self.lab.in_ns(build.node):
             xdp.deploy(build.program, build.obj_file, iface, None, {0: iface})
 
-    def deploy_chain(self) -> None:
-        """Compile the chain for the current placement and attach both stages."""
+    def deploy_chain(self, placement: dict[str, str]) -> None:
+        """Compile the chain for ``placement`` (stage -> node), attach both stages and
+        point the sender at the ingress stage."""
+        if len(set(placement.values())) != len(STAGES):
+            raise MantraError(f"the chain's stages need two different nodes (one XDP program per interface): {placement}")
+        self.placement = dict(placement)
         self.builds = compile_chain(self.addressing(), self._nodes_arg(self.placement), self.workdir / "build0")
         for s in STAGES:
             self._attach(self.builds[s])
+        self.lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(placement[INGRESS]),
+                     "dev", self.iface("gen"))
 
     def prebuild(self, stage: str, targets: list[str]) -> None:
         """Compile the chain now for ``stage`` on each of ``targets`` (the rest as placed),
@@ -241,9 +334,8 @@ class Site:
                                                     self.workdir / f"pre-{stage}-{t}")
 
     # -------------------------------------------------------------- traffic
-    def _spawn(self, ns: str, *args: str) -> subprocess.Popen:
-        cmd = ["ip", "netns", "exec", self.lab.ns(ns), sys.executable, "-m", "mantra6g.testbed.traffic", *args]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def _spawn(self, host: str, *args: str) -> subprocess.Popen:
+        p = self.net.get(host).popen([sys.executable, "-m", "mantra6g.testbed.traffic", *args], text=True)
         self.procs.append(p)
         return p
 
@@ -267,22 +359,16 @@ class Site:
         return int(p.stdout.read().strip() or 0)
 
     def link_stats(self) -> dict[str, tuple[int, int]]:
-        """(bytes sent so far, bytes queued now) of each node's inbound link (its tbf),
-        from one ``tc -j`` call: cheap enough to poll several times per interval."""
-        import json
-
-        r = subprocess.run(["tc", "-n", self.lab.ns("sw"), "-s", "-j", "qdisc", "show"],
-                           capture_output=True, text=True, check=True)
+        """(bytes sent so far, bytes queued now) of every rate-limited link (see
+        :meth:`SiteConfig.inbound` for the names), from one ``tc -j`` call: cheap enough
+        to poll several times per interval."""
+        r = _run("tc", "-s", "-j", "qdisc", "show")
         by_dev = {q.get("dev"): q for q in json.loads(r.stdout or "[]") if q.get("kind") == "tbf"}
         out = {}
-        for n in self.config.nodes:
-            q = by_dev.get(f"{self.prefix}-s{n.name}", {})
-            out[n.name] = (int(q.get("bytes", 0)), int(q.get("backlog", 0)))
+        for link in [n.name for n in self.config.nodes] + [f"^{r.name}" for r in self.config.racks]:
+            q = by_dev.get(self.port(link), {})
+            out[link] = (int(q.get("bytes", 0)), int(q.get("backlog", 0)))
         return out
-
-    def link_bytes(self) -> dict[str, int]:
-        """Bytes each node's inbound link (its tbf) has sent so far."""
-        return {k: v[0] for k, v in self.link_stats().items()}
 
     # -------------------------------------------------------------- monitor
     def read_monitor(self) -> MonitorReading:
@@ -439,6 +525,13 @@ def _merge_tail(program, old: PinnedMaps, new: PinnedMaps, snap: dict) -> None:
                     for j in range(0, len(raw), 8)
                 ]
                 new.set_counter_raw(name, i, b"".join(w.to_bytes(8, "little") for w in words))
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise MantraError(f"{' '.join(cmd)}: {r.stderr.strip()}")
+    return r
 
 
 def remove_pins(prefix: str) -> None:

@@ -20,16 +20,19 @@ def test_default_example_is_the_builtin_site():
 
 
 def test_partial_scenario_keeps_defaults():
-    c = parse_site("urllc_rate_pps: 200\nnodes:\n  - {name: A, role: urllc}\n  - {name: B, role: embb, link_mbit: 30}\n")
+    c = parse_site("urllc_rate_pps: 200\nnodes:\n  - {name: A, role: urllc}\n  - {name: B, role: embb, link_mbit: 30, rack: r1}\n")
     assert c.urllc_rate_pps == 200 and c.node("B").link_mbit == 30 and c.embb_on_s == SiteConfig().embb_on_s
+    assert c.racks == SiteConfig().racks and c.inbound("B") == ["B", "^r1"] and c.inbound("A") == ["A"]
 
 
 @pytest.mark.parametrize("text, message", [
     ("seed: 1\nurlc_rate: 3\n", "f.yaml:2:1: unknown key 'urlc_rate' in scenario; did you mean 'urllc_rate_pps'?"),
     ("nodes:\n  - {name: A, rol: urllc}\n", "f.yaml:2:15: unknown key 'rol'"),
     ("seed: x\n", "f.yaml:1:7: scenario.seed must be an integer"),
-    ("seed: 1\negress_node: Z\n", "f.yaml:2:1: egress_node 'Z' is not one of the nodes"),
-    ("egress_node: A\n", "f.yaml:1:1: the two stages need two nodes"),
+    ("seed: 1\nembb_node: Z\n", "f.yaml:2:1: embb_node 'Z' is not one of the nodes"),
+    ("nodes:\n  - {name: A, role: urllc, rack: r9}\n", "f.yaml:1:1: node A: rack 'r9' is not one of the racks ['r1']"),
+    ("nodes:\n  - {name: gen, role: urllc}\n", "f.yaml:1:1: node names must be unique"),
+    ("racks:\n  - {name: rack1}\n", "f.yaml:1:1: rack names must be unique, 1-2 letters"),
     ("nodes:\n  - {name: A, role: fast}\n", "f.yaml:1:1: node A: role 'fast'"),
     ("seed: [1\n", "f.yaml:2:1: YAML syntax error"),
 ])

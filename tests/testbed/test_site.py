@@ -1,6 +1,7 @@
 """A short real testbed run (root): the URLLC chain as XDP programs on two nodes of a
-LinuxBridge site, Poisson probes with eMBB bursts sharing the egress node's link, the
-in-network monitor against the receivers' ground truth, one live migration."""
+Mininet site (LinuxBridge switches), placed by the orchestrator, Poisson probes with eMBB
+bursts sharing the egress node's rack uplink, the in-network monitor against the
+receivers' ground truth, one live migration."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ MONITOR_BOUND_MS = 0.2
 
 
 def test_chain_monitor_and_live_migration(tmp_path):
+    from mantra6g.orchestrator.policy import PolicyConfig
     from mantra6g.orchestrator.store import TelemetryStore
-    from mantra6g.testbed.chain import EGRESS
+    from mantra6g.testbed.chain import EGRESS, INGRESS
     from mantra6g.testbed.infra import TestbedInfra
     from mantra6g.testbed.site import Site, SiteConfig
 
@@ -30,6 +32,11 @@ def test_chain_monitor_and_live_migration(tmp_path):
     config = SiteConfig(urllc_rate_pps=300.0, embb_on_s=0.8, embb_off_s=1.0, seed=3)
     with Site(config, tmp_path, prefix=f"mtb{os.getpid() % 1000}") as site:
         infra = TestbedInfra(site, duration_s=8.0, interval_s=0.5)
+        # The orchestrator's initial placement: URLLC home node first, then a spare (never
+        # the eMBB node B or the shared node C).
+        placement = infra.initial_placement(PolicyConfig())
+        assert placement == {INGRESS: "A", EGRESS: "D"}
+        site.deploy_chain(placement)
         store = TelemetryStore()
         site.start_traffic(8.0)
         compared = []
@@ -39,7 +46,7 @@ def test_chain_monitor_and_live_migration(tmp_path):
             store.append(obs)
             if report is None and obs.time >= 3.0:
                 before = site.read_monitor()
-                report = site.migrate(EGRESS, "D")
+                report = site.migrate(EGRESS, "E")
         time.sleep(1.5)  # the senders finish; the receiver writes its last records
         site.interval()
         after = site.read_monitor()
@@ -69,14 +76,14 @@ def test_chain_monitor_and_live_migration(tmp_path):
     for r in site.truth:
         backends[r.flow].add(r.backend)
     assert all(len(b) == 1 for b in backends.values()), dict(backends)
-    assert site.placement[EGRESS] == "D"
+    assert site.placement[EGRESS] == "E"
     assert lost <= window_sent
 
 
 def test_reactive_policy_migrates_off_the_congested_node(tmp_path):
-    """The orchestrator's reactive policy, unchanged, moves the egress stage off node B
-    (whose link the eMBB bursts queue) once the monitor reports a violation: the
-    testbed's ``link_ms`` carries the measured queueing, so Algorithm 1 sees the gain."""
+    """The orchestrator's reactive policy, unchanged, moves the egress stage off node D
+    (behind the rack uplink the eMBB bursts queue) once the monitor reports a violation:
+    the testbed's ``link_ms`` carries the measured queueing, so Algorithm 1 sees the gain."""
     from mantra6g.testbed.run import run_policy
     from mantra6g.testbed.site import SiteConfig
 
