@@ -50,7 +50,7 @@ from mantra6g.orchestrator.infra import (
 from mantra6g.orchestrator.placement import MigrationCost, initial_placement
 from mantra6g.orchestrator.policy import PolicyConfig, PolicyEngine
 from mantra6g.testbed.chain import EGRESS, INGRESS
-from mantra6g.testbed.site import IntervalStats, MigrationReport, Site
+from mantra6g.testbed.site import ALL_CPUS, IntervalStats, MigrationReport, Site
 
 CHAIN = "urllc"
 VNF_STAGE = {f"{CHAIN}.{INGRESS}": INGRESS, f"{CHAIN}.{EGRESS}": EGRESS}
@@ -96,8 +96,9 @@ class TestbedInfra:
         return self._interval
 
     def nodes(self) -> Sequence[NodeSpec]:
-        # One core per node (the machine has two); nodes that can pin reserve it.
-        return [NodeSpec(n.name, NodeRole(n.role), 1.0, VNF_MEMORY_MB, STATE_PATH_GBPS,
+        # The machine's cores; nodes that can pin reserve one (RESERVED_CPU, shared by all
+        # nodes on this one machine).
+        return [NodeSpec(n.name, NodeRole(n.role), float(len(ALL_CPUS)), VNF_MEMORY_MB, STATE_PATH_GBPS,
                          pinned_cores=1.0 if n.role in ("urllc", "spare") else 0.0)
                 for n in self.site.config.nodes]
 
@@ -174,20 +175,27 @@ class TestbedInfra:
         return Observation(t, samples, nodes)
 
     def migrate(self, plan: MigrationPlan) -> None:
-        """Carry the migration out now (compile, start, copy state, switch, remove)."""
+        """Carry the migration out now (compile, start, copy state, switch, remove); the
+        new instance runs pinned or not as the plan says."""
         stage = VNF_STAGE.get(plan.vnf)
         if stage is None or plan.target not in {n.name for n in self.site.config.nodes}:
             raise InfraRejected(f"cannot migrate {plan.vnf} to {plan.target}")
+        if plan.pinned != (stage in self.site.isolated):
+            self.isolate(plan.vnf, plan.pinned)
         report = self.site.migrate(stage, plan.target)
         self.action_latency_s.append(time.monotonic() - self._observed_at)
         self.migrations.append((time.monotonic() - self._start, plan, report))
-        if plan.pinned:
-            self.pinned.add(plan.vnf)
 
     def scale(self, vnf: str, cores: float) -> None:
-        """Recorded only: an XDP program has no process whose CPU share could change."""
+        """Recorded only: a stage is one NAPI thread (one veth queue), which cannot use
+        more than one core; scaling out would need more queues (not built)."""
         self.cores[vnf] = cores
 
     def isolate(self, vnf: str, pinned: bool) -> None:
-        """Recorded only (see docs/testbed.md: XDP runs in the receiving core's softirq)."""
+        """Pin the stage's NAPI thread to the reserved core at real-time priority and fence
+        the noisy neighbours off that core (see :meth:`Site.isolate`)."""
+        stage = VNF_STAGE.get(vnf)
+        if stage is None:
+            raise InfraRejected(f"unknown VNF {vnf}")
+        self.site.isolate(stage, pinned)
         (self.pinned.add if pinned else self.pinned.discard)(vnf)

@@ -62,6 +62,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
         site.deploy_chain(infra.initial_placement(pc))  # where the orchestrator puts it
         if policy != "static":  # the stage the policies move, on every other spare node
             site.prebuild(EGRESS, [n.name for n in config.nodes if n.role == "spare"])
+        site.start_noise()
         site.start_traffic(duration_s)
         run(infra, ctl)
         time.sleep(1.5)

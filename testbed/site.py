@@ -16,6 +16,7 @@ reach it like any named namespace.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,11 @@ GEN_IP, RX_IP, VIP, EMBB_SINK = "10.0.0.1", "10.0.0.2", "10.0.0.100", "10.0.0.20
 URLLC_PORT, EMBB_PORT = 5000, 6000
 PIN_ROOT = Path("/sys/fs/bpf/mantra/root")
 ENDPOINTS = ("gen", "rx")  # the hosts that are not compute nodes
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+# The nodes' reserved (pinned) partition: the last core. On a 2-core machine every node's
+# reserved partition is this one core, the other is everyone's shared partition.
+RESERVED_CPU = max(ALL_CPUS)
+NAPI_RT_PRIORITY = 50  # SCHED_FIFO priority of an isolated stage's NAPI thread
 
 
 def mac(i: int) -> str:
@@ -80,6 +86,7 @@ class SiteConfig:
     embb_on_s: float = 1.0
     embb_off_s: float = 1.5
     tbf_latency_ms: float = 10.0  # tbf queue bound: the worst queueing delay on a link
+    noisy_neighbours: int = 0  # CPU-bound processes on the shared node (best-effort batch work)
     backends: tuple[str, ...] = ("10.0.0.201", "10.0.0.202", "10.0.0.203")
     seed: int = 1
 
@@ -168,7 +175,10 @@ class Site:
         self._last: MonitorReading | None = None
         self.readings: list[MonitorReading] = []
         self.migrations: list[MigrationReport] = []
+        self.isolated: set[str] = set()  # stages on the reserved core (see isolate())
+        self.noise: list[subprocess.Popen] = []
         self._prebuilt: dict[tuple[tuple[str, str], ...], dict[str, StageBuild]] = {}
+        self._napi: dict[str, list[int]] = {}  # node -> its interface's NAPI kernel threads
 
     # -------------------------------------------------------------- names
     def iface(self, host: str) -> str:
@@ -304,11 +314,50 @@ class Site:
         return {stage: state_bytes(program) for stage, program in programs.items()}
 
     def _attach(self, build: StageBuild) -> None:
+        """Attach a stage's program and run its interface's NAPI in a kernel thread of its
+        own (threaded NAPI): the VNF's process, which the scheduler shares with whatever
+        else runs on its cores, and which :meth:`isolate` can pin."""
         from mantra6g.targets import xdp
 
         iface = self.iface(build.node)
         with self.lab.in_ns(build.node):
             xdp.deploy(build.program, build.obj_file, iface, None, {0: iface})
+        before = _napi_threads()
+        self.lab.run(build.node, "sh", "-c", f"echo 1 > /sys/class/net/{iface}/threaded")
+        self._napi[build.node] = sorted(set(_napi_threads()) - set(before))
+        if not self._napi[build.node]:
+            raise MantraError(f"no NAPI thread appeared for {iface} (threaded NAPI)")
+        self._schedule(build.stage, build.node)
+
+    # -------------------------------------------------------------- CPU isolation
+    def isolate(self, stage: str, on: bool) -> None:
+        """Pin ``stage`` to the reserved core (:data:`RESERVED_CPU`) with real-time
+        priority, and fence the noisy neighbours off that core (``on``); or release it."""
+        (self.isolated.add if on else self.isolated.discard)(stage)
+        if self.placement:
+            self._schedule(stage, self.placement[stage])
+        self._fence_noise()
+
+    def _schedule(self, stage: str, node: str) -> None:
+        cpus, policy, prio = ({RESERVED_CPU}, os.SCHED_FIFO, NAPI_RT_PRIORITY) if stage in self.isolated \
+            else (ALL_CPUS, os.SCHED_OTHER, 0)
+        for pid in self._napi.get(node, []):
+            os.sched_setaffinity(pid, cpus)
+            os.sched_setscheduler(pid, policy, os.sched_param(prio))
+
+    def start_noise(self) -> None:
+        """The scenario's noisy neighbours: CPU-bound processes on the shared node."""
+        shared = next((n.name for n in self.config.nodes if n.role == "shared"), self.config.nodes[0].name)
+        for _ in range(self.config.noisy_neighbours):
+            self.noise.append(self.net.get(shared).popen(["sh", "-c", "while :; do :; done"]))
+        self.procs += self.noise
+        self._fence_noise()
+
+    def _fence_noise(self) -> None:
+        cpus = ALL_CPUS - {RESERVED_CPU} if self.isolated and len(ALL_CPUS) > 1 else ALL_CPUS
+        for p in self.noise:
+            if p.poll() is None:
+                os.sched_setaffinity(p.pid, cpus)
 
     def deploy_chain(self, placement: dict[str, str]) -> None:
         """Compile the chain for ``placement`` (stage -> node), attach both stages and
@@ -450,6 +499,7 @@ class Site:
         self.builds = builds
         with self.lab.in_ns(source):
             xdp.undeploy(self.iface(source), None)
+        self._napi.pop(source, None)  # its NAPI thread ends with the program
         report = MigrationReport(stage, source, target, started, switched, time.time(), len(snapshot))
         self.migrations.append(report)
         return report
@@ -525,6 +575,19 @@ def _merge_tail(program, old: PinnedMaps, new: PinnedMaps, snap: dict) -> None:
                     for j in range(0, len(raw), 8)
                 ]
                 new.set_counter_raw(name, i, b"".join(w.to_bytes(8, "little") for w in words))
+
+
+def _napi_threads() -> list[int]:
+    """PIDs of the kernel's NAPI threads (``napi/<device>-<id>``)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().startswith("napi/"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:

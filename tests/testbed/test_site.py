@@ -15,16 +15,19 @@ pytestmark = pytest.mark.root
 
 # Stated bound: per 0.5 s interval, the monitor's mean one-way delay (ingress XDP stamp to
 # egress XDP sink) and the receivers' (sender's socket to receiver's kernel timestamp)
-# differ by at most this. The truth also covers two uncongested hops and the sender's
-# socket path (40-70 us here), so the monitor reads slightly lower.
-MONITOR_BOUND_MS = 0.2
+# differ by at most this. The truth also covers what happens before the stamp (the
+# sender's socket path, the hop to the ingress node and the wake-up of its NAPI thread)
+# and the last hop to the receiver: 50-100 us here, up to ~0.2 ms in the run's last
+# interval, so the monitor reads lower.
+MONITOR_BOUND_MS = 0.25
 
 
 def test_chain_monitor_and_live_migration(tmp_path):
+    from mantra6g.orchestrator.controller import Controller
     from mantra6g.orchestrator.policy import PolicyConfig
     from mantra6g.orchestrator.store import TelemetryStore
     from mantra6g.testbed.chain import EGRESS, INGRESS
-    from mantra6g.testbed.infra import TestbedInfra
+    from mantra6g.testbed.infra import MIGRATION_COST, TestbedInfra
     from mantra6g.testbed.site import Site, SiteConfig
 
     if os.geteuid() != 0:
@@ -37,6 +40,9 @@ def test_chain_monitor_and_live_migration(tmp_path):
         placement = infra.initial_placement(PolicyConfig())
         assert placement == {INGRESS: "A", EGRESS: "D"}
         site.deploy_chain(placement)
+        # The orchestrator's initial isolation (every policy): URLLC stages pinned.
+        Controller("static", PolicyConfig(), MIGRATION_COST).start(infra)
+        assert site.isolated == {INGRESS, EGRESS}
         store = TelemetryStore()
         site.start_traffic(8.0)
         compared = []
@@ -96,3 +102,40 @@ def test_reactive_policy_migrates_off_the_congested_node(tmp_path):
     assert r.migrations >= 1
     assert r.received <= r.sent  # no duplicates (the bridge never floods a migration's target)
     assert r.received >= 0.8 * r.sent
+
+
+def test_noisy_neighbours_hurt_until_the_chain_is_isolated(tmp_path):
+    """Each stage's XDP runs in its interface's NAPI kernel thread. CPU-bound neighbours
+    on the shared node compete with it for the cores until :meth:`Site.isolate` pins it to
+    the reserved core at real-time priority and fences the neighbours off that core."""
+    from mantra6g.testbed.chain import EGRESS, INGRESS, STAGES
+    from mantra6g.testbed.site import RESERVED_CPU, Site, SiteConfig
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    config = SiteConfig(embb_rate_pps=0.0, noisy_neighbours=4, seed=5)
+    with Site(config, tmp_path, prefix=f"mti{os.getpid() % 1000}") as site:
+        site.deploy_chain({INGRESS: "A", EGRESS: "E"})
+        site.start_noise()
+        site.start_traffic(8.0, embb=False)
+        time.sleep(4.0)
+        isolated_at = time.time_ns()
+        for stage in STAGES:
+            site.isolate(stage, True)
+        threads = [pid for pids in site._napi.values() for pid in pids]
+        assert len(threads) >= 2
+        for pid in threads:
+            assert os.sched_getaffinity(pid) == {RESERVED_CPU}
+            assert os.sched_getscheduler(pid) == os.SCHED_FIFO
+        assert all(RESERVED_CPU not in os.sched_getaffinity(p.pid) for p in site.noise)
+        time.sleep(5.5)
+        site.interval()
+
+    def share_over_sla(records):
+        return sum(r.delay_ms > 1.0 for r in records) / max(1, len(records))
+
+    before = share_over_sla([r for r in site.truth if r.sent_ns < isolated_at - 100_000_000])
+    after = share_over_sla([r for r in site.truth if r.sent_ns > isolated_at + 100_000_000])
+    print(f"\nURLLC probes over 1 ms with 4 noisy neighbours: {before:.1%} before isolation, {after:.2%} after")
+    assert before > 0.05
+    assert after < before / 5
