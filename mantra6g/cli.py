@@ -183,9 +183,10 @@ _SUBCOMMANDS.append(_add_verify)
 
 
 def _add_testbed(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("testbed", help="run the orchestrator's policies on a real XDP site in namespaces (root)",
-                       description="Build the edge site (namespaces, LinuxBridge, tbf links), deploy the URLLC "
-                       "chain as XDP, send seeded traffic and let a policy drive it; compare runs all policies.")
+    p = sub.add_parser("testbed", help="run the orchestrator's policies on a real XDP site in Mininet (root)",
+                       description="Build the edge site in Mininet (LinuxBridge switches, tbf links), place the "
+                       "URLLC chain with the orchestrator and deploy it as XDP, send seeded traffic and let a "
+                       "policy drive it; compare runs all policies.")
     tsub = p.add_subparsers(dest="testbed_cmd", required=True)
     for name in ("run", "compare"):
         q = tsub.add_parser(name)
