@@ -251,7 +251,7 @@ class Site:
         from mantra6g.targets.bpf import BpfObject
         import socket as _s
 
-        c, p = self.config, self.prefix
+        c = self.config
         setLogLevel("error")
         net = self.net = Mininet(topo=None, switch=LinuxBridge, controller=None, link=TCLink, build=False,
                                  autoSetMacs=False, autoStaticArp=False, waitConnected=False)
@@ -393,8 +393,9 @@ class Site:
         c = self.config
         self._spawn("rx", "rx", "--port", str(URLLC_PORT), "--out", str(self.truth_file), "--duration", str(duration + 1.0))
         time.sleep(0.3)  # the receiver's socket is bound before the first probe
-        self._spawn("gen", "urllc", "--dst", VIP, "--port", str(URLLC_PORT), "--rate", str(c.urllc_rate_pps),
-                    "--flows", str(c.urllc_flows), "--duration", str(duration), "--seed", str(c.seed))
+        self._urllc = self._spawn("gen", "urllc", "--dst", VIP, "--port", str(URLLC_PORT),
+                                  "--rate", str(c.urllc_rate_pps), "--flows", str(c.urllc_flows),
+                                  "--duration", str(duration), "--seed", str(c.seed))
         if embb:
             self._spawn("gen", "embb", "--dst", EMBB_SINK, "--port", str(EMBB_PORT), "--rate", str(c.embb_rate_pps),
                         "--on", str(c.embb_on_s), "--off", str(c.embb_off_s), "--duration", str(duration),
@@ -402,7 +403,7 @@ class Site:
 
     def sent_urllc(self) -> int | None:
         """Packets the URLLC sender sent (after it exited)."""
-        p = self.procs[1]
+        p = self._urllc
         if p.poll() is None:
             return None
         return int(p.stdout.read().strip() or 0)
