@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from mantra6g.errors import MantraError
 from mantra6g.orchestrator.infra import (
     ChainSpec,
     InfraRejected,
@@ -88,7 +89,11 @@ class TestbedInfra:
     def initial_placement(self, config: PolicyConfig) -> dict[str, str]:
         """Stage -> node, as the orchestrator places the chain (see
         :func:`~mantra6g.orchestrator.placement.initial_placement`)."""
-        got = initial_placement(self.nodes(), self.chains(), PolicyEngine(config)).as_dict()
+        try:
+            got = initial_placement(self.nodes(), self.chains(), PolicyEngine(config)).as_dict()
+        except InfraRejected as exc:  # the scenario's nodes, not a bug: the user's to fix
+            raise MantraError(f"the orchestrator cannot place the URLLC chain on this site: {exc} "
+                              "(each node holds one stage; URLLC runs on urllc and spare nodes)") from None
         return {s: got[v] for v, s in VNF_STAGE.items()}
 
     @property

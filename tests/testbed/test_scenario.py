@@ -40,3 +40,14 @@ def test_errors_name_file_and_line(text, message):
     with pytest.raises(ScenarioError) as e:
         parse_site(text, "f.yaml")
     assert message in str(e.value)
+
+
+def test_a_site_the_orchestrator_cannot_place_the_chain_on_is_refused(tmp_path):
+    from mantra6g.errors import MantraError
+    from mantra6g.orchestrator.policy import PolicyConfig
+    from mantra6g.testbed.infra import TestbedInfra
+    from mantra6g.testbed.site import Site
+
+    config = parse_site("nodes:\n  - {name: A, role: urllc}\n  - {name: B, role: embb}\nembb_node: B\nracks: []\n")
+    with pytest.raises(MantraError, match="cannot place the URLLC chain on this site: no node may host urllc.egress"):
+        TestbedInfra(Site(config, tmp_path), 1.0).initial_placement(PolicyConfig())
