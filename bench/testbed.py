@@ -89,7 +89,8 @@ def control_loop(duration: float) -> None:
     r = run_policy("reactive", duration, 1, Path(tempfile.mkdtemp(prefix="mantra-bench-loop-")), prefix="mtbbench")
     print(f"\nreactive run, {duration:g} s, seed 1: {r.migrations} migration(s)")
     print(f"  control loop (observation -> migration applied, mean): {r.control_loop_ms:.0f} ms")
-    print(f"  migration window: {r.migration_lost} probes lost (incl. tbf drops on the congested link), "
+    print(f"  migration window: {r.migration_lost} probes lost, {r.migration_lost_after_switch} of them sent after "
+          f"the switch (the rest: drops on the old, congested path), "
           f"longest delivery gap {r.migration_gap_ms:.1f} ms (probes arrive every 3.3 ms on average)")
 
 

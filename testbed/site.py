@@ -15,6 +15,7 @@ reach it like any named namespace.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import signal
@@ -505,14 +506,13 @@ class Site:
         self.migrations.append(report)
         return report
 
-    def migration_loss(self, report: MigrationReport, margin_s: float = 0.1) -> tuple[int, int, float]:
-        """(URLLC packets sent in the migration window, lost of those, longest delivery gap
-        in ms) — the window is start .. finish + ``margin_s``; call after traffic ended."""
+    def migration_loss(self, report: MigrationReport, margin_s: float = 0.1) -> MigrationLoss:
+        """The URLLC probes of a migration's window (start .. finish + ``margin_s``): sent,
+        lost, lost after the switch, longest delivery gap. Call after traffic ended."""
         lo, hi = int(report.started * 1e9), int((report.finished + margin_s) * 1e9)
         got = sorted((r.seq, r.sent_ns, r.received_ns) for r in self.truth)
-        inside = [g for g in got if lo <= g[1] <= hi]
         if not got:
-            return 0, 0, 0.0
+            return MigrationLoss(0, 0, 0, 0.0)
         # seqs are dense: the sent ones in the window run from the first received before it
         # to the first received after it
         before = [g[0] for g in got if g[1] < lo]
@@ -520,9 +520,35 @@ class Site:
         first = before[-1] + 1 if before else 0
         last = after[0] - 1 if after else got[-1][0]
         sent = max(0, last - first + 1)
+        inside = [g for g in got if lo <= g[1] <= hi]
         recv = sorted(g[2] for g in got if first <= g[0] <= last or lo <= g[1] <= hi)
         gaps = [(b - a) / 1e6 for a, b in zip(recv, recv[1:])]
-        return sent, sent - len(inside), max(gaps, default=0.0)
+        # A lost probe's send time is between its received neighbours' (Poisson pacing):
+        # after the switch means it took the new path, so the move itself lost it.
+        received = {g[0]: g[1] for g in got}
+        seqs = sorted(received)
+        switched = int(report.switched * 1e9)
+        after_switch = 0
+        for seq in range(first, last + 1):
+            if seq in received:
+                continue
+            i = bisect.bisect_left(seqs, seq)
+            if i < len(seqs) and received[seqs[i]] >= switched and (i == 0 or received[seqs[i - 1]] >= switched):
+                after_switch += 1
+        return MigrationLoss(sent, sent - len(inside), after_switch, max(gaps, default=0.0))
+
+
+@dataclass(frozen=True)
+class MigrationLoss:
+    """URLLC probes in a migration's window. ``lost_after_switch`` counts the lost probes
+    sent after traffic was switched to the new instance (both received neighbours were sent
+    after the switch): loss the move caused, as opposed to drops on the old, congested path
+    while the migration was under way."""
+
+    sent: int
+    lost: int
+    lost_after_switch: int
+    gap_ms: float
 
 
 # Registers whose value only grows are merged by adding what the old instance counted
