@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from mantra6g.synth.dpir import Count, Expr, Hash, MeterExec, Program, ReadTimestamp, RegisterRead, RegisterWrite
 from mantra6g.synth.dpir_check import validate
 from mantra6g.targets import p4
-from mantra6g.targets.p4 import INDENT, P4Output, P4Printer, Summary, TableSummary, _Ctx, ident, lit
+from mantra6g.targets.p4 import INDENT, P4Output, P4Printer, Summary, _Ctx, ident, lit
 
 TARGET = "bmv2"
 
@@ -47,24 +47,7 @@ def emit(program: Program) -> P4Output:
         f"{name}.commands.txt": cli_commands(program),
         f"{name}.p4rt.py": p4runtime_script(program),
     }
-    return P4Output(files, summarize(program, pr.notes))
-
-
-def summarize(p: Program, notes: list[str]) -> Summary:
-    tables = tuple(
-        TableSummary(t.name, tuple(f"{k.field}:{k.match}" for k in t.keys), t.size, len(t.entries), t.const)
-        for t in p.tables
-    )
-    return Summary(
-        TARGET,
-        p.name,
-        tables,
-        sum(len(t.entries) for t in p.tables),
-        tuple(r.name for r in p.registers),
-        tuple(c.name for c in p.counters),
-        tuple(m.name for m in p.meters),
-        notes=tuple(dict.fromkeys(notes)),
-    )
+    return P4Output(files, Summary.of(TARGET, program, pr.notes))
 
 
 # ---------------------------------------------------------------- the P4 program
@@ -196,9 +179,11 @@ def meter_configs(p: Program) -> list[dict]:
     ]
 
 
-def _cli_match(field: dict) -> str:
+def _match(field: dict, cli: bool) -> str:
+    """One key field of an entry as ``simple_switch_CLI`` (``cli``) or p4runtime-shell
+    writes it; they differ only in exact values (hex vs decimal) and ranges."""
     if "exact" in field:
-        return hex(field["exact"])
+        return hex(field["exact"]) if cli else str(field["exact"])
     if "lpm" in field:
         v, n = field["lpm"]
         return f"{v:#x}/{n}"
@@ -206,7 +191,7 @@ def _cli_match(field: dict) -> str:
         v, m = field["ternary"]
         return f"{v:#x}&&&{m:#x}"
     lo, hi = field["range"]
-    return f"{lo:#x}->{hi:#x}"
+    return f"{lo:#x}->{hi:#x}" if cli else f"{lo}..{hi}"
 
 
 def cli_commands(p: Program) -> str:
@@ -221,7 +206,7 @@ def cli_commands(p: Program) -> str:
             continue
         records = p4.entry_records(p, t)
         for rank, r in enumerate(records, start=1):
-            keys = " ".join(_cli_match(m) for m in r.matches)
+            keys = " ".join(_match(m, cli=True) for m in r.matches)
             args = " ".join(hex(v) for _, v in r.params)
             prio = f" {rank}" if r.priority is not None else ""
             lines.append(f"table_add {r.table} {r.action} {keys} => {args}{prio}".replace("  ", " ").rstrip())
@@ -233,19 +218,6 @@ def cli_commands(p: Program) -> str:
                 f"meter_set_rates {p4.qualified(m.name)} {i} {rate:.9g}:{m.burst_bytes} {rate:.9g}:{m.burst_bytes}"
             )
     return "".join(line + "\n" for line in lines)
-
-
-def _p4rt_match(field: dict) -> str:
-    if "exact" in field:
-        return str(field["exact"])
-    if "lpm" in field:
-        v, n = field["lpm"]
-        return f"{v:#x}/{n}"
-    if "ternary" in field:
-        v, m = field["ternary"]
-        return f"{v:#x}&&&{m:#x}"
-    lo, hi = field["range"]
-    return f"{lo}..{hi}"
 
 
 def p4runtime_script(p: Program) -> str:
@@ -275,7 +247,7 @@ def p4runtime_script(p: Program) -> str:
         for r in p4.entry_records(p, t):
             body.append(f"te = sh.TableEntry({r.table!r})(action={r.action!r})")
             for m in r.matches:
-                body.append(f"te.match[{m['field']!r}] = {_p4rt_match(m)!r}")
+                body.append(f"te.match[{m['field']!r}] = {_match(m, cli=False)!r}")
             for prm, v in r.params:
                 body.append(f"te.action[{prm!r}] = {str(v)!r}")
             if r.priority is not None:

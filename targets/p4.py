@@ -107,6 +107,19 @@ class Summary:
     # Where the P4 output knowingly differs from the interpreter, one line each.
     notes: tuple[str, ...] = ()
 
+    @staticmethod
+    def of(target: str, p: Program, notes: list[str], stage_of=None, stages: int | None = None) -> Summary:
+        """The summary of ``p`` as emitted for ``target``; ``stage_of(table)`` gives a
+        table's first MAU stage (None: unplaced) where the target has stages."""
+        tables = tuple(
+            TableSummary(t.name, tuple(f"{k.field}:{k.match}" for k in t.keys), t.size, len(t.entries), t.const,
+                         stage=stage_of(t.name) if stage_of else None)
+            for t in p.tables
+        )
+        return Summary(target, p.name, tables, sum(len(t.entries) for t in p.tables),
+                       tuple(r.name for r in p.registers), tuple(c.name for c in p.counters),
+                       tuple(m.name for m in p.meters), stages=stages, notes=tuple(dict.fromkeys(notes)))
+
     def render(self) -> str:
         lines = [f"{self.target}: program {self.program}"]
         for t in self.tables:

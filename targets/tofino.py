@@ -42,8 +42,8 @@ from mantra6g.synth.dpir import (
 )
 from mantra6g.synth.dpir_check import validate
 from mantra6g.targets import p4
-from mantra6g.targets.p4 import INDENT, P4BackendError, P4Output, P4Printer, Summary, TableSummary, _Ctx, ident, lit
-from mantra6g.targets.tofino_resources import LogicalTable, ResourceReport, logical_tables, place
+from mantra6g.targets.p4 import INDENT, P4BackendError, P4Output, P4Printer, Summary, _Ctx, ident, lit
+from mantra6g.targets.tofino_resources import LogicalTable, logical_tables, place
 
 TARGET = "tofino"
 REGISTER_WIDTHS = (8, 16, 32)  # Tofino-1 stateful ALU cell widths
@@ -65,28 +65,10 @@ def emit(program: Program) -> P4Output:
         f"{name}.p4": text,
         f"{name}.entries.json": p4.entries_json(program, TARGET, {"meters": _meters(program)}),
     }
-    return P4Output(files, summarize(program, report, pr.notes))
-
-
-def summarize(p: Program, report: ResourceReport, notes: list[str]) -> Summary:
-    tables = tuple(
-        TableSummary(
-            t.name, tuple(f"{k.field}:{k.match}" for k in t.keys), t.size, len(t.entries), t.const,
-            stage=report.stage_of(t.name) if any(pl.table == t.name for pl in report.placements) else None,
-        )
-        for t in p.tables
-    )
-    return Summary(
-        TARGET,
-        p.name,
-        tables,
-        sum(len(t.entries) for t in p.tables),
-        tuple(r.name for r in p.registers),
-        tuple(c.name for c in p.counters),
-        tuple(m.name for m in p.meters),
-        stages=report.stages_used,
-        notes=tuple(dict.fromkeys(notes)),
-    )
+    placed = {pl.table for pl in report.placements}
+    summary = Summary.of(TARGET, program, pr.notes, stages=report.stages_used,
+                         stage_of=lambda t: report.stage_of(t) if t in placed else None)
+    return P4Output(files, summary)
 
 
 def _meters(p: Program) -> list[dict]:
