@@ -13,7 +13,7 @@
   conditional edge that matches, else the unconditional one). Every table is thereby
   applied exactly once, which the P4 compilers require.
 * **Egress**: a packet that reaches the end of its chain without an NF choosing a port
-  (only routers do) leaves through the port it came in on; a packet no classifier
+  (routers and l2_forward do: their kind ``forwards``) leaves through the port it came in on; a packet no classifier
   claims is dropped.
 """
 
@@ -444,8 +444,10 @@ def _pass_on(g: ServiceGraph, n: str, visit: dict[str, str], local: set[str]) ->
     """After ``n``: mark the next NF (first matching conditional edge, else the
     unconditional one), or end the chain here."""
     # The packet leaves this device where it came in: at the end of its chain, or when
-    # the next NF runs on another device. Routers choose the port themselves.
-    leave: tuple[Stmt, ...] = () if g.nf(n).kind == "router" else (Forward(Ref("std.ingress_port")),)
+    # the next NF runs on another device. NFs that forward choose the port themselves.
+    from mantra6g.synth.nf import KINDS
+
+    leave: tuple[Stmt, ...] = () if KINDS[g.nf(n).kind].forwards else (Forward(Ref("std.ingress_port")),)
 
     def step(dst: str) -> tuple[Stmt, ...]:
         return (Assign(visit[dst], Const(1, 1)),) if dst in local else leave

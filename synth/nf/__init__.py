@@ -6,6 +6,7 @@ from __future__ import annotations
 from mantra6g.synth.nf import (
     classifier,
     firewall,
+    l2_forward,
     latency_monitor,
     load_balancer,
     policer,
@@ -16,7 +17,7 @@ from mantra6g.synth.nf.base import NfKind
 
 KINDS: dict[str, NfKind] = {
     m.KIND.name: m.KIND
-    for m in (classifier, firewall, router, load_balancer, tunnel, latency_monitor, policer)
+    for m in (classifier, firewall, router, l2_forward, load_balancer, tunnel, latency_monitor, policer)
 }
 
 __all__ = ["KINDS", "NfKind"]

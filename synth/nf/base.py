@@ -315,6 +315,9 @@ class NfKind:
     # (a :class:`mantra6g.synth.compose.Lowering`) and returns the statements that run
     # the NF on a packet.
     lower: Callable[[NfInstance, Any], tuple] | None = None
+    # Whether the NF chooses the egress port itself (else a chain ending in it, or
+    # leaving the device after it, goes out of the port the packet came in on).
+    forwards: bool = False
 
 
 # ---------------------------------------------------------------- building from the AST

@@ -109,4 +109,5 @@ KIND = NfKind(
     min_rules=1,
     check=_check,
     lower=lower,
+    forwards=True,
 )

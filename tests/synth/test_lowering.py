@@ -141,6 +141,33 @@ def test_router_drops_expiring_ttl_and_misses():
     assert send(dp, udp(dst="192.168.1.1")).dropped
 
 
+# ---------------------------------------------------------------- l2_forward
+
+L2 = """nf sw = l2_forward() {
+    station 02:00:00:00:00:bb port 2
+    station 02:00:00:00:00:cc port 3
+}
+cls -> sw"""
+
+
+def test_l2_forward_sends_stations_out_of_their_port_unchanged():
+    dp = device("nf cls = classifier() {\n    match eth.type in 0..0xffff\n}\n" + L2)
+    frame = udp()
+    port, got = out(send(dp, frame, port=1))
+    assert port == 2 and bytes(got) == bytes(frame)  # not a byte changed (no TTL, no MAC rewrite)
+    arp = Ether(src="02:00:00:00:00:aa", dst="02:00:00:00:00:cc", type=0x0806) / (b"\x00" * 28)
+    port, got = out(send(dp, arp, port=1))
+    assert port == 3 and bytes(got) == bytes(arp)
+
+
+def test_l2_forward_drops_unknown_broadcast_and_hairpin_frames():
+    dp = device("nf cls = classifier() {\n    match eth.type in 0..0xffff\n}\n" + L2)
+    assert send(dp, Ether(src="02:00:00:00:00:aa", dst="02:00:00:00:00:dd") / IP() / UDP(), port=1).dropped
+    assert send(dp, Ether(src="02:00:00:00:00:aa", dst="ff:ff:ff:ff:ff:ff") / IP() / UDP(), port=1).dropped
+    # a station behind the port the frame came in on: a bridge does not send it back
+    assert send(dp, udp(), port=2).dropped
+
+
 # ---------------------------------------------------------------- load balancer
 
 LB = """

@@ -31,6 +31,12 @@ cls -> fw""",
     route 10.2.0.0/16 via 02:00:00:00:00:02 port 2
 }
 cls -> rt""",
+    "l2_forward": """nf sw = l2_forward() {
+    station 02:00:00:00:00:aa port 1
+    station 02:00:00:00:00:bb port 2
+    station 02:00:00:00:00:cc port 3
+}
+cls -> sw""",
     "load_balancer": """nf lb = load_balancer(vip: 10.0.0.100, hash: [ipv4.src, ipv4.dst, udp.sport, udp.dport], table_size: 13) {
     backend 10.0.1.1
     backend 10.0.1.2 weight 2
