@@ -1,11 +1,12 @@
 """Finding and running the P4 tools: p4c (``p4test``, ``p4c-bm2-ss``), BMv2
-(``simple_switch``, ``simple_switch_CLI``) and Intel's ``bf-p4c``.
+(``simple_switch``, ``simple_switch_CLI``, ``simple_switch_grpc``) and Intel's ``bf-p4c``.
 
 A tool is taken from its environment variable when set, else from ``PATH``:
 
 * ``MANTRA_P4C``: the ``p4c`` driver (or any p4c binary); ``p4test`` and
   ``p4c-bm2-ss`` are looked up beside it first;
-* ``MANTRA_SIMPLE_SWITCH``: ``simple_switch``; ``simple_switch_CLI`` beside it first;
+* ``MANTRA_SIMPLE_SWITCH``: ``simple_switch``; ``simple_switch_CLI`` and
+  ``simple_switch_grpc`` beside it first;
 * ``MANTRA_BF_P4C``: ``bf-p4c`` (the Intel P4 Studio compiler for Tofino).
 
 A missing tool is a :class:`ToolNotFound`, a failing one a :class:`ToolFailed` with
@@ -29,6 +30,7 @@ _ENV = {
     "p4c-bm2-ss": "MANTRA_P4C",
     "simple_switch": "MANTRA_SIMPLE_SWITCH",
     "simple_switch_CLI": "MANTRA_SIMPLE_SWITCH",
+    "simple_switch_grpc": "MANTRA_SIMPLE_SWITCH",
     "bf-p4c": "MANTRA_BF_P4C",
 }
 

@@ -14,6 +14,7 @@ import yaml
 
 from mantra6g.orchestrator.infra import NodeRole
 from mantra6g.orchestrator.scenario import ScenarioError, _convert, _where
+from mantra6g.testbed.fabric import SWITCH_KINDS
 from mantra6g.testbed.site import ENDPOINTS, NodeConfig, RackConfig, SiteConfig
 
 
@@ -78,6 +79,8 @@ def _check(c: SiteConfig, where: str, node: yaml.Node, filename: str) -> None:
             raise ScenarioError(f"{at_racks}: rack {r.name}: uplink_mbit must be > 0")
     if c.embb_node not in names:
         raise ScenarioError(f"{lines.get('embb_node', where)}: embb_node '{c.embb_node}' is not one of the nodes {names}")
+    if c.switch not in SWITCH_KINDS:
+        raise ScenarioError(f"{lines.get('switch', where)}: switch '{c.switch}'; choose from {', '.join(SWITCH_KINDS)}")
     for key in ("urllc_rate_pps", "embb_rate_pps", "embb_on_s", "embb_off_s", "tbf_latency_ms"):
         if getattr(c, key) < 0:
             raise ScenarioError(f"{lines.get(key, where)}: {key} must be >= 0")

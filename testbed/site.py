@@ -30,6 +30,7 @@ from mantra6g.testbed.chain import (
     EGRESS, INGRESS, STAGES, ChainAddressing, PinnedMaps, StageBuild, chain_programs, compile_chain, state_bytes,
     state_maps,
 )
+from mantra6g.testbed.fabric import Bmv2Switch, build_fabric, kill_stale_switches, require_tools
 from mantra6g.testbed.netns import Lab, pass_program
 from mantra6g.testbed.traffic import GroundTruth, read_records
 
@@ -88,6 +89,7 @@ class SiteConfig:
     embb_off_s: float = 1.5
     tbf_latency_ms: float = 10.0  # tbf queue bound: the worst queueing delay on a link
     noisy_neighbours: int = 0  # CPU-bound processes on the shared node (best-effort batch work)
+    switch: str = "linuxbridge"  # every switch: linuxbridge | bmv2 | bmv2_grpc (testbed/fabric.py)
     backends: tuple[str, ...] = ("10.0.0.201", "10.0.0.202", "10.0.0.203")
     seed: int = 1
 
@@ -198,6 +200,38 @@ class Site:
             return self.switch("") + link[1:]
         return self.switch(self.config.rack_of(link)) + link
 
+    # -------------------------------------------------------------- the forwarding plan
+    def ports(self, rack: str) -> list[tuple[str, str]]:
+        """The ports of a rack's switch ("" = the core) in port-number order (1, 2, ...):
+        (switch-side device, what is behind it). Behind a port is a host, ``^rack`` (the
+        core's port down to a rack) or ``^`` (a rack's port up to the core)."""
+        c = self.config
+        if rack:
+            return [(self.switch(rack) + "-up", "^")] + [(self.port(n.name), n.name) for n in c.nodes if n.rack == rack]
+        hosts = list(ENDPOINTS) + [n.name for n in c.nodes if not n.rack]
+        return [(self.port(h), h) for h in hosts] + [(self.port(f"^{r.name}"), f"^{r.name}") for r in c.racks]
+
+    def stations(self, rack: str) -> dict[str, int]:
+        """Where a rack's switch sends each host: host -> port number. A host behind
+        another switch is reached up to the core (from a rack) or down its rack's uplink
+        (from the core). The Linux bridges' static fdb and the BMv2 fabric both come from
+        this one plan."""
+        ports = self.ports(rack)
+        number = {peer: i for i, (_, peer) in enumerate(ports, start=1)}
+        out = {}
+        for h in list(ENDPOINTS) + [n.name for n in self.config.nodes]:
+            if h in number:
+                out[h] = number[h]
+            elif rack:
+                out[h] = number["^"]
+            else:
+                out[h] = number[f"^{self.config.rack_of(h)}"]
+        return out
+
+    def fabric_stations(self, rack: str) -> dict[str, int]:
+        """:meth:`stations` by MAC address: the BMv2 fabric's ``l2_forward`` rules."""
+        return {self.host_mac(h): p for h, p in self.stations(rack).items()}
+
     def node_mac(self, node: str) -> str:
         return mac(0x10 + [n.name for n in self.config.nodes].index(node))
 
@@ -209,6 +243,7 @@ class Site:
 
     # -------------------------------------------------------------- life cycle
     def __enter__(self) -> Site:
+        require_tools(self.config.switch)  # a missing BMv2/p4c: said now, nothing built
         self._clean()  # what a crashed run with this prefix left behind
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -234,8 +269,10 @@ class Site:
         self._clean()
 
     def _clean(self) -> None:
-        """Namespaces (and their processes), root-namespace bridges and ports, pinned maps."""
+        """Namespaces (and their processes), BMv2 switches, root-namespace bridges and
+        ports, pinned maps."""
         self.lab.__exit__(None, None, None)
+        kill_stale_switches(self.prefix)
         r = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True)
         for line in r.stdout.splitlines():
             name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
@@ -260,37 +297,54 @@ class Site:
         def tbf(mbit: float) -> dict:
             return {"bw": mbit, "use_tbf": True, "latency_ms": c.tbf_latency_ms}
 
-        switches = {"": net.addSwitch(self.switch(""), dpid="1")}
-        for i, r in enumerate(c.racks):
-            switches[r.name] = net.addSwitch(self.switch(r.name), dpid=str(i + 2))
-            net.addLink(switches[r.name], switches[""], intfName1=self.switch(r.name) + "-up",
-                        intfName2=self.port(f"^{r.name}"), params2=tbf(r.uplink_mbit))
+        racks = [""] + [r.name for r in c.racks]
+        switches = {}
+        for i, rack in enumerate(racks):
+            name = self.switch(rack)
+            if c.switch == "linuxbridge":
+                switches[rack] = net.addSwitch(name, dpid=str(i + 1))
+            else:  # the site's forwarding plan as a P4 program (compiled before anything starts)
+                build = build_fabric(name.replace("-", "_"), self.fabric_stations(rack), self.workdir)
+                switches[rack] = net.addSwitch(name, cls=Bmv2Switch, dpid=str(i + 1), build=build,
+                                               grpc=c.switch == "bmv2_grpc", device_id=i)
         ips = {"gen": f"{GEN_IP}/24", "rx": f"{RX_IP}/24"}
         hosts = list(ENDPOINTS) + [n.name for n in c.nodes]
         for h in hosts:
-            host = net.addHost(h, ip=ips.get(h), mac=self.host_mac(h))
-            net.addLink(host, switches[c.rack_of(h)], intfName1=self.iface(h), intfName2=self.port(h),
-                        params2=tbf(c.node(h).link_mbit) if h not in ENDPOINTS else {})
+            net.addHost(h, ip=ips.get(h), mac=self.host_mac(h))
+        # Links with the plan's port numbers; a rack uplink is added from the core's side.
+        for rack in racks:
+            for number, (dev, peer) in enumerate(self.ports(rack), start=1):
+                if peer == "^":
+                    continue
+                if peer.startswith("^"):
+                    r = peer[1:]
+                    up = next(i for i, (_, p) in enumerate(self.ports(r), start=1) if p == "^")
+                    net.addLink(switches[r], switches[rack], port1=up, port2=number,
+                                intfName1=self.switch(r) + "-up", intfName2=dev,
+                                params2=tbf(self.config.link_mbit(peer)))
+                else:
+                    net.addLink(net.get(peer), switches[rack], port2=number, intfName1=self.iface(peer),
+                                intfName2=dev, params2=tbf(c.node(peer).link_mbit) if peer not in ENDPOINTS else {})
         net.build()
         for h in hosts:
             self.lab.attach(h, net.get(h).pid)
             self.lab.run(h, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
+            if c.switch != "linuxbridge":
+                # BMv2 reads frames as bytes: a checksum left to offload would stay unfinished.
+                self.lab.run(h, "ethtool", "-K", self.iface(h), "tx", "off")
         net.start()
         pass_obj = pass_program(self.workdir)
         for rack, sw in switches.items():
-            for dev in [i.name for i in sw.intfList() if i.name != "lo"]:
+            for dev, _ in self.ports(rack):
                 subprocess.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.disable_ipv6=1"], capture_output=True)
-            # A static forwarding entry per host on every bridge: a node that has not sent
-            # yet (a migration's target) would otherwise be unknown, and the bridge floods
-            # the first packets to every port - the old egress stage would forward copies.
-            for h in hosts:
-                if c.rack_of(h) == rack:
-                    dev = self.port(h)
-                elif not rack:
-                    dev = self.port(f"^{c.rack_of(h)}")  # core: down the host's rack uplink
-                else:
-                    dev = self.switch(rack) + "-up"  # a rack: up to the core
-                _run("bridge", "fdb", "replace", self.host_mac(h), "dev", dev, "master", "static")
+            if c.switch == "linuxbridge":
+                # A static forwarding entry per host on every bridge: a node that has not
+                # sent yet (a migration's target) would otherwise be unknown, and the bridge
+                # floods the first packets to every port - the old egress stage would
+                # forward copies.
+                devices = [dev for dev, _ in self.ports(rack)]
+                for h, number in self.stations(rack).items():
+                    _run("bridge", "fdb", "replace", self.host_mac(h), "dev", devices[number - 1], "master", "static")
         for n in c.nodes:
             # XDP_TX from the node into its veth needs an XDP program on the far end.
             o = BpfObject.load(pass_obj)
