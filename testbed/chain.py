@@ -7,6 +7,9 @@ router towards the receiver). Routers rewrite both MACs so the LinuxBridge betwe
 nodes forwards the packet to the next node; the packet leaves with ``XDP_TX``.
 Migrating the egress stage = compiling it for another node, copying its map state, and
 rewriting the ingress stage's route to the new node's MAC.
+
+The eMBB slice has a chain too, one stage on the eMBB node: a policer holding the slice
+to its rate and a router on to the receiver (:func:`embb_graph_text`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 from mantra6g.errors import MantraError
 
 INGRESS, EGRESS = "ingress", "egress"
-STAGES = (INGRESS, EGRESS)
+STAGES = (INGRESS, EGRESS)  # the URLLC chain's
+EMBB = "embb"  # the eMBB chain's one stage
 NF_STAGE = {"mon_in": INGRESS, "fw": INGRESS, "to_egress": INGRESS, "lb": EGRESS, "mon_out": EGRESS, "to_rx": EGRESS}
 
 
@@ -85,18 +89,50 @@ def chain_programs(a: ChainAddressing, nodes: dict[str, tuple[str, str]]) -> dic
 
 def compile_chain(a: ChainAddressing, nodes: dict[str, tuple[str, str]], workdir: Path) -> dict[str, StageBuild]:
     """Compile the chain for a placement; returns the build of each stage."""
+    return {stage: _build(stage, nodes[stage][0], program, workdir)
+            for stage, program in chain_programs(a, nodes).items()}
+
+
+def embb_graph_text(a: ChainAddressing, sink: str, udp_port: int, rate_mbit: float, node: tuple[str, str]) -> str:
+    """The .sg source of the eMBB chain on ``node = (name, mac)``: the bulk to ``sink`` is
+    policed to the slice's rate, then routed on to the receiver."""
+    name, node_mac = node
+    return f"""\
+tenant media id 2 {{
+    slice video {{
+        bandwidth >= {rate_mbit:g} Mbps
+        priority 1
+    }}
+}}
+graph embb for media.video {{
+    nf cls = classifier() {{ match ipv4.dst == {sink} and udp.dport == {udp_port} }}
+    nf pol = policer(rate: {rate_mbit:g} Mbps, burst: 64 KB, exceed: drop)
+    nf to_rx = router(mac: {node_mac}) {{ route {a.subnet} via {a.rx_mac} port 0 }}
+    cls -> pol -> to_rx
+    place pol, to_rx on host site {name}
+}}
+"""
+
+
+def compile_embb(a: ChainAddressing, sink: str, udp_port: int, rate_mbit: float, node: tuple[str, str],
+                 workdir: Path) -> StageBuild:
+    """Compile the eMBB chain for its node."""
+    from mantra6g.synth.compose import compile_specs
+    from mantra6g.synth.frontend import loads
+
+    (dp,) = compile_specs([loads(embb_graph_text(a, sink, udp_port, rate_mbit, node), "embb.sg")])
+    return _build(EMBB, node[0], dp.program, workdir)
+
+
+def _build(stage: str, node: str, program, workdir: Path) -> StageBuild:
+    """Emit a stage's XDP C and build it with clang."""
     from mantra6g.targets import xdp
 
-    out: dict[str, StageBuild] = {}
-    for stage, program in chain_programs(a, nodes).items():
-        node = nodes[stage][0]
-        d = workdir / f"{stage}-{node}"
-        d.mkdir(parents=True, exist_ok=True)
-        for name, text in xdp.emit(program).files.items():
-            (d / name).write_text(text)
-        obj = xdp.build(d / f"{program.name}.c", d / f"{program.name}.o")
-        out[stage] = StageBuild(stage, node, program, obj)
-    return out
+    d = workdir / f"{stage}-{node}"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, text in xdp.emit(program).files.items():
+        (d / name).write_text(text)
+    return StageBuild(stage, node, program, xdp.build(d / f"{program.name}.c", d / f"{program.name}.o"))
 
 
 # ---------------------------------------------------------------- pinned maps

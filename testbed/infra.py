@@ -3,7 +3,8 @@ the same policies that drive the simulator drive the real site.
 
 The managed chain is the URLLC chain, two VNFs: ``urllc.ingress`` (monitor source,
 firewall, router) and ``urllc.egress`` (load balancer, monitor sink, router). The eMBB
-bulk is unmanaged cross traffic. Each interval the monitor's mean delay of the slice is
+chain (policer, router: one stage on the eMBB node) is deployed but not managed: the
+orchestrator sees its node as occupied and does not move it. Each interval the monitor's mean delay of the slice is
 reported as the egress VNF's latency (the sink cannot split it per hop; the ingress
 VNF reports 0), so the chain's end-to-end latency in the store is the monitor's reading.
 
@@ -171,7 +172,7 @@ class TestbedInfra:
             for v, s in VNF_STAGE.items())
         # A node's load is its busiest inbound link's utilisation (see the module
         # docstring); its memory is the stage deployed on it.
-        stages = list(place.values())
+        stages = list(place.values()) + ([self.site.embb_build.node] if self.site.embb_build else [])
         nodes = tuple(
             NodeSample(t, n.name, min(0.99, max(utilisation[link] for link in c.inbound(n.name))), 0.0,
                        VNF_MEMORY_MB * stages.count(n.name))

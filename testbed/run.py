@@ -36,6 +36,8 @@ class RunSummary:
     migration_gap_ms: float  # longest delivery gap during a migration window
     monitor_error_ms: float  # mean |truth - monitor| per interval
     control_loop_ms: float  # observation -> migration applied (mean; 0 if none)
+    embb_offered_mbit: float  # the eMBB bulk's payload sent, over the run
+    embb_delivered_mbit: float  # what its chain (policer, router) delivered to the sink
 
 
 def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interval_s: float = 0.5,
@@ -47,6 +49,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
     from mantra6g.testbed.infra import MIGRATION_COST, SLA_MS, TestbedInfra
     from mantra6g.testbed.chain import EGRESS
     from mantra6g.testbed.site import Site, SiteConfig
+    from mantra6g.testbed.traffic import BULK_BYTES
 
     if policy not in POLICIES:
         raise MantraError(f"unknown policy '{policy}'; choose from {', '.join(POLICIES)}")
@@ -61,6 +64,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
     with Site(config, workdir, prefix=prefix) as site:
         infra = TestbedInfra(site, duration_s, interval_s)
         site.deploy_chain(infra.initial_placement(pc))  # where the orchestrator puts it
+        site.deploy_embb()
         if policy != "static":  # the stage the policies move, on every other spare node
             site.prebuild(EGRESS, [n.name for n in config.nodes if n.role == "spare"])
         site.start_noise()
@@ -69,6 +73,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
         time.sleep(1.5)
         site.interval()
         sent = site.sent_urllc() or 0
+        bulk_sent, _, bulk_bytes = site.embb_delivery() or (0, 0, 0)
         losses = [site.migration_loss(r) for r in site.migrations]
         acc = site.accuracy()
         excluded = [(r.started, r.finished + interval_s) for r in site.migrations]
@@ -84,6 +89,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
             max((x.gap_ms for x in losses), default=0.0),
             float(np.mean(errs)) if errs else float("nan"),
             float(np.mean(infra.action_latency_s) * 1e3) if infra.action_latency_s else 0.0,
+            bulk_sent * BULK_BYTES * 8 / duration_s / 1e6, bulk_bytes * 8 / duration_s / 1e6,
         )
 
 
@@ -96,12 +102,14 @@ def _with_seed(config, seed: int):
 def table(rows: list[RunSummary]) -> str:
     """A Markdown table, one row per run."""
     head = ("| policy | seed | URLLC sent | received | violations (monitor, intervals) | violations (truth, packets) "
-            "| P50 ms | P99 ms | migrations | lost in migrations | of those after switch | longest gap ms | monitor error ms | loop ms |")
-    lines = [head, "|" + " --- |" * 14]
+            "| P50 ms | P99 ms | migrations | lost in migrations | of those after switch | longest gap ms | monitor error ms | loop ms "
+            "| eMBB Mbit/s offered → delivered |")
+    lines = [head, "|" + " --- |" * 15]
     for r in rows:
         lines.append(f"| {r.policy} | {r.seed} | {r.sent} | {r.received} | {r.violation_monitor:.1%} | "
                      f"{r.violation_truth:.2%} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.migrations} | "
-                     f"{r.migration_lost} | {r.migration_lost_after_switch} | {r.migration_gap_ms:.1f} | {r.monitor_error_ms:.3f} | {r.control_loop_ms:.0f} |")
+                     f"{r.migration_lost} | {r.migration_lost_after_switch} | {r.migration_gap_ms:.1f} | {r.monitor_error_ms:.3f} | {r.control_loop_ms:.0f} | "
+                     f"{r.embb_offered_mbit:.1f} → {r.embb_delivered_mbit:.1f} |")
     return "\n".join(lines)
 
 

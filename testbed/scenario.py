@@ -79,9 +79,13 @@ def _check(c: SiteConfig, where: str, node: yaml.Node, filename: str) -> None:
             raise ScenarioError(f"{at_racks}: rack {r.name}: uplink_mbit must be > 0")
     if c.embb_node not in names:
         raise ScenarioError(f"{lines.get('embb_node', where)}: embb_node '{c.embb_node}' is not one of the nodes {names}")
+    if c.node(c.embb_node).role != "embb":
+        raise ScenarioError(f"{lines.get('embb_node', where)}: embb_node '{c.embb_node}' has role "
+                            f"{c.node(c.embb_node).role}; the eMBB chain runs on a node of role embb "
+                            "(URLLC never goes there)")
     if c.switch not in SWITCH_KINDS:
         raise ScenarioError(f"{lines.get('switch', where)}: switch '{c.switch}'; choose from {', '.join(SWITCH_KINDS)}")
-    for key in ("urllc_rate_pps", "embb_rate_pps", "embb_on_s", "embb_off_s", "tbf_latency_ms"):
+    for key in ("urllc_rate_pps", "embb_rate_pps", "embb_limit_mbit", "embb_on_s", "embb_off_s", "tbf_latency_ms"):
         if getattr(c, key) < 0:
             raise ScenarioError(f"{lines.get(key, where)}: {key} must be >= 0")
 

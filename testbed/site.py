@@ -27,8 +27,8 @@ from pathlib import Path
 
 from mantra6g.errors import MantraError
 from mantra6g.testbed.chain import (
-    EGRESS, INGRESS, STAGES, ChainAddressing, PinnedMaps, StageBuild, chain_programs, compile_chain, state_bytes,
-    state_maps,
+    EGRESS, INGRESS, STAGES, ChainAddressing, PinnedMaps, StageBuild, chain_programs, compile_chain, compile_embb,
+    state_bytes, state_maps,
 )
 from mantra6g.testbed.fabric import Bmv2Switch, build_fabric, kill_stale_switches, require_tools
 from mantra6g.testbed.netns import Lab, pass_program
@@ -81,7 +81,8 @@ class SiteConfig:
         NodeConfig("E", "spare"),
     )
     racks: tuple[RackConfig, ...] = (RackConfig("r1"),)
-    embb_node: str = "B"  # the eMBB bulk's destination
+    embb_node: str = "B"  # the eMBB chain's node: the bulk is policed there and routed on to rx
+    embb_limit_mbit: float = 35.0  # the eMBB slice's rate (its chain's policer)
     urllc_rate_pps: float = 300.0
     urllc_flows: int = 8
     embb_rate_pps: float = 5000.0  # 48 Mbit/s of 1200-byte packets while on: > r1's 40 Mbit/s uplink
@@ -171,6 +172,8 @@ class Site:
         self.procs: list[subprocess.Popen] = []
         self.placement: dict[str, str] = {}
         self.builds: dict[str, StageBuild] = {}
+        self.embb_build: StageBuild | None = None
+        self._urllc = self._embb = self._embb_sink = None  # traffic processes (start_traffic)
         self.slice_id = 1
         self.truth_file = workdir / "truth.bin"
         self._truth_offset = 0
@@ -350,7 +353,7 @@ class Site:
             o = BpfObject.load(pass_obj)
             o.attach(_s.if_nametoindex(self.port(n.name)))
             o.close()  # the attachment holds the program
-        for b in c.backends:
+        for b in (*c.backends, EMBB_SINK):
             self.lab.run("rx", "ip", "addr", "add", f"{b}/24", "dev", self.iface("rx"))
         self.lab.run("rx", "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0")
         self.lab.run("gen", "ip", "neigh", "replace", EMBB_SINK, "lladdr", self.node_mac(c.embb_node),
@@ -426,6 +429,16 @@ class Site:
         self.lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(placement[INGRESS]),
                      "dev", self.iface("gen"))
 
+    def deploy_embb(self) -> None:
+        """Compile the eMBB chain for the eMBB node and attach it there: from then on the
+        bulk is policed to the slice's rate and delivered to the receiver's sink."""
+        node = self.config.embb_node
+        if node in self.placement.values():
+            raise MantraError(f"node {node} runs a URLLC stage; the eMBB chain needs a node of its own")
+        self.embb_build = compile_embb(self.addressing(), EMBB_SINK, EMBB_PORT, self.config.embb_limit_mbit,
+                                       (node, self.node_mac(node)), self.workdir / "embb")
+        self._attach(self.embb_build)
+
     def prebuild(self, stage: str, targets: list[str]) -> None:
         """Compile the chain now for ``stage`` on each of ``targets`` (the rest as placed),
         so a later :meth:`migrate` there skips clang (~1 s): the control loop then acts
@@ -452,7 +465,8 @@ class Site:
                                   "--rate", str(c.urllc_rate_pps), "--flows", str(c.urllc_flows),
                                   "--duration", str(duration), "--seed", str(c.seed))
         if embb:
-            self._spawn("gen", "embb", "--dst", EMBB_SINK, "--port", str(EMBB_PORT), "--rate", str(c.embb_rate_pps),
+            self._embb_sink = self._spawn("rx", "sink", "--port", str(EMBB_PORT), "--duration", str(duration + 1.0))
+            self._embb = self._spawn("gen", "embb", "--dst", EMBB_SINK, "--port", str(EMBB_PORT), "--rate", str(c.embb_rate_pps),
                         "--on", str(c.embb_on_s), "--off", str(c.embb_off_s), "--duration", str(duration),
                         "--seed", str(c.seed + 1000))
 
@@ -462,6 +476,13 @@ class Site:
         if p.poll() is None:
             return None
         return int(p.stdout.read().strip() or 0)
+
+    def embb_delivery(self) -> tuple[int, int, int] | None:
+        """(bulk packets sent, packets and bytes the sink received), once both exited."""
+        if self._embb is None or self._embb.poll() is None or self._embb_sink.poll() is None:
+            return None
+        packets, octets = map(int, self._embb_sink.stdout.read().split())
+        return int(self._embb.stdout.read().strip() or 0), packets, octets
 
     def link_stats(self) -> dict[str, tuple[int, int]]:
         """(bytes sent so far, bytes queued now) of every rate-limited link (see

@@ -8,6 +8,7 @@ Each runs as its own process inside a namespace (``python -m mantra6g.testbed.tr
   period 1200-byte packets at a constant rate; it congests the link it shares.
 * ``rx``: receives URLLC packets and writes one record per packet (seq, flow, backend,
   sent ns, kernel receive ns from SO_TIMESTAMPNS) to a file: the ground truth.
+* ``sink``: receives the eMBB bulk and counts it (what the eMBB chain delivered).
 """
 
 from __future__ import annotations
@@ -149,6 +150,23 @@ def rx(port: int, out: Path, duration: float) -> int:
     return n
 
 
+def sink(port: int, duration: float) -> tuple[int, int]:
+    """(packets, bytes) of UDP payload received on ``port`` for ``duration`` seconds."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(0.1)
+    end = time.monotonic() + duration
+    packets = octets = 0
+    while time.monotonic() < end:
+        try:
+            octets += len(s.recv(2048))
+            packets += 1
+        except socket.timeout:
+            pass
+    return packets, octets
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mantra6g.testbed.traffic")
     sub = ap.add_subparsers(dest="kind", required=True)
@@ -160,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--on", type=float, default=1.0), e.add_argument("--off", type=float, default=1.0)
     r = sub.add_parser("rx")
     r.add_argument("--port", type=int), r.add_argument("--out", type=Path)
-    for p in (u, e, r):
+    k = sub.add_parser("sink")
+    k.add_argument("--port", type=int)
+    for p in (u, e, r, k):
         p.add_argument("--duration", type=float, required=True)
         p.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
@@ -168,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         n = urllc(a.dst, a.port, a.rate, a.flows, a.duration, a.seed)
     elif a.kind == "embb":
         n = embb(a.dst, a.port, a.rate, a.on, a.off, a.duration, a.seed)
+    elif a.kind == "sink":
+        print(*sink(a.port, a.duration), flush=True)
+        return 0
     else:
         n = rx(a.port, a.out, a.duration)
     print(n, flush=True)

@@ -32,7 +32,7 @@ def test_chain_monitor_and_live_migration(tmp_path):
 
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    config = SiteConfig(urllc_rate_pps=300.0, embb_on_s=0.8, embb_off_s=1.0, seed=3)
+    config = SiteConfig(urllc_rate_pps=300.0, embb_on_s=0.8, embb_off_s=1.0, embb_limit_mbit=10.0, seed=3)
     with Site(config, tmp_path, prefix=f"mtb{os.getpid() % 1000}") as site:
         infra = TestbedInfra(site, duration_s=8.0, interval_s=0.5)
         # The orchestrator's initial placement: URLLC home node first, then a spare (never
@@ -40,6 +40,7 @@ def test_chain_monitor_and_live_migration(tmp_path):
         placement = infra.initial_placement(PolicyConfig())
         assert placement == {INGRESS: "A", EGRESS: "D"}
         site.deploy_chain(placement)
+        site.deploy_embb()  # the eMBB slice's chain on B: policer, router to the sink
         # The orchestrator's initial isolation (every policy): URLLC stages pinned.
         Controller("static", PolicyConfig(), MIGRATION_COST).start(infra)
         assert site.isolated == {INGRESS, EGRESS}
@@ -57,6 +58,7 @@ def test_chain_monitor_and_live_migration(tmp_path):
         site.interval()
         after = site.read_monitor()
         sent = site.sent_urllc()
+        bulk_sent, bulk_got, bulk_bytes = site.embb_delivery()
         loss = site.migration_loss(report)
         window_sent, lost, gap_ms = loss.sent, loss.lost, loss.gap_ms
         # The migration's interval mixes two nodes' registers: compare the others.
@@ -68,6 +70,12 @@ def test_chain_monitor_and_live_migration(tmp_path):
     print(f"migration {report.source} -> {report.target}: {report.duration_ms:.0f} ms, "
           f"{report.state_entries_copied} state entries copied, {lost} of {window_sent} packets lost in "
           f"the window ({loss.lost_after_switch} after the switch), longest delivery gap {gap_ms:.1f} ms")
+    print(f"eMBB: {bulk_sent} packets sent, {bulk_got} delivered ({bulk_bytes * 8 / 8.0 / 1e6:.1f} Mbit/s "
+          f"over the run, policed to {config.embb_limit_mbit:g} Mbit/s)")
+    # The bulk crossed its own chain (B forwards nothing by itself) and its policer held it
+    # to the slice's rate (10 Mbit/s over the 8 s run, plus one 64 KB burst per on period).
+    assert 0 < bulk_got < bulk_sent
+    assert bulk_bytes * 8 <= config.embb_limit_mbit * 1e6 * 8.5 + 10 * 64 * 1024 * 8
     # Traffic went through the XDP chain: DNAT to a backend, routed to the receiver.
     assert sent and len(site.truth) >= 0.9 * sent
     assert {r.backend for r in site.truth} <= set(config.backends)
