@@ -1,8 +1,9 @@
-"""A real edge site in Mininet: compute nodes, LinuxBridge switches, rate-limited links,
-the URLLC chain as XDP programs on the nodes, traffic, the in-network monitor's readout.
+"""A real edge site in Mininet: compute nodes, switches, rate-limited links, the URLLC
+and eMBB chains as XDP programs on the nodes, traffic, the in-network monitor's readout.
 
 The site is a :class:`mininet.net.Mininet` with ``LinuxBridge`` switches (this kernel has
-no Open vSwitch module, and no controller is needed) and ``TCLink`` links whose
+no Open vSwitch module, and no controller is needed; or BMv2 switches running a
+synthesised fabric, :mod:`mantra6g.testbed.fabric`) and ``TCLink`` links whose
 switch-side end carries a **tbf** rate limit (there is no netem: delay is real queueing).
 Topology (one /24): the core switch holds ``gen`` (senders), ``rx`` (receiver, the load
 balancer's backend addresses) and every node without a rack; each rack is a switch of its
@@ -324,7 +325,7 @@ class Site:
                     up = next(i for i, (_, p) in enumerate(self.ports(r), start=1) if p == "^")
                     net.addLink(switches[r], switches[rack], port1=up, port2=number,
                                 intfName1=self.switch(r) + "-up", intfName2=dev,
-                                params2=tbf(self.config.link_mbit(peer)))
+                                params2=tbf(c.link_mbit(peer)))
                 else:
                     net.addLink(net.get(peer), switches[rack], port2=number, intfName1=self.iface(peer),
                                 intfName2=dev, params2=tbf(c.node(peer).link_mbit) if peer not in ENDPOINTS else {})
@@ -466,9 +467,9 @@ class Site:
                                   "--duration", str(duration), "--seed", str(c.seed))
         if embb:
             self._embb_sink = self._spawn("rx", "sink", "--port", str(EMBB_PORT), "--duration", str(duration + 1.0))
-            self._embb = self._spawn("gen", "embb", "--dst", EMBB_SINK, "--port", str(EMBB_PORT), "--rate", str(c.embb_rate_pps),
-                        "--on", str(c.embb_on_s), "--off", str(c.embb_off_s), "--duration", str(duration),
-                        "--seed", str(c.seed + 1000))
+            self._embb = self._spawn("gen", "embb", "--dst", EMBB_SINK, "--port", str(EMBB_PORT),
+                                     "--rate", str(c.embb_rate_pps), "--on", str(c.embb_on_s), "--off", str(c.embb_off_s),
+                                     "--duration", str(duration), "--seed", str(c.seed + 1000))
 
     def sent_urllc(self) -> int | None:
         """Packets the URLLC sender sent (after it exited)."""
