@@ -72,10 +72,10 @@ def test_chain_monitor_and_live_migration(tmp_path):
           f"the window ({loss.lost_after_switch} after the switch), longest delivery gap {gap_ms:.1f} ms")
     print(f"eMBB: {bulk_sent} packets sent, {bulk_got} delivered ({bulk_bytes * 8 / 8.0 / 1e6:.1f} Mbit/s "
           f"over the run, policed to {config.embb_limit_mbit:g} Mbit/s)")
-    # The bulk crossed its own chain (B forwards nothing by itself) and its policer held it
-    # to the slice's rate (10 Mbit/s over the 8 s run, plus one 64 KB burst per on period).
-    assert 0 < bulk_got < bulk_sent
-    assert bulk_bytes * 8 <= config.embb_limit_mbit * 1e6 * 8.5 + 10 * 64 * 1024 * 8
+    # The bulk crossed its own chain (B forwards nothing by itself), and its policer held it
+    # to the slice's rate: bursts arrive at up to 40 Mbit/s (the uplink), so a 10 Mbit/s
+    # policer passes about a quarter of them (the uplink alone passes over 80 %).
+    assert 0.1 * bulk_sent < bulk_got < 0.5 * bulk_sent
     # Traffic went through the XDP chain: DNAT to a backend, routed to the receiver.
     assert sent and len(site.truth) >= 0.9 * sent
     assert {r.backend for r in site.truth} <= set(config.backends)
