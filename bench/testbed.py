@@ -32,11 +32,10 @@ def stage_programs(monitor: bool) -> dict[str, object]:
     """The chain's two stages (default site addressing), optionally without monitor NFs."""
     from mantra6g.synth.compose import compile_specs
     from mantra6g.synth.frontend import loads
-    from mantra6g.testbed.chain import EGRESS, INGRESS, ChainAddressing, graph_text
-    from mantra6g.testbed.site import SUBNET, URLLC_PORT, VIP, SiteConfig, mac
+    from mantra6g.testbed.chain import EGRESS, INGRESS, graph_text
+    from mantra6g.testbed.site import Site, SiteConfig, mac
 
-    c = SiteConfig()
-    a = ChainAddressing(SUBNET, VIP, c.backends, URLLC_PORT, mac(2))
+    a = Site(SiteConfig(), Path(tempfile.gettempdir())).chain_params()
     text = graph_text(a, {INGRESS: ("A", mac(0x10)), EGRESS: ("B", mac(0x11))})
     if not monitor:
         for nf in ("mon_in", "mon_out"):

@@ -28,24 +28,29 @@ NF_STAGE = {"mon_in": INGRESS, "fw": INGRESS, "to_egress": INGRESS, "lb": EGRESS
 
 
 @dataclass(frozen=True)
-class ChainAddressing:
-    """Addresses the chain's graph is written for (one /24 shared by the whole site)."""
+class ChainParams:
+    """What the slices' graphs are written for: the addresses (one /24 shared by the whole
+    site), the URLLC latency SLA and the eMBB slice's sink and rate."""
 
     subnet: str
     vip: str
     backends: tuple[str, ...]
     udp_port: int
     rx_mac: str
+    sla_ms: float = 1.0
+    embb_sink: str = ""
+    embb_port: int = 0
+    embb_limit_mbit: float = 0.0
 
 
-def graph_text(a: ChainAddressing, nodes: dict[str, tuple[str, str]], slice_id: int = 1) -> str:
+def graph_text(a: ChainParams, nodes: dict[str, tuple[str, str]]) -> str:
     """The .sg source of the URLLC chain with each stage on ``nodes[stage] = (node, mac)``."""
     (n_in, mac_in), (n_out, mac_out) = nodes[INGRESS], nodes[EGRESS]
     backends = "\n".join(f"        backend {b}" for b in a.backends)
     return f"""\
 tenant factory id 1 {{
     slice motion {{
-        latency <= 1 ms
+        latency <= {a.sla_ms:g} ms
         priority 7
     }}
 }}
@@ -78,7 +83,7 @@ class StageBuild:
     obj_file: Path
 
 
-def chain_programs(a: ChainAddressing, nodes: dict[str, tuple[str, str]]) -> dict[str, object]:
+def chain_programs(a: ChainParams, nodes: dict[str, tuple[str, str]]) -> dict[str, object]:
     """The DP-IR program of each stage for a placement (no C, no clang)."""
     from mantra6g.synth.compose import compile_specs
     from mantra6g.synth.frontend import loads
@@ -87,26 +92,29 @@ def chain_programs(a: ChainAddressing, nodes: dict[str, tuple[str, str]]) -> dic
     return {next(s for s in STAGES if dp.site == nodes[s][0]): dp.program for dp in compile_specs([spec])}
 
 
-def compile_chain(a: ChainAddressing, nodes: dict[str, tuple[str, str]], workdir: Path) -> dict[str, StageBuild]:
-    """Compile the chain for a placement; returns the build of each stage."""
+def compile_chain(a: ChainParams, nodes: dict[str, tuple[str, str]], workdir: Path) -> dict[str, StageBuild]:
+    """Compile the chain for a placement (its graph is kept as ``workdir/urllc.sg``);
+    returns the build of each stage."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "urllc.sg").write_text(graph_text(a, nodes))
     return {stage: _build(stage, nodes[stage][0], program, workdir)
             for stage, program in chain_programs(a, nodes).items()}
 
 
-def embb_graph_text(a: ChainAddressing, sink: str, udp_port: int, rate_mbit: float, node: tuple[str, str]) -> str:
-    """The .sg source of the eMBB chain on ``node = (name, mac)``: the bulk to ``sink`` is
+def embb_graph_text(a: ChainParams, node: tuple[str, str]) -> str:
+    """The .sg source of the eMBB chain on ``node = (name, mac)``: the bulk to the sink is
     policed to the slice's rate, then routed on to the receiver."""
     name, node_mac = node
     return f"""\
 tenant media id 2 {{
     slice video {{
-        bandwidth >= {rate_mbit:g} Mbps
+        bandwidth >= {a.embb_limit_mbit:g} Mbps
         priority 1
     }}
 }}
 graph embb for media.video {{
-    nf cls = classifier() {{ match ipv4.dst == {sink} and udp.dport == {udp_port} }}
-    nf pol = policer(rate: {rate_mbit:g} Mbps, burst: 64 KB, exceed: drop)
+    nf cls = classifier() {{ match ipv4.dst == {a.embb_sink} and udp.dport == {a.embb_port} }}
+    nf pol = policer(rate: {a.embb_limit_mbit:g} Mbps, burst: 64 KB, exceed: drop)
     nf to_rx = router(mac: {node_mac}) {{ route {a.subnet} via {a.rx_mac} port 0 }}
     cls -> pol -> to_rx
     place pol, to_rx on host site {name}
@@ -114,13 +122,15 @@ graph embb for media.video {{
 """
 
 
-def compile_embb(a: ChainAddressing, sink: str, udp_port: int, rate_mbit: float, node: tuple[str, str],
-                 workdir: Path) -> StageBuild:
-    """Compile the eMBB chain for its node."""
+def compile_embb(a: ChainParams, node: tuple[str, str], workdir: Path) -> StageBuild:
+    """Compile the eMBB chain for its node (its graph is kept as ``workdir/embb.sg``)."""
     from mantra6g.synth.compose import compile_specs
     from mantra6g.synth.frontend import loads
 
-    (dp,) = compile_specs([loads(embb_graph_text(a, sink, udp_port, rate_mbit, node), "embb.sg")])
+    text = embb_graph_text(a, node)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "embb.sg").write_text(text)
+    (dp,) = compile_specs([loads(text, "embb.sg")])
     return _build(EMBB, node[0], dp.program, workdir)
 
 

@@ -56,7 +56,6 @@ from mantra6g.testbed.site import ALL_CPUS, IntervalStats, MigrationReport, Site
 
 CHAIN = "urllc"
 VNF_STAGE = {f"{CHAIN}.{INGRESS}": INGRESS, f"{CHAIN}.{EGRESS}": EGRESS}
-SLA_MS = 1.0
 VNF_MEMORY_MB = 16.0  # one XDP stage; also a node's capacity (one program per interface)
 IDLE_HOP_MS = 0.01  # an idle veth + bridge hop, measured ~10 us
 STATE_PATH_GBPS = 10.0  # state is copied between pinned maps on one host, not over a link
@@ -112,7 +111,7 @@ class TestbedInfra:
         vnfs = tuple(VnfSpec(v, CHAIN, SliceKind.URLLC, cost_us=1.0, memory_mb=VNF_MEMORY_MB,
                              state_mb=self._state_mb[s])
                      for v, s in VNF_STAGE.items())
-        return [ChainSpec(CHAIN, SliceKind.URLLC, vnfs, SLA_MS)]
+        return [ChainSpec(CHAIN, SliceKind.URLLC, vnfs, self.site.config.urllc_sla_ms)]
 
     def placement(self) -> Placement:
         return Placement.of({v: self.site.placement[s] for v, s in VNF_STAGE.items()}, self.pinned)

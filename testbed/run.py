@@ -24,6 +24,7 @@ class RunSummary:
     policy: str
     seed: int
     duration_s: float
+    sla_ms: float  # the URLLC latency SLA the violations are counted against
     sent: int
     received: int
     violation_monitor: float  # share of intervals whose monitor mean exceeds the SLA
@@ -46,7 +47,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
     from mantra6g.orchestrator.controller import Controller, run
     from mantra6g.orchestrator.forecast import make_forecaster
     from mantra6g.orchestrator.policy import PolicyConfig
-    from mantra6g.testbed.infra import MIGRATION_COST, SLA_MS, TestbedInfra
+    from mantra6g.testbed.infra import MIGRATION_COST, TestbedInfra
     from mantra6g.testbed.chain import EGRESS
     from mantra6g.testbed.site import Site, SiteConfig
     from mantra6g.testbed.traffic import BULK_BYTES
@@ -81,9 +82,9 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, interva
         delays = np.array([r.delay_ms for r in site.truth]) if site.truth else np.zeros(1)
         monitored = [st.monitor_mean_ms for _, st in infra.intervals if st.monitor_mean_ms is not None]
         return RunSummary(
-            policy, seed, duration_s, sent, len(site.truth),
-            float(np.mean([m > SLA_MS for m in monitored])) if monitored else 0.0,
-            float(np.mean(delays > SLA_MS)),
+            policy, seed, duration_s, config.urllc_sla_ms, sent, len(site.truth),
+            float(np.mean([m > config.urllc_sla_ms for m in monitored])) if monitored else 0.0,
+            float(np.mean(delays > config.urllc_sla_ms)),
             float(np.percentile(delays, 50)), float(np.percentile(delays, 99)),
             len(site.migrations), sum(x.lost for x in losses), sum(x.lost_after_switch for x in losses),
             max((x.gap_ms for x in losses), default=0.0),
@@ -140,7 +141,7 @@ def _plot(rows: list[RunSummary], path: Path) -> None:
         vals = [np.mean([getattr(r, key) for r in rows if r.policy == p]) for p in pols]
         ax.bar(np.arange(len(pols)) + i * 0.4, vals, 0.4, label=key.replace("_", " "))
     ax.set_xticks(np.arange(len(pols)) + 0.2, pols)
-    ax.set_ylabel("URLLC SLA violations (1 ms)")
+    ax.set_ylabel(f"URLLC SLA violations ({rows[0].sla_ms:g} ms)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)

@@ -85,7 +85,10 @@ def _check(c: SiteConfig, where: str, node: yaml.Node, filename: str) -> None:
                             "(URLLC never goes there)")
     if c.switch not in SWITCH_KINDS:
         raise ScenarioError(f"{lines.get('switch', where)}: switch '{c.switch}'; choose from {', '.join(SWITCH_KINDS)}")
-    for key in ("urllc_rate_pps", "embb_rate_pps", "embb_limit_mbit", "embb_on_s", "embb_off_s", "tbf_latency_ms"):
+    for key in ("urllc_sla_ms", "embb_limit_mbit"):
+        if getattr(c, key) <= 0:
+            raise ScenarioError(f"{lines.get(key, where)}: {key} must be > 0")
+    for key in ("urllc_rate_pps", "embb_rate_pps", "embb_on_s", "embb_off_s", "tbf_latency_ms"):
         if getattr(c, key) < 0:
             raise ScenarioError(f"{lines.get(key, where)}: {key} must be >= 0")
 

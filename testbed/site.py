@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mantra6g.errors import MantraError
 from mantra6g.testbed.chain import (
-    EGRESS, INGRESS, STAGES, ChainAddressing, PinnedMaps, StageBuild, chain_programs, compile_chain, compile_embb,
+    EGRESS, INGRESS, STAGES, ChainParams, PinnedMaps, StageBuild, chain_programs, compile_chain, compile_embb,
     state_bytes, state_maps,
 )
 from mantra6g.testbed.fabric import Bmv2Switch, build_fabric, kill_stale_switches, require_tools
@@ -84,6 +84,7 @@ class SiteConfig:
     racks: tuple[RackConfig, ...] = (RackConfig("r1"),)
     embb_node: str = "B"  # the eMBB chain's node: the bulk is policed there and routed on to rx
     embb_limit_mbit: float = 35.0  # the eMBB slice's rate (its chain's policer)
+    urllc_sla_ms: float = 1.0  # the URLLC slice's latency SLA (its graph, the policies, the report)
     urllc_rate_pps: float = 300.0
     urllc_flows: int = 8
     embb_rate_pps: float = 5000.0  # 48 Mbit/s of 1200-byte packets while on: > r1's 40 Mbit/s uplink
@@ -360,8 +361,10 @@ class Site:
         self.lab.run("gen", "ip", "neigh", "replace", EMBB_SINK, "lladdr", self.node_mac(c.embb_node),
                      "dev", self.iface("gen"))
 
-    def addressing(self) -> ChainAddressing:
-        return ChainAddressing(SUBNET, VIP, self.config.backends, URLLC_PORT, mac(2))
+    def chain_params(self) -> ChainParams:
+        c = self.config
+        return ChainParams(SUBNET, VIP, c.backends, URLLC_PORT, mac(2), c.urllc_sla_ms, EMBB_SINK, EMBB_PORT,
+                           c.embb_limit_mbit)
 
     def _nodes_arg(self, placement: dict[str, str]) -> dict[str, tuple[str, str]]:
         return {s: (placement[s], self.node_mac(placement[s])) for s in STAGES}
@@ -369,7 +372,7 @@ class Site:
     def state_bytes(self) -> dict[str, int]:
         """The NF state of each stage (the same wherever it runs)."""
         nodes = [n.name for n in self.config.nodes]
-        programs = chain_programs(self.addressing(), self._nodes_arg(dict(zip(STAGES, nodes))))
+        programs = chain_programs(self.chain_params(), self._nodes_arg(dict(zip(STAGES, nodes))))
         return {stage: state_bytes(program) for stage, program in programs.items()}
 
     def _attach(self, build: StageBuild) -> None:
@@ -424,7 +427,7 @@ class Site:
         if len(set(placement.values())) != len(STAGES):
             raise MantraError(f"the chain's stages need two different nodes (one XDP program per interface): {placement}")
         self.placement = dict(placement)
-        self.builds = compile_chain(self.addressing(), self._nodes_arg(self.placement), self.workdir / "build0")
+        self.builds = compile_chain(self.chain_params(), self._nodes_arg(self.placement), self.workdir / "build0")
         for s in STAGES:
             self._attach(self.builds[s])
         self.lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(placement[INGRESS]),
@@ -436,8 +439,7 @@ class Site:
         node = self.config.embb_node
         if node in self.placement.values():
             raise MantraError(f"node {node} runs a URLLC stage; the eMBB chain needs a node of its own")
-        self.embb_build = compile_embb(self.addressing(), EMBB_SINK, EMBB_PORT, self.config.embb_limit_mbit,
-                                       (node, self.node_mac(node)), self.workdir / "embb")
+        self.embb_build = compile_embb(self.chain_params(), (node, self.node_mac(node)), self.workdir / "embb")
         self._attach(self.embb_build)
 
     def prebuild(self, stage: str, targets: list[str]) -> None:
@@ -448,7 +450,7 @@ class Site:
             placement = dict(self.placement, **{stage: t})
             if t != self.placement[stage] and len(set(placement.values())) == len(placement):
                 key = tuple(sorted(placement.items()))
-                self._prebuilt[key] = compile_chain(self.addressing(), self._nodes_arg(placement),
+                self._prebuilt[key] = compile_chain(self.chain_params(), self._nodes_arg(placement),
                                                     self.workdir / f"pre-{stage}-{t}")
 
     # -------------------------------------------------------------- traffic
@@ -557,7 +559,7 @@ class Site:
         started = time.time()
         new_placement = dict(self.placement, **{stage: target})
         builds = self._prebuilt.pop(tuple(sorted(new_placement.items())), None) or compile_chain(
-            self.addressing(), self._nodes_arg(new_placement), self.workdir / f"build{len(self.migrations) + 1}")
+            self.chain_params(), self._nodes_arg(new_placement), self.workdir / f"build{len(self.migrations) + 1}")
         new = builds[stage]
         self._attach(new)
         with PinnedMaps(self.pins(source)) as old_maps, PinnedMaps(self.pins(target)) as new_maps:

@@ -30,6 +30,7 @@ def test_partial_scenario_keeps_defaults():
     ("nodes:\n  - {name: A, rol: urllc}\n", "f.yaml:2:15: unknown key 'rol'"),
     ("seed: x\n", "f.yaml:1:7: scenario.seed must be an integer"),
     ("seed: 1\nembb_node: Z\n", "f.yaml:2:1: embb_node 'Z' is not one of the nodes"),
+    ("seed: 1\nurllc_sla_ms: 0\n", "f.yaml:2:1: urllc_sla_ms must be > 0"),
     ("seed: 1\nembb_node: A\n", "f.yaml:2:1: embb_node 'A' has role urllc; the eMBB chain runs on a node of role embb"),
     ("nodes:\n  - {name: A, role: urllc, rack: r9}\n", "f.yaml:1:1: node A: rack 'r9' is not one of the racks ['r1']"),
     ("nodes:\n  - {name: gen, role: urllc}\n", "f.yaml:1:1: node names must be unique"),
