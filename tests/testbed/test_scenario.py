@@ -53,3 +53,23 @@ def test_a_site_the_orchestrator_cannot_place_the_chain_on_is_refused(tmp_path):
     config = parse_site("nodes:\n  - {name: A, role: urllc}\n  - {name: B, role: embb}\nembb_node: B\nracks: []\n")
     with pytest.raises(MantraError, match="cannot place the URLLC chain on this site: no node may host urllc.egress"):
         TestbedInfra(Site(config, tmp_path), 1.0).initial_placement(PolicyConfig())
+
+
+def test_the_urllc_sla_reaches_the_graph_and_the_orchestrator(tmp_path):
+    from mantra6g.synth.frontend import loads
+    from mantra6g.testbed.chain import EGRESS, INGRESS, graph_text
+    from mantra6g.testbed.infra import TestbedInfra
+    from mantra6g.testbed.site import Site
+
+    site = Site(parse_site("urllc_sla_ms: 0.5\nembb_limit_mbit: 20\n"), tmp_path)
+    params = site.chain_params()
+    spec = loads(graph_text(params, {INGRESS: ("A", site.node_mac("A")), EGRESS: ("D", site.node_mac("D"))}), "u.sg")
+    assert spec.tenants[0].slices[0].sla.latency_ns == 500_000
+    assert (params.sla_ms, params.embb_limit_mbit) == (0.5, 20.0)
+    assert TestbedInfra(site, 1.0).chains()[0].sla_ms == 0.5
+    # the eMBB chain's policer runs at the slice's rate
+    from mantra6g.synth.compose import compile_specs
+    from mantra6g.testbed.chain import embb_graph_text
+
+    (dp,) = compile_specs([loads(embb_graph_text(params, ("B", site.node_mac("B"))), "e.sg")])
+    assert dp.site == "B" and [m.rate_bps for m in dp.program.meters] == [20_000_000]
