@@ -111,10 +111,19 @@ def build_fabric(name: str, stations: Mapping[str, int], workdir: Path) -> Fabri
     return FabricBuild(name, built.json, built.p4info, out / f"{stem}.commands.txt", out / f"{stem}.p4rt.py")
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free local TCP port not handed out before in this process (the switches bind
+    theirs only when they start, so the kernel could offer the same one twice)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def _listening(port: int) -> bool:

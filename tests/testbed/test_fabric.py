@@ -120,6 +120,36 @@ def test_bmv2_command_lines_follow_simple_switch_usage():
     ]
 
 
+@pytest.mark.root
+def test_a_bmv2_node_in_mininet_gets_the_plans_port_numbers(tmp_path, monkeypatch):
+    """The glue, without BMv2: Mininet builds the switch with the plan's port numbers, and
+    its command line names each port device with its number (the binary is a stand-in
+    that is never started)."""
+    from mininet.net import Mininet
+
+    from mantra6g.testbed.fabric import Bmv2Switch, FabricBuild
+
+    fake = tmp_path / "simple_switch"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MANTRA_SIMPLE_SWITCH", str(fake))
+    site = Site(SiteConfig(), tmp_path, prefix="mtbg")
+    build = FabricBuild("core", tmp_path / "core.json", tmp_path / "core.p4info.txt", tmp_path / "c.txt", tmp_path / "c.py")
+    net = Mininet(topo=None, controller=None, build=False, autoSetMacs=False, waitConnected=False)
+    try:
+        sw = net.addSwitch(site.switch(""), cls=Bmv2Switch, dpid="1", build=build, device_id=7)
+        ports = site.ports("")
+        for number, (dev, peer) in reversed(list(enumerate(ports, start=1))):  # any order
+            net.addLink(net.addHost(peer.strip("^")), sw, port2=number, intfName1=f"mtbg-h{number}", intfName2=dev)
+        net.build()
+        cmd = sw.command()
+    finally:
+        net.stop()
+    expected = [a for n, (dev, _) in enumerate(ports, start=1) for a in ("-i", f"{n}@{dev}")]
+    assert cmd[0] == str(fake) and cmd[1:1 + len(expected)] == expected
+    assert cmd[-1] == str(build.json) and "7" in cmd
+
+
 def bmv2_missing() -> bool:
     return any(toolchain.find(t) is None for t in ("p4c-bm2-ss", "simple_switch", "simple_switch_CLI"))
 
