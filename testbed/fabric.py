@@ -46,9 +46,7 @@ def fabric_graph(name: str, stations: Mapping[str, int]) -> str:
     rules = "\n".join(f"        station {m} port {p}" for m, p in sorted(stations.items(), key=lambda s: (s[1], s[0])))
     return f"""\
 tenant operator id 1 {{
-    slice fabric {{
-        latency <= 1 ms
-    }}
+    slice fabric {{}}
 }}
 graph {name} for operator.fabric {{
     nf cls = classifier() {{ match eth.type in 0x0000..0xffff }}
@@ -97,13 +95,15 @@ def require_tools(kind: str) -> None:
 
 
 def build_fabric(name: str, stations: Mapping[str, int], workdir: Path) -> FabricBuild:
-    """Emit the switch's v1model program and entries, and compile it with ``p4c-bm2-ss``."""
+    """Emit the switch's v1model program and entries (its graph kept beside them), and
+    compile it with ``p4c-bm2-ss``."""
     from mantra6g.targets import bmv2
     from mantra6g.targets.p4 import ident
 
     program = fabric_program(name, stations)
     out = workdir / f"fabric-{name}"
     out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.sg").write_text(fabric_graph(name, stations))
     for fname, text in bmv2.emit(program).files.items():
         (out / fname).write_text(text)
     stem = ident(program.name)
