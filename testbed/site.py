@@ -221,17 +221,17 @@ class Site:
         another switch is reached up to the core (from a rack) or down its rack's uplink
         (from the core). The Linux bridges' static fdb and the BMv2 fabric both come from
         this one plan."""
-        ports = self.ports(rack)
-        number = {peer: i for i, (_, peer) in enumerate(ports, start=1)}
+        peers = [peer for _, peer in self.ports(rack)]
         out = {}
         for h in list(ENDPOINTS) + [n.name for n in self.config.nodes]:
-            if h in number:
-                out[h] = number[h]
-            elif rack:
-                out[h] = number["^"]
-            else:
-                out[h] = number[f"^{self.config.rack_of(h)}"]
+            via = h if h in peers else "^" if rack else f"^{self.config.rack_of(h)}"
+            out[h] = self.port_number(rack, via)
         return out
+
+    def port_number(self, rack: str, peer: str) -> int:
+        """The number of the port of a rack's switch behind which ``peer`` is (see
+        :meth:`ports`)."""
+        return 1 + [p for _, p in self.ports(rack)].index(peer)
 
     def fabric_stations(self, rack: str) -> dict[str, int]:
         """:meth:`stations` by MAC address: the BMv2 fabric's ``l2_forward`` rules."""
@@ -323,8 +323,7 @@ class Site:
                     continue
                 if peer.startswith("^"):
                     r = peer[1:]
-                    up = next(i for i, (_, p) in enumerate(self.ports(r), start=1) if p == "^")
-                    net.addLink(switches[r], switches[rack], port1=up, port2=number,
+                    net.addLink(switches[r], switches[rack], port1=self.port_number(r, "^"), port2=number,
                                 intfName1=self.switch(r) + "-up", intfName2=dev,
                                 params2=tbf(c.link_mbit(peer)))
                 else:

@@ -58,11 +58,11 @@ def walk(site: Site, progs: dict, src: str, frame: bytes) -> tuple[str | None, i
         if not peer.startswith("^"):
             return peer, hops
         if peer == "^":  # up to the core, in on its port down to this rack
-            port = next(i for i, (_, p) in enumerate(site.ports(""), start=1) if p == f"^{rack}")
+            port = site.port_number("", f"^{rack}")
             rack = ""
         else:  # down to a rack, in on its uplink
             rack = peer[1:]
-            port = next(i for i, (_, p) in enumerate(site.ports(rack), start=1) if p == "^")
+            port = site.port_number(rack, "^")
     raise AssertionError(f"{src}: the frame loops")
 
 
