@@ -63,14 +63,13 @@ static __always_inline __u32 crc32(const __u8 *data, const __u32 len)
     return ~crc;
 }
 
-/* Fold a 32-bit one's-complement partial sum (as bpf_csum_diff returns) to 16 bits. */
-static __always_inline __u16 csum_fold(__u64 sum)
+/* DP-IR's OnesSum: the 16-bit one's-complement sum of 16-bit terms already added up
+ * in 64 bits (fewer than 65536 of them), carries folded back in (RFC 1071). */
+static __always_inline __u64 ones_fold(__u64 sum)
 {
-    sum = (sum & 0xffffffff) + (sum >> 32);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    return (__u16)~sum;
+    return sum;
 }
 
 #endif /* MANTRA_XDP_H */

@@ -26,6 +26,7 @@ from mantra6g.synth import dpir, expr as sx
 from mantra6g.synth.dpir import (
     Assign,
     BinOp,
+    Cast,
     Const,
     Expr,
     Forward,
@@ -73,15 +74,75 @@ def _l3(*more: ParserCase) -> tuple[ParserCase, ...]:
     )
 
 
-def _l4(prefix: str) -> tuple[ParserCase, ...]:
-    # Only option-less, unfragmented (or first-fragment) IPv4 carries a parseable L4 header.
-    return tuple(
-        ParserCase((5, 0, IP_PROTOCOLS[l4]), f"{prefix}{l4}") for l4 in ("udp", "tcp", "icmp")
+MF = 0b001  # IPv4 "more fragments" flag
+
+
+def _ipv4_cases(prefix: str, any_version: bool = False) -> tuple[ParserCase, ...]:
+    """Select on (version, ihl, flags, fragment offset, protocol): only an option-less,
+    unfragmented IPv4 packet (no MF flag, offset 0) has a transport header to parse; with
+    options or as a fragment it is accepted with the rest as payload. A version-4 header
+    with an IHL below 5 is rejected; with ``any_version`` another version is accepted as
+    payload (the state's default), else the default rejects it too."""
+    any_ = 0
+    l4 = tuple(
+        ParserCase((4, 5, 0, 0, IP_PROTOCOLS[name]), f"{prefix}{name}", (0xF, 0xF, MF, 0x1FFF, 0xFF))
+        for name in ("udp", "tcp", "icmp")
     )
+    other = (
+        ParserCase((4, 5, 0, 0, 0), "accept", (0xF, 0xF, any_, any_, any_)),
+        ParserCase((4, 6, 0, 0, 0), "accept", (0xF, 0xE, any_, any_, any_)),  # ihl 6, 7
+        ParserCase((4, 8, 0, 0, 0), "accept", (0xF, 0x8, any_, any_, any_)),  # ihl 8..15
+    )
+    short = (ParserCase((4, 0, 0, 0, 0), "reject", (0xF, any_, any_, any_, any_)),) if any_version else ()
+    return l4 + other + short
+
+
+def bytes_before(prefix: str) -> Expr:
+    """How many bytes precede the IPv4 header ``<prefix>ipv4`` in the packet as parsed:
+    Ethernet, an optional VLAN tag and telemetry shim, and for the inner header the outer
+    IPv4 (no options: else nothing inner is parsed) or IPv6, UDP and the VXLAN (with inner
+    Ethernet) or GTP-U header."""
+    def sized(h: str, n: int) -> Expr:
+        # n * valid(h), without a multiply: the sum of the valid bit shifted to n's set bits.
+        bit = Cast(IsValid(h), 16)
+        terms = [BinOp("<<", bit, Const(i, 4)) if i else bit for i in range(16) if n >> i & 1]
+        out = terms[0]
+        for t in terms[1:]:
+            out = BinOp("+", out, t)
+        return out
+
+    total: Expr = Const(14, 16)
+    parts = [("vlan", 4), ("mtel", 12)]
+    if prefix:
+        parts += [("ipv4", 20), ("ipv6", 40), ("udp", 8), ("vxlan", 8), ("inner_eth", 14), ("gtpu", 8)]
+    for h, n in parts:
+        total = BinOp("+", total, sized(h, n))
+    return total
+
+
+def _ipv4_verify(h: str, prefix: str, any_version: bool = False) -> Expr:
+    """RFC 1812 §5.2.2: the total length covers the header (ihl * 4 bytes) and does not
+    exceed the bytes that arrived; a packet failing it is dropped. Trailing bytes beyond
+    the total length (Ethernet padding) are allowed and kept. With ``any_version`` only an
+    IPv4 header (version 4) is held to it."""
+    header = BinOp("<<", Cast(Ref(f"{h}.ihl"), 16), Const(2, 2))
+    # No underflow: the parser extracted this header, so the packet holds what precedes it.
+    arrived = BinOp("-", Ref("std.pkt_len"), bytes_before(prefix))
+    lengths = BinOp("&&", BinOp(">=", Ref(f"{h}.len"), header), BinOp("<=", Ref(f"{h}.len"), arrived))
+    if not any_version:
+        return lengths
+    return BinOp("||", BinOp("!=", Ref(f"{h}.version"), Const(4, 4)), lengths)
 
 
 def standard_parser() -> tuple[ParserState, ...]:
-    ip_select = lambda h: (Ref(f"{h}.ihl"), Ref(f"{h}.frag"), Ref(f"{h}.proto"))  # noqa: E731
+    """Ethernet, an optional 802.1Q tag and telemetry shim, IPv4 (version 4 and IHL >= 5,
+    else the packet is dropped; total length checked) or IPv6, then UDP/TCP/ICMP when the
+    IPv4 packet has no options and is not a fragment; VXLAN (UDP 4789) with its inner
+    Ethernet and, for an inner EtherType of IPv4, the inner IPv4 header (held to the same
+    rules), or a plain GTP-U G-PDU (UDP 2152) with its inner IP packet's first 20 bytes
+    (an IPv4 header if its version is 4, held to the rules then; else payload), and their
+    transport headers. Nothing deeper (a tunnel in the tunnel) is parsed."""
+    ip_select = lambda h: (Ref(f"{h}.version"), Ref(f"{h}.ihl"), Ref(f"{h}.flags"), Ref(f"{h}.frag"), Ref(f"{h}.proto"))  # noqa: E731
     return (
         ParserState(
             "start",
@@ -91,7 +152,8 @@ def standard_parser() -> tuple[ParserState, ...]:
         ),
         ParserState("vlan", ("vlan",), (Ref("vlan.type"),), _l3(ParserCase((ETHER_TYPES["mtel"],), "mtel"))),
         ParserState("mtel", ("mtel",), (Ref("mtel.type"),), _l3()),
-        ParserState("ipv4", ("ipv4",), ip_select("ipv4"), _l4("")),
+        ParserState("ipv4", ("ipv4",), ip_select("ipv4"), _ipv4_cases(""), default="reject",
+                    verify=_ipv4_verify("ipv4", "")),
         ParserState(
             "ipv6",
             ("ipv6",),
@@ -112,14 +174,13 @@ def standard_parser() -> tuple[ParserState, ...]:
             "gtpu",
             ("gtpu",),
             (Ref("gtpu.version"), Ref("gtpu.ext"), Ref("gtpu.seq_flag"), Ref("gtpu.npdu_flag"), Ref("gtpu.msg_type")),
-            (ParserCase((1, 0, 0, 0, 0xFF), "inner_ipv4"),),
+            (ParserCase((1, 0, 0, 0, 0xFF), "gpdu_ip"),),
         ),
-        ParserState(
-            "inner_ipv4",
-            ("inner_ipv4",),
-            ip_select("inner_ipv4"),
-            _l4("inner_"),
-        ),
+        ParserState("inner_ipv4", ("inner_ipv4",), ip_select("inner_ipv4"), _ipv4_cases("inner_"), default="reject",
+                    verify=_ipv4_verify("inner_ipv4", "inner_")),
+        # A G-PDU may carry IPv6: its first 20 bytes land in inner_ipv4, unchecked.
+        ParserState("gpdu_ip", ("inner_ipv4",), ip_select("inner_ipv4"), _ipv4_cases("inner_", any_version=True),
+                    verify=_ipv4_verify("inner_ipv4", "inner_", any_version=True)),
         ParserState("inner_udp", ("inner_udp",)),
         ParserState("inner_tcp", ("inner_tcp",)),
         ParserState("inner_icmp", ("inner_icmp",)),
@@ -372,8 +433,13 @@ def _all_upstream_in_order(g: ServiceGraph, name: str, order: tuple[str, ...]) -
     return [n for n in order if n in up]
 
 
-def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> list[DeviceProgram]:
-    """Every device program the site's graphs need, validated."""
+UNCLAIMED = ("drop", "pass")
+
+
+def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed: str = "drop") -> list[DeviceProgram]:
+    """Every device program the site's graphs need, validated. ``unclaimed`` says what a
+    device does with frames no classifier claims: ``drop`` them, or ``pass`` them to the
+    host's own network stack (ARP, ND, management traffic; XDP only)."""
     groups: dict[tuple[str, str | None], list[tuple[ServiceGraph, set[str]]]] = {}
     for spec in specs:
         for g in spec.graphs:
@@ -383,15 +449,17 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> list[De
     out = []
     for (device, site), members in groups.items():
         name = device if site is None else f"{device}_{site}"
-        program = lower_device(name, members)
+        program = lower_device(name, members, unclaimed)
         validate(program)
         nfs = tuple(f"{g.name}.{n}" for g, local in members for n in [g.entry, *sorted(local, key=g.topological_order().index)])
         out.append(DeviceProgram(device, site, program, tuple(g.name for g, _ in members), nfs))
     return out
 
 
-def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]]) -> Program:
-    """One program running the ``local`` NFs of each graph."""
+def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], unclaimed: str = "drop") -> Program:
+    """One program running the ``local`` NFs of each graph, its checksums bound
+    (:mod:`mantra6g.synth.checksums`)."""
+    from mantra6g.synth import checksums
     from mantra6g.synth.nf import KINDS
     from mantra6g.synth.nf.classifier import match_condition
 
@@ -407,6 +475,8 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]]) -> Pro
         # Topological order, not set order: the program must be the same in every run.
         order = [n for n in g.topological_order() if n in local]
         visit = {n: acc.shared_meta(f"{g.name}_{n}_visit", 1) for n in order}
+        if any(KINDS[g.nf(n).kind].forwards for n in order):
+            acc.shared_meta(f"{g.name}_routed", 1)
         cls = g.nf(g.entry)
         claim: list[Stmt] = [Assign(TENANT, Const(g.tenant_id, 16)), Assign(SLICE, Const(g.slice_id, 8))]
         # NFs whose predecessors run elsewhere see the packet as soon as it is classified.
@@ -424,7 +494,9 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]]) -> Pro
             body = list(KINDS[nf.kind].lower(nf, acc))
             body += _pass_on(g, n, visit, local)
             control.append(If(BinOp("==", Ref(visit[n]), Const(1, 1)), tuple(body)))
-    return Program(
+    if unclaimed == "pass":
+        control.append(If(BinOp("==", Ref(TENANT), Const(0, 16)), (dpir.ToHost(),)))
+    program = Program(
         name=name,
         headers=HEADER_INSTANCES,
         parser=standard_parser(),
@@ -438,16 +510,27 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]]) -> Pro
         control=tuple(control),
         doc="graphs: " + ", ".join(g.name for g, _ in members),
     )
+    return checksums.bind(program)
 
 
 def _pass_on(g: ServiceGraph, n: str, visit: dict[str, str], local: set[str]) -> list[Stmt]:
     """After ``n``: mark the next NF (first matching conditional edge, else the
     unconditional one), or end the chain here."""
     # The packet leaves this device where it came in: at the end of its chain, or when
-    # the next NF runs on another device. NFs that forward choose the port themselves.
+    # the next NF runs on another device, unless an NF that forwards (router, l2_forward)
+    # chose the port on the way. Those drop what they cannot forward, so a packet that
+    # got past one was forwarded; a flag records it where a path may or may not have.
     from mantra6g.synth.nf import KINDS
 
-    leave: tuple[Stmt, ...] = () if KINDS[g.nf(n).kind].forwards else (Forward(Ref("std.ingress_port")),)
+    forwards = KINDS[g.nf(n).kind].forwards
+    before = {u for u in g.upstream(n) if u in local and KINDS[g.nf(u).kind].forwards}
+    routed = Ref(f"meta.{g.name}_routed")
+    if forwards:
+        leave: tuple[Stmt, ...] = ()
+    elif before:
+        leave = (If(BinOp("==", routed, Const(0, 1)), (Forward(Ref("std.ingress_port")),)),)
+    else:
+        leave = (Forward(Ref("std.ingress_port")),)
 
     def step(dst: str) -> tuple[Stmt, ...]:
         return (Assign(visit[dst], Const(1, 1)),) if dst in local else leave
@@ -457,6 +540,8 @@ def _pass_on(g: ServiceGraph, n: str, visit: dict[str, str], local: set[str]) ->
     chosen: tuple[Stmt, ...] = step(default.dst) if default else leave
     for e in reversed([e for e in edges if e.condition is not None]):
         chosen = (If(condition(e.condition), step(e.dst), chosen),)
+    if forwards and any(KINDS[g.nf(d).kind].forwards is False for d in g.downstream(n) if d in local):
+        chosen = (Assign(routed.path, Const(1, 1)),) + chosen
     return [If(BinOp("==", Ref("std.drop"), Const(0, 1)), chosen)] if chosen else []
 
 

@@ -14,10 +14,12 @@ Z3 encoder consume. It is deliberately small:
 * **deparse**: the order in which valid headers are emitted.
 
 Semantics (the interpreter is the reference; backends emit what makes their target
-agree with it): a packet whose egress port was never set is dropped; a parser
-``reject`` or a packet too short for an extract drops it; hashes are ``base + CRC-32
-(big-endian concatenation of the inputs) mod size`` as v1model's
-``HashAlgorithm.crc32``; arithmetic wraps at the target field's width.
+agree with it): a packet whose egress port was never set is dropped (or handed to the
+host after ``ToHost``); a parser ``reject`` or a packet too short for an extract drops
+it; hashes are ``base + CRC-32 (big-endian concatenation of the inputs) mod size`` as
+v1model's ``HashAlgorithm.crc32``; arithmetic wraps at the target field's width;
+checksums are ordinary fields that the program keeps right itself (``OnesSum``,
+written by :mod:`mantra6g.synth.checksums`), so nothing is recomputed at deparse time.
 """
 
 from __future__ import annotations
@@ -81,7 +83,44 @@ class Cast:
     width: int
 
 
-Expr = Const | Ref | BinOp | UnOp | IsValid | Cast
+@serde.tagged("ones_sum")
+@dataclass(frozen=True)
+class OnesSum:
+    """The 16-bit one's-complement sum (RFC 1071) of 16-bit ``terms``, folded with
+    end-around carry: ``~OnesSum(words)`` is an Internet checksum, and
+    ``~OnesSum((~hc, ~old, new))`` its incremental update (RFC 1624, eqn. 3). A sum of
+    terms that are not all zero is never 0x0000."""
+
+    terms: tuple[Expr, ...]
+
+
+Expr = Const | Ref | BinOp | UnOp | IsValid | Cast | OnesSum
+
+def operands(e: Expr) -> tuple[Expr, ...]:
+    """The expressions ``e`` is built from (none for a constant, a field or isValid())."""
+    if isinstance(e, BinOp):
+        return (e.left, e.right)
+    if isinstance(e, (UnOp, Cast)):
+        return (e.operand,)
+    if isinstance(e, OnesSum):
+        return e.terms
+    return ()
+
+
+def map_refs(e: Expr, fn) -> Expr:
+    """``e`` with every field reference ``Ref(p)`` replaced by ``fn(p)`` (a path)."""
+    if isinstance(e, Ref):
+        return Ref(fn(e.path))
+    if isinstance(e, BinOp):
+        return BinOp(e.op, map_refs(e.left, fn), map_refs(e.right, fn))
+    if isinstance(e, UnOp):
+        return UnOp(e.op, map_refs(e.operand, fn))
+    if isinstance(e, Cast):
+        return Cast(map_refs(e.operand, fn), e.width)
+    if isinstance(e, OnesSum):
+        return OnesSum(tuple(map_refs(t, fn) for t in e.terms))
+    return e  # Const, IsValid
+
 
 ARITH_OPS = ("+", "-", "&", "|", "^", "<<", ">>")
 COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=")
@@ -100,7 +139,8 @@ class Assign:
 @serde.tagged("set_valid")
 @dataclass(frozen=True)
 class SetValid:
-    """Push a header: it becomes valid (fields zero unless assigned) and is emitted."""
+    """Push a header: it becomes valid with every field zero (also when it was valid
+    before: the old contents are gone) and is emitted."""
 
     header: str
 
@@ -195,13 +235,11 @@ class ReadTimestamp:
     target: str
 
 
-@serde.tagged("update_checksum")
+@serde.tagged("to_host")
 @dataclass(frozen=True)
-class UpdateChecksum:
-    """Recompute ``header``'s checksum: the IPv4 header checksum, or for UDP/TCP the
-    checksum over the IPv4 pseudo-header, the L4 header and everything after it."""
-
-    header: str
+class ToHost:
+    """Hand the packet to the device's own network stack (XDP: ``XDP_PASS``) unless it
+    is forwarded or dropped. Only hosts have one; P4 targets refuse it."""
 
 
 @serde.tagged("if")
@@ -244,7 +282,7 @@ Stmt = (
     | Count
     | MeterExec
     | ReadTimestamp
-    | UpdateChecksum
+    | ToHost
     | If
     | Apply
     | Call
@@ -271,6 +309,8 @@ class MetaField:
 
 # Every target has these; backends map them to their own intrinsic metadata.
 STD_FIELDS = {"ingress_port": 9, "egress_port": 9, "drop": 1, "pkt_len": 16}
+# Port 511 is BMv2's drop port and outside XDP's port map: no program may send there.
+MAX_PORT = 510
 
 
 @dataclass(frozen=True)
@@ -284,11 +324,16 @@ class ParserCase:
 
 @dataclass(frozen=True)
 class ParserState:
+    """Extract headers, check ``verify`` (reject the packet when it is false: P4's
+    ``verify``; it may read the extracted fields and ``std.pkt_len``), then go to the
+    first case whose values match the ``select`` keys, else to ``default``."""
+
     name: str
     extract: tuple[str, ...] = ()
     select: tuple[Expr, ...] = ()
     cases: tuple[ParserCase, ...] = ()
     default: str = "accept"  # a state name, "accept" or "reject"
+    verify: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -348,8 +393,7 @@ KeyMatch = Exact | Lpm | Ternary | Range
 
 @dataclass(frozen=True)
 class Entry:
-    """A table entry. Among matching entries the highest ``priority`` wins (ternary and
-    range tables); LPM tables prefer the longest prefix."""
+    """A table entry; :func:`ranked` says which of several matching entries wins."""
 
     matches: tuple[KeyMatch, ...]
     action: ActionCall
@@ -366,6 +410,38 @@ class Table:
     entries: tuple[Entry, ...] = ()
     # Entries fixed at compile time (P4 `const entries`); otherwise installed at run time.
     const: bool = False
+
+
+def ranks_by_priority(t: Table) -> bool:
+    """Whether ``t``'s entries are ranked by priority: a table with a ternary or range
+    key, or with more than one LPM key (P4Runtime's rule, spec §9.1.1)."""
+    kinds = [k.match for k in t.keys]
+    return any(k in ("ternary", "range") for k in kinds) or kinds.count("lpm") > 1
+
+
+def ranked(t: Table, entries: tuple[Entry, ...] | None = None) -> list[Entry]:
+    """``t``'s entries (or ``entries`` for it) best first: the first that matches a
+    packet wins. This is the one ranking rule that the interpreter, the Z3 encoder and
+    every backend follow:
+
+    * priority tables (:func:`ranks_by_priority`): the highest ``priority`` first; an LPM
+      key among them is just a mask;
+    * a table with one LPM key (and exact ones): the longest prefix first;
+    * exact tables: each key once (the validator refuses duplicates);
+
+    ties keep the entries' order. Targets that need distinct priorities get them from
+    this order (the best entry the highest)."""
+    entries = t.entries if entries is None else entries
+    if ranks_by_priority(t):
+        order = sorted(range(len(entries)), key=lambda i: -entries[i].priority)
+    elif any(k.match == "lpm" for k in t.keys):
+        def prefix(i: int) -> int:
+            return sum(m.prefix_len for m in entries[i].matches if isinstance(m, Lpm))
+
+        order = sorted(range(len(entries)), key=lambda i: -prefix(i))
+    else:
+        order = list(range(len(entries)))
+    return [entries[i] for i in order]
 
 
 @dataclass(frozen=True)
@@ -469,6 +545,8 @@ def render_expr(e: Expr) -> str:
         return f"{e.header}.isValid()"
     if isinstance(e, Cast):
         return f"(bit<{e.width}>) {render_expr(e.operand)}"
+    if isinstance(e, OnesSum):
+        return f"onesum({', '.join(render_expr(t) for t in e.terms)})"
     if isinstance(e, UnOp):
         return f"{e.op}({render_expr(e.operand)})"
     return f"({render_expr(e.left)} {e.op} {render_expr(e.right)})"
@@ -506,7 +584,7 @@ def _render_stmt(s: Stmt, depth: int) -> list[str]:
         Count: lambda s: f"count {s.counter}[{render_expr(s.index)}]",
         MeterExec: lambda s: f"{s.target} = meter {s.meter}[{render_expr(s.index)}]",
         ReadTimestamp: lambda s: f"{s.target} = now_ns",
-        UpdateChecksum: lambda s: f"update checksum {s.header}",
+        ToHost: lambda s: "to host",
         Call: lambda s: f"{s.action}({', '.join(map(str, s.args))})",
     }
     return [pad + simple[type(s)](s)]

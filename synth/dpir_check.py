@@ -3,9 +3,11 @@
 Checks: every name resolves (headers, fields, metadata, actions, tables, registers,
 counters, meters, parser states); widths agree (assignments, operators, ports, hash
 results, register values, action arguments, table entries); the parser is acyclic;
-and no field is read from a header that may be invalid at that point. A header is
-known valid where the parser extracted it on every path, after ``SetValid``, or under
-an ``If`` whose condition requires ``isValid()``. A table may key on a field of a
+no two entries of an exact or LPM table match the same packets; and no field is read
+from a header that may be invalid at that point. A header is known valid where the
+parser extracted it on every path, after ``SetValid``, or under an ``If`` whose condition
+requires ``isValid()``; validity is followed through actions, whether called or run by
+a table (after an apply, only what every one of its actions leaves valid is known). A table may key on a field of a
 possibly invalid header only if it also keys on that header's validity (``hdr.$valid``),
 so its entries can tell the cases apart.
 
@@ -38,6 +40,7 @@ from mantra6g.synth.dpir import (
     IsValid,
     Lpm,
     MeterExec,
+    OnesSum,
     Program,
     Range,
     ReadTimestamp,
@@ -48,8 +51,8 @@ from mantra6g.synth.dpir import (
     SetValid,
     Stmt,
     Ternary,
+    ToHost,
     UnOp,
-    UpdateChecksum,
 )
 
 VALID_SUFFIX = "$valid"
@@ -109,6 +112,8 @@ def width(p: Program, e: Expr, params: tuple[ActionParam, ...] = ()) -> int:
         return 1
     if isinstance(e, Cast):
         return e.width
+    if isinstance(e, OnesSum):
+        return 16
     if isinstance(e, UnOp):
         return 1 if e.op == "!" else width(p, e.operand, params)
     if e.op in dpir.COMPARE_OPS or e.op in dpir.LOGIC_OPS:
@@ -193,6 +198,10 @@ class _Checker:
             for e in s.select:
                 w = self.expr(e, where, ())
                 widths.append(w)
+            if s.verify is not None:
+                vw = self.expr(s.verify, where + " verify", ())
+                if vw is not None and vw != 1:
+                    self.err(where, f"verify is {vw} bits, not a boolean")
             for c in s.cases:
                 if len(c.values) != len(s.select) or (c.masks is not None and len(c.masks) != len(s.select)):
                     self.err(where, f"case -> {c.next} has {len(c.values)} values for {len(s.select)} select keys")
@@ -269,6 +278,19 @@ class _Checker:
                 if isinstance(m, Range) and m.low > m.high:
                     self.err(ew, f"empty range {m.low}..{m.high} for key {k.field}")
             self.action_call(e.action, ew, allowed=t.actions)
+        self.duplicate_keys(t, where)
+
+    def duplicate_keys(self, t: dpir.Table, where: str) -> None:
+        """Entries of an exact or LPM table that match exactly the same packets: which one
+        wins would be the target's choice, so none may exist."""
+        if dpir.ranks_by_priority(t):
+            return
+        seen: dict[tuple, int] = {}
+        for i, e in enumerate(t.entries):
+            key = tuple((m.value, m.prefix_len) if isinstance(m, Lpm) else m.value for m in e.matches)
+            if key in seen:
+                self.err(f"{where} entry {i}", f"matches the same packets as entry {seen[key]}")
+            seen.setdefault(key, i)
 
     def action_call(self, call: ActionCall, where: str, allowed: Iterable[str] | None = None) -> None:
         try:
@@ -317,8 +339,8 @@ class _Checker:
             pw = self.expr(s.port, w, params, valid)
             if pw is not None and pw > dpir.STD_FIELDS["egress_port"] and not isinstance(s.port, Const):
                 self.err(w, f"port expression is {pw} bits, wider than a port ({dpir.STD_FIELDS['egress_port']})")
-            if isinstance(s.port, Const) and s.port.value >= 1 << dpir.STD_FIELDS["egress_port"]:
-                self.err(w, f"port {s.port.value} does not fit {dpir.STD_FIELDS['egress_port']} bits")
+            if isinstance(s.port, Const) and s.port.value > dpir.MAX_PORT:
+                self.err(w, f"port {s.port.value} is above {dpir.MAX_PORT} (511 is BMv2's drop port)")
         elif isinstance(s, Hash):
             tw = self.target(s.target, w, params, valid, writing=True)
             total = 0
@@ -355,9 +377,8 @@ class _Checker:
             tw = self.target(s.target, w, params, valid, writing=True)
             if tw is not None and tw < 48:
                 self.err(w, f"a timestamp needs at least 48 bits, {s.target} has {tw}")
-        elif isinstance(s, UpdateChecksum):
-            if self.header_exists(s.header, w) and self.p.header(s.header).type not in ("ipv4", "udp", "tcp"):
-                self.err(w, f"no checksum rule for header type '{self.p.header(s.header).type}'")
+        elif isinstance(s, ToHost):
+            pass
         elif isinstance(s, If):
             cw = self.expr(s.cond, w, params, valid)
             if cw is not None and cw != 1:
@@ -368,14 +389,21 @@ class _Checker:
             valid = None if valid is None else (after_then & after_else)
         elif isinstance(s, Apply):
             t = self.named(self.p.table, s.table, w)
+            after_hit = after_miss = valid
             if t is not None and valid is not None:
                 self.keys_readable(t, valid)
-                for name in t.actions:
-                    a = self.p.action(name) if name in {x.name for x in self.p.actions} else None
-                    if a is not None:
-                        self.stmts(a.body, f"action '{a.name}' (applied by table '{t.name}')", a.params, set(valid))
-            hit = self.stmts(s.on_hit, where, params, valid)
-            miss = self.stmts(s.on_miss, where, params, valid)
+                known = {x.name for x in self.p.actions}
+                # Any of the table's actions may run (entries can change at run time):
+                # what is known valid afterwards holds after every one of them.
+                ran = {
+                    name: self.stmts(self.p.action(name).body, f"action '{name}' (applied by table '{t.name}')",
+                                     self.p.action(name).params, set(valid))
+                    for name in dict.fromkeys((*t.actions, t.default.action)) if name in known
+                }
+                if ran:
+                    after_hit = after_miss = set.intersection(*ran.values())
+            hit = self.stmts(s.on_hit, where, params, after_hit)
+            miss = self.stmts(s.on_miss, where, params, after_miss)
             valid = None if valid is None else (hit & miss)
         elif isinstance(s, Call):
             self.action_call(ActionCall(s.action, s.args), w)
@@ -446,6 +474,14 @@ class _Checker:
             if e.width < 1:
                 self.err(where, f"cast to {e.width} bits")
             return e.width
+        if isinstance(e, OnesSum):
+            for t in e.terms:
+                tw = self.expr(t, where, params, valid)
+                if tw is not None and tw != 16:
+                    self.err(where, f"one's-complement sum of a {tw}-bit term (terms are 16 bits)")
+            if not e.terms:
+                self.err(where, "one's-complement sum of no terms")
+            return 16
         if isinstance(e, UnOp):
             w = self.expr(e.operand, where, params, valid)
             if e.op not in ("~", "!"):

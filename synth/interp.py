@@ -9,9 +9,11 @@ It is the oracle that the XDP program in the kernel and the P4 program in BMv2 a
 differential-tested against, so it states every choice DP-IR makes:
 
 * parsing: a ``reject`` or a packet shorter than an extract drops the packet;
-* the egress port: a packet that was never forwarded (or was dropped) is dropped;
-* checksums marked with ``UpdateChecksum`` are computed when the packet is deparsed,
-  over the bytes actually emitted (UDP: pseudo-header, header and everything after);
+* the egress port: a packet that was never forwarded (or was dropped) is dropped, or
+  handed to the host (``Result.to_host``) after ``ToHost``;
+* checksums are fields like any other: the program keeps them right (``OnesSum``), and
+  the deparser emits the valid headers in order, then the unparsed rest of the packet;
+* a table's winner is the first matching entry in :func:`mantra6g.synth.dpir.ranked`;
 * ``Hash``: ``base + zlib.crc32(inputs as big-endian bytes) % size``;
 * meters: single-rate token buckets, full at start, refilled at ``rate_bps`` by ``now_ns``;
 * arithmetic wraps at the width of the left operand / the target field.
@@ -47,6 +49,7 @@ from mantra6g.synth.dpir import (
     IsValid,
     Lpm,
     MeterExec,
+    OnesSum,
     Program,
     Range,
     ReadTimestamp,
@@ -57,8 +60,8 @@ from mantra6g.synth.dpir import (
     SetValid,
     Stmt,
     Ternary,
+    ToHost,
     UnOp,
-    UpdateChecksum,
 )
 from mantra6g.synth.dpir_check import VALID_SUFFIX, width
 
@@ -97,10 +100,12 @@ class Result:
     changes: list[Change] = field(default_factory=list)
     # Where the packet went through the program, for diagnostics and tests.
     trace: list[str] = field(default_factory=list)
+    # The packet as handed to the host's own stack (``ToHost``), if it was.
+    to_host: bytes | None = None
 
     @property
     def dropped(self) -> bool:
-        return not self.outputs
+        return not self.outputs and self.to_host is None
 
 
 class _Drop(Exception):
@@ -113,7 +118,7 @@ class _Packet:
     meta: dict[str, int]
     payload: bytes
     forwarded: bool = False
-    checksums: list[str] = field(default_factory=list)
+    to_host: bool = False
 
 
 def run(p: Program, data: bytes, ingress_port: int, now_ns: int, state: State | None = None) -> Result:
@@ -142,10 +147,15 @@ class _Run:
             self.result.trace.append(f"parser: {exc}")
             return self.result
         self.stmts(self.p.control, ())
-        if self.pkt.meta["std.drop"] or not self.pkt.forwarded:
-            self.result.trace.append("dropped" if self.pkt.meta["std.drop"] else "no egress port: dropped")
-            return self.result
-        self.result.outputs.append((self.pkt.meta["std.egress_port"], self.deparse()))
+        if self.pkt.meta["std.drop"]:
+            self.result.trace.append("dropped")
+        elif self.pkt.forwarded:
+            self.result.outputs.append((self.pkt.meta["std.egress_port"], self.deparse()))
+        elif self.pkt.to_host:
+            self.result.trace.append("to the host")
+            self.result.to_host = self.deparse()
+        else:
+            self.result.trace.append("no egress port: dropped")
         return self.result
 
     # ---------------------------------------------------------------- parser / deparser
@@ -162,6 +172,8 @@ class _Run:
                     raise _Drop(f"packet too short to extract {h} in state {name}")
                 self.pkt.headers[h] = unpack(ht, data[offset : offset + n])
                 offset += n
+            if st.verify is not None and not self.eval(st.verify, ()):
+                raise _Drop(f"malformed packet (verify in state {name})")
             name = self.select(st)
         if name == "reject":
             raise _Drop("parser rejected the packet")
@@ -178,41 +190,9 @@ class _Run:
         return st.default
 
     def deparse(self) -> bytes:
-        parts: list[tuple[str, bytes]] = []
-        for h in self.p.deparse:
-            if h in self.pkt.headers:
-                parts.append((h, pack(self.p.header(h).header_type, self.pkt.headers[h])))
-        # L4 first: its checksum covers what follows; the IPv4 checksum only its header.
-        # Inner L4 before outer L4 (the outer one covers the inner bytes).
-        order = lambda n: (self.p.header(n).type == "ipv4", -self.p.deparse.index(n))  # noqa: E731
-        for h in sorted(set(self.pkt.checksums), key=order):
-            if h in self.pkt.headers:
-                self.fill_checksum(h, parts)
-                parts = [(n, pack(self.p.header(n).header_type, self.pkt.headers[n])) for n, _ in parts]
-        return b"".join(b for _, b in parts) + self.pkt.payload
-
-    def fill_checksum(self, h: str, parts: list[tuple[str, bytes]]) -> None:
-        fields = self.pkt.headers[h]
-        kind = self.p.header(h).type
-        if kind == "ipv4":
-            fields["checksum"] = 0
-            fields["checksum"] = internet_checksum(pack(self.p.header(h).header_type, fields))
-            return
-        # UDP/TCP: over the IPv4 pseudo-header of the IPv4 header emitted just before it.
-        names = [n for n, _ in parts]
-        i = names.index(h)
-        ip = next((n for n in reversed(names[:i]) if self.p.header(n).type == "ipv4"), None)
-        if ip is None:
-            return
-        fields["checksum"] = 0
-        segment = pack(self.p.header(h).header_type, fields) + b"".join(b for _, b in parts[i + 1 :]) + self.pkt.payload
-        ipf = self.pkt.headers[ip]
-        proto = 17 if kind == "udp" else 6
-        length = fields["len"] if kind == "udp" else len(segment)
-        pseudo = ipf["src"].to_bytes(4, "big") + ipf["dst"].to_bytes(4, "big") + bytes([0, proto]) + length.to_bytes(2, "big")
-        c = internet_checksum(pseudo + segment)
-        # RFC 768: a computed UDP checksum of 0 is sent as all ones (0 means "none").
-        fields["checksum"] = c or (0xFFFF if kind == "udp" else 0)
+        """The valid headers in deparse order, then the rest of the packet as it came."""
+        parts = [pack(self.p.header(h).header_type, self.pkt.headers[h]) for h in self.p.deparse if h in self.pkt.headers]
+        return b"".join(parts) + self.pkt.payload
 
     # ---------------------------------------------------------------- control
     def stmts(self, body, params) -> None:
@@ -224,9 +204,8 @@ class _Run:
         if isinstance(s, Assign):
             self.write(s.target, self.eval(s.value, params), params)
         elif isinstance(s, SetValid):
-            if s.header not in pkt.headers:
-                ht = self.p.header(s.header).header_type
-                pkt.headers[s.header] = {f.name: 0 for f in ht.fields}
+            ht = self.p.header(s.header).header_type
+            pkt.headers[s.header] = {f.name: 0 for f in ht.fields}
         elif isinstance(s, SetInvalid):
             pkt.headers.pop(s.header, None)
         elif isinstance(s, CopyHeader):
@@ -277,8 +256,8 @@ class _Run:
             self.write(s.target, colour, params)
         elif isinstance(s, ReadTimestamp):
             self.write(s.target, self.now, params)
-        elif isinstance(s, UpdateChecksum):
-            pkt.checksums.append(s.header)
+        elif isinstance(s, ToHost):
+            pkt.to_host = True
         elif isinstance(s, If):
             self.stmts(s.then if self.eval(s.cond, params) else s.orelse, params)
         elif isinstance(s, Apply):
@@ -306,21 +285,15 @@ class _Run:
             hit = _exact_index(entries).get(tuple(keys))
             candidates = [hit] if hit is not None else []
         else:
-            candidates = entries
-        best: tuple | None = None
-        for pos, e in enumerate(candidates):
-            if not all(matches(m, v, self.key_width(k.field)) for m, v, k in zip(e.matches, keys, t.keys)):
-                continue
-            prefix = sum(m.prefix_len for m in e.matches if isinstance(m, Lpm))
-            rank = (prefix, e.priority, -pos)
-            if best is None or rank > best[0]:
-                best = (rank, e)
+            candidates = _ranked(t, entries)
+        widths = [self.key_width(k.field) for k in t.keys]
+        best = next((e for e in candidates if all(matches(m, v, w) for m, v, w in zip(e.matches, keys, widths))), None)
         if best is None:
             self.result.trace.append(f"table {t.name}: miss")
             self.call(t.default)
             return False
         self.result.trace.append(f"table {t.name}: hit")
-        self.call(best[1].action)
+        self.call(best.action)
         return True
 
     def key_value(self, path: str) -> int:
@@ -357,6 +330,8 @@ class _Run:
             return int(e.header in self.pkt.headers)
         if isinstance(e, Cast):
             return self.eval(e.operand, params) & ((1 << e.width) - 1)
+        if isinstance(e, OnesSum):
+            return ones_sum(self.eval(t, params) for t in e.terms)
         if isinstance(e, UnOp):
             v = self.eval(e.operand, params)
             if e.op == "!":
@@ -387,7 +362,8 @@ def refill(tokens: int, gap_ns: int, m: dpir.Meter) -> int:
     full = m.burst_bytes * TOKEN_SCALE
     if gap_ns <= 0:
         return tokens
-    if gap_ns >= full // max(1, m.rate_bps):  # a long gap fills the bucket (and avoids overflow)
+    rate = max(1, m.rate_bps)
+    if gap_ns >= (full + rate - 1) // rate:  # a gap long enough to fill it (and no overflow)
         return full
     return min(full, tokens + gap_ns * m.rate_bps)
 
@@ -412,11 +388,34 @@ _ARITH = {
 
 @functools.lru_cache(maxsize=256)
 def _exact_index(entries: tuple[Entry, ...]) -> dict[tuple[int, ...], Entry]:
-    """Exact-match entries by key (the first entry wins a duplicate key)."""
+    """Exact-match entries by key (the validator refuses duplicate keys; should a
+    control plane install one, the first wins, as in :func:`dpir.ranked`)."""
     index: dict[tuple[int, ...], Entry] = {}
     for e in entries:
         index.setdefault(tuple(m.value for m in e.matches), e)
     return index
+
+
+_RANKED: dict[int, tuple[tuple[Entry, ...], list[Entry]]] = {}
+
+
+def _ranked(t: dpir.Table, entries: tuple[Entry, ...]) -> list[Entry]:
+    """:func:`dpir.ranked`, computed once per entries tuple (it is sorted on every apply
+    otherwise)."""
+    hit = _RANKED.get(id(entries))
+    if hit is None or hit[0] is not entries:
+        if len(_RANKED) > 1024:
+            _RANKED.clear()
+        hit = _RANKED[id(entries)] = (entries, dpir.ranked(t, entries))
+    return hit[1]
+
+
+def ones_sum(terms) -> int:
+    """16-bit one's-complement sum with end-around carry (DP-IR's ``OnesSum``)."""
+    total = sum(terms)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
 
 
 def matches(m, value: int, w: int) -> bool:
@@ -448,16 +447,6 @@ def pack(ht, fields: dict[str, int]) -> bytes:
     for f in ht.fields:
         bits = (bits << f.width) | (fields.get(f.name, 0) & f.max_value)
     return bits.to_bytes(ht.width // 8, "big")
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement sum of 16-bit words."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def run_many(p: Program, packets, state: State | None = None) -> tuple[list[Result], State]:

@@ -130,6 +130,17 @@ class ServiceGraph:
                 todo.extend(self.predecessors(n))
         return seen
 
+    def downstream(self, name: str) -> set[str]:
+        """Every NF reachable from ``name``."""
+        seen: set[str] = set()
+        todo = [e.dst for e in self.edges if e.src == name]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(e.dst for e in self.edges if e.src == n)
+        return seen
+
     def topological_order(self) -> tuple[str, ...]:
         """NF names so that every edge goes forward, starting at the entry (written order
         breaks ties)."""

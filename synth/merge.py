@@ -41,9 +41,7 @@ from mantra6g.synth.dpir import (
     ActionCall,
     Apply,
     Assign,
-    BinOp,
     Call,
-    Cast,
     Const,
     Count,
     Entry,
@@ -59,7 +57,7 @@ from mantra6g.synth.dpir import (
     RegisterRead,
     RegisterWrite,
     Stmt,
-    UnOp,
+    map_refs,
 )
 from mantra6g.synth.ir import ServiceSpec
 
@@ -155,15 +153,7 @@ class Renamer:
         return p
 
     def expr(self, e: Expr) -> Expr:
-        if isinstance(e, Ref):
-            return Ref(self.path(e.path))
-        if isinstance(e, BinOp):
-            return BinOp(e.op, self.expr(e.left), self.expr(e.right))
-        if isinstance(e, UnOp):
-            return UnOp(e.op, self.expr(e.operand))
-        if isinstance(e, Cast):
-            return Cast(self.expr(e.operand), e.width)
-        return e  # Const, IsValid
+        return map_refs(e, self.path)
 
     def name(self, kind: str, n: str) -> str:
         return self.maps[kind].get(n, n)
@@ -192,7 +182,7 @@ class Renamer:
             return Apply(r.name("table", s.table), r.body(s.on_hit), r.body(s.on_miss))
         if isinstance(s, Call):
             return Call(r.name("action", s.action), s.args)
-        return s  # SetValid, SetInvalid, CopyHeader, Drop, UpdateChecksum: headers only
+        return s  # SetValid, SetInvalid, CopyHeader, Drop, ToHost: headers only
 
     def body(self, body: Sequence[Stmt]) -> tuple[Stmt, ...]:
         return tuple(self.stmt(s) for s in body)

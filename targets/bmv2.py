@@ -11,9 +11,11 @@ How DP-IR's semantics map onto v1model (docs/targets.md has the long form):
   ``Drop`` did; parser errors (``reject``, short packets) skip the program and drop;
 * ``Hash``: ``hash(t, HashAlgorithm.crc32, base, {inputs}, size)`` is BMv2's
   ``base + crc32 % size``, the interpreter's definition;
-* checksums: ``UpdateChecksum`` sets a flag; the compute-checksum control runs
-  ``update_checksum`` (IPv4) and ``update_checksum_with_payload`` (UDP, over the
-  pseudo-header, the UDP header, the headers emitted after it and the payload);
+* checksums are DP-IR fields the program keeps right itself: a one's-complement sum
+  (``OnesSum``) is added up in a 32-bit temporary and folded, in the ingress; the
+  compute-checksum control has nothing left to do;
+* a parser ``verify`` is P4's ``verify(cond, error.Malformed)``: the ingress sees the
+  parser error and drops the packet, as DP-IR does;
 * meters: v1model meters are two-rate three-colour (RFC 2698); configured with
   CIR = PIR and CBS = PBS both buckets agree, so yellow never happens and the colour
   is DP-IR's green (0) or red (2);
@@ -111,26 +113,6 @@ class V1modelPrinter(P4Printer):
         ]
         return out
 
-    def checksum_calls(self) -> list[str]:
-        out = []
-        for h in self.l4_checksum_order():
-            hdr = f"hdr.{ident(h)}"
-            flag = f"meta.std.csum_{ident(h)} == 1w1"
-            if self.p.header(h).type == "ipv4":
-                cond = f"{hdr}.isValid() && {flag}"
-                out.append(_call("update_checksum", cond, p4.ipv4_checksum_fields(h), f"{hdr}.checksum"))
-                continue
-            ips = p4.udp_pseudo_header_sources(self.p, h)
-            for i, ip in enumerate(ips):
-                # The interpreter sums over the nearest valid IPv4 header before it.
-                nearer = "".join(f" && !hdr.{ident(n)}.isValid()" for n in ips[:i])
-                cond = f"{hdr}.isValid() && {flag} && hdr.{ident(ip)}.isValid(){nearer}"
-                data = self.l4_checksum_data(h, ip)
-                out.append(_call("update_checksum_with_payload", cond, data, f"{hdr}.checksum"))
-        if any(self.p.header(h).type == "udp" for h in self.checksum_headers()):
-            self.notes.append("UDP checksum: a computed 0 stays 0 on BMv2 (the interpreter sends 0xffff)")
-        return out
-
     def meta_init(self) -> list[str]:
         # DP-IR metadata starts at zero on every packet.
         out = [f"meta.std.{n} = 0;" for n, _ in self.std_fields() if n not in ("ingress_port", "pkt_len")]
@@ -139,7 +121,6 @@ class V1modelPrinter(P4Printer):
     def program_text(self) -> str:
         p = self.p
         body = self.control_body()  # first: it may add notes
-        checksums = self.checksum_calls()
         return p4.template("v1model/program.p4.j2").render(
             name=ident(p.name),
             doc=(p.doc or f"DP-IR program {p.name}").replace("*/", "* /").splitlines()[0],
@@ -151,15 +132,8 @@ class V1modelPrinter(P4Printer):
             actions=p4.indent_block("\n\n".join(self.action_decl(a) for a in p.actions), 1),
             tables=p4.indent_block("\n\n".join(self.table_decl(t) for t in p.tables), 1),
             body=p4.indent_block("\n".join(body), 3),
-            epilogue=p4.indent_block("\n".join(self.l4_length_stmts()), 3),
-            checksums=p4.indent_block("\n".join(checksums), 2),
             deparse=self.deparse_headers(),
         )
-
-
-def _call(fn: str, cond: str, data: list[str], target: str) -> str:
-    items = "".join(f"{INDENT}{INDENT}{d},\n" for d in data).rstrip(",\n") + "\n"
-    return f"{fn}(\n{INDENT}{cond},\n{INDENT}{{\n{items}{INDENT}}},\n{INDENT}{target},\n{INDENT}HashAlgorithm.csum16);"
 
 
 # ---------------------------------------------------------------- control plane

@@ -39,7 +39,6 @@ from mantra6g.synth.dpir import (
     CopyHeader,
     Count,
     Drop,
-    Entry,
     Exact,
     Expr,
     Forward,
@@ -48,6 +47,7 @@ from mantra6g.synth.dpir import (
     IsValid,
     Lpm,
     MeterExec,
+    OnesSum,
     Program,
     Range,
     ReadTimestamp,
@@ -59,8 +59,8 @@ from mantra6g.synth.dpir import (
     Stmt,
     Table,
     Ternary,
+    ToHost,
     UnOp,
-    UpdateChecksum,
 )
 from mantra6g.synth.dpir_check import VALID_SUFFIX, width
 from mantra6g.synth.headers import HEADERS
@@ -198,23 +198,6 @@ def width_of_key(p: Program, path: str) -> int:
     return 1 if path.endswith("." + VALID_SUFFIX) else p.width_of(path)
 
 
-def needs_priority(t: Table) -> bool:
-    """Whether entries of ``t`` carry a priority (ternary/range keys, or several LPMs)."""
-    kinds = [k.match for k in t.keys]
-    return any(k in ("ternary", "range") for k in kinds) or kinds.count("lpm") > 1
-
-
-def ranked(t: Table) -> list[Entry]:
-    """Entries best first, in the interpreter's order: longest prefixes, then the
-    highest priority, then the earliest entry."""
-    order = sorted(
-        enumerate(t.entries),
-        key=lambda ie: (sum(m.prefix_len for m in ie[1].matches if isinstance(m, Lpm)), ie[1].priority, -ie[0]),
-        reverse=True,
-    )
-    return [e for _, e in order]
-
-
 def prefix_mask(prefix_len: int, w: int) -> int:
     return ((1 << prefix_len) - 1) << (w - prefix_len)
 
@@ -233,7 +216,7 @@ class EntryRecord:
 def entry_records(p: Program, t: Table) -> list[EntryRecord]:
     """``t``'s entries, best first, with P4Runtime priorities (n for the best … 1)."""
     out = []
-    entries = ranked(t)
+    entries = dpir.ranked(t)
     for i, e in enumerate(entries):
         matches = []
         for k, m in zip(t.keys, e.matches):
@@ -255,7 +238,7 @@ def entry_records(p: Program, t: Table) -> list[EntryRecord]:
                 tuple(matches),
                 qualified(a.name),
                 tuple((ident(prm.name), v) for prm, v in zip(a.params, e.action.args)),
-                len(entries) - i if needs_priority(t) else None,
+                len(entries) - i if dpir.ranks_by_priority(t) else None,
             )
         )
     return out
@@ -333,54 +316,12 @@ class P4Printer:
         return []
 
     # -- declarations ---------------------------------------------------------
-    def checksum_headers(self) -> list[str]:
-        """Header instances some ``UpdateChecksum`` names, in deparse order."""
-        named = {s.header for s in walk(self.p) if isinstance(s, UpdateChecksum)}
-        return [h for h in self.p.deparse if h in named] + sorted(named - set(self.p.deparse))
-
     def std_fields(self) -> list[tuple[str, int]]:
         fields = list(dpir.STD_FIELDS.items())
         fields.append(("forwarded", 1))  # a Forward ran (DP-IR drops packets never forwarded)
-        fields += [(f"csum_{ident(h)}", 1) for h in self.checksum_headers()]
-        fields += [(f"l4len_{ident(h)}", 16) for h in self.checksum_headers() if self.p.header(h).type == "tcp"]
+        if any(isinstance(e, OnesSum) for e in walk_exprs(self.p)):
+            fields.append(("csum", 32))  # one's-complement sums are added up here
         return fields + self.extra_std_fields()
-
-    def l4_checksum_order(self) -> list[str]:
-        """Checksummed headers in the interpreter's order: L4 (UDP/TCP) first, inner
-        before outer (the outer one covers the inner bytes), then IPv4."""
-        hs = self.checksum_headers()
-        pos = {h: i for i, h in enumerate(self.p.deparse)}
-        l4 = sorted((h for h in hs if self.p.header(h).type != "ipv4"), key=lambda h: -pos.get(h, 0))
-        return l4 + [h for h in hs if self.p.header(h).type == "ipv4"]
-
-    def l4_length_stmts(self) -> list[str]:
-        """TCP has no length field: its pseudo-header length is the enclosing IPv4
-        total length minus the 20-byte header (DP-IR's IPv4 has no options). Farther
-        candidates first, so the nearest valid IPv4 header wins."""
-        out = []
-        for h in self.checksum_headers():
-            if self.p.header(h).type != "tcp":
-                continue
-            for ip in reversed(udp_pseudo_header_sources(self.p, h)):
-                out += [
-                    f"if (hdr.{ident(ip)}.isValid()) {{",
-                    f"{INDENT}meta.std.l4len_{ident(h)} = hdr.{ident(ip)}.len - 16w20;",
-                    "}",
-                ]
-        return out
-
-    def l4_checksum_data(self, h: str, ip: str) -> list[str]:
-        """The words an L4 checksum sums, before the payload: the IPv4 pseudo-header,
-        the L4 header with a zero checksum, and every header emitted after it."""
-        kind = self.p.header(h).type
-        hdr, ipr = f"hdr.{ident(h)}", f"hdr.{ident(ip)}"
-        length = f"{hdr}.len" if kind == "udp" else f"meta.std.l4len_{ident(h)}"
-        proto = "8w17" if kind == "udp" else "8w6"
-        fields = [
-            "16w0" if f.name == "checksum" else f"{hdr}.{ident(f.name)}" for f in HEADERS[kind].fields
-        ]
-        return [f"{ipr}.src", f"{ipr}.dst", "8w0", proto, length, *fields,
-                *(f"hdr.{ident(x)}" for x in headers_after(self.p, h))]
 
     def header_types(self) -> str:
         used = []
@@ -416,11 +357,17 @@ class P4Printer:
             return self.reject_state()
         return f"parse_{ident(name)}"
 
+    def parser_verify(self, st: dpir.ParserState) -> list[str]:
+        """A state's ``verify``: P4's ``verify(cond, error)``, which ends parsing with that
+        error (the ingress then drops the packet, as DP-IR does)."""
+        return [f"verify({self.cond(st.verify, _Ctx())}, error.Malformed);"] if st.verify is not None else []
+
     def parser_states(self, pkt: str = "pkt") -> list[str]:
         out = []
         for st in self.p.parser:
             lines = [f"state {self.state_name(st.name)} {{"]
             lines += [f"{INDENT}{pkt}.extract(hdr.{ident(h)});" for h in st.extract]
+            lines += [INDENT + line for line in self.parser_verify(st)]
             if not st.select:
                 lines.append(f"{INDENT}transition {self.state_name(st.default)};")
             else:
@@ -468,6 +415,8 @@ class P4Printer:
             text = self.ref(e.path, ctx)
         elif isinstance(e, Cast):  # zero-extend or truncate, as P4's cast does
             text = self.value(e.operand, ctx, e.width)
+        elif isinstance(e, OnesSum):  # added up just before (see sum_stmts)
+            text = "(bit<16>)meta.std.csum"
         elif isinstance(e, UnOp):  # "~"
             text = f"~{self.atom(e.operand, ctx)}"
         else:
@@ -515,9 +464,22 @@ class P4Printer:
         w = self.p.width_of(target, ctx.params)
         return f"{self.ref(target, ctx)} = {self.value(e, ctx, w)};"
 
+    def sum_stmts(self, e: Expr, ctx: _Ctx) -> list[str]:
+        """``e``'s one's-complement sum, added up in ``meta.std.csum`` (32 bits, carries
+        folded back in twice) before the statement that uses it: P4 has no such operator."""
+        sums = [x for x in iter_exprs(e) if isinstance(x, OnesSum)]
+        if not sums:
+            return []
+        if len(sums) > 1:
+            raise P4BackendError(f"program '{self.p.name}': more than one one's-complement sum in one expression")
+        acc = "meta.std.csum"
+        total = " + ".join(self.atom(t, ctx, 32) for t in sums[0].terms)
+        fold = f"{acc} = ({acc} & 32w0xffff) + ({acc} >> 16);"
+        return [f"{acc} = {total};", fold, fold]
+
     def stmt(self, s: Stmt, ctx: _Ctx) -> list[str]:
         if isinstance(s, Assign):
-            return [self.assign(s.target, s.value, ctx)]
+            return self.sum_stmts(s.value, ctx) + [self.assign(s.target, s.value, ctx)]
         if isinstance(s, SetValid):
             h = ident(s.header)
             ht = self.p.header(s.header).header_type
@@ -531,8 +493,11 @@ class P4Printer:
             return ["meta.std.drop = 1w1;"]
         if isinstance(s, Forward):
             return [self.assign("std.egress_port", s.port, ctx), "meta.std.forwarded = 1w1;"]
-        if isinstance(s, UpdateChecksum):
-            return [f"meta.std.csum_{ident(s.header)} = 1w1;  // recomputed at deparse time"]
+        if isinstance(s, ToHost):
+            raise P4BackendError(
+                f"program '{self.p.name}' hands unclaimed packets to the host (unclaimed: pass), but a "
+                f"{self.target} switch has no host stack: compile it with unclaimed: drop"
+            )
         if isinstance(s, Hash):
             return self.hash_stmt(s, ctx)
         if isinstance(s, RegisterRead):
@@ -592,7 +557,7 @@ class P4Printer:
             # Without explicit priorities the first matching const entry wins (P4-16
             # §14.2.1.4), so list them best first as the interpreter ranks them.
             lines.append(f"{INDENT}const entries = {{")
-            for e in ranked(t):
+            for e in dpir.ranked(t):
                 sets = [self.keyset(k, m) for k, m in zip(t.keys, e.matches)]
                 keyset = sets[0] if len(sets) == 1 else f"({', '.join(sets)})"
                 call = f"{ident(e.action.action)}({self.args(e.action.action, e.action.args)})"
@@ -669,24 +634,23 @@ def walk(p: Program) -> Iterable[Stmt]:
         yield from go(a.body)
 
 
-def udp_pseudo_header_sources(p: Program, udp: str) -> list[str]:
-    """IPv4 instances that may precede ``udp`` in the deparse order, nearest first:
-    the interpreter takes the nearest *valid* one as the pseudo-header's source."""
-    order = list(p.deparse)
-    if udp not in order:
-        return []
-    before = order[: order.index(udp)]
-    return [h for h in reversed(before) if p.header(h).type == "ipv4"]
+def iter_exprs(e: Expr) -> Iterable[Expr]:
+    """``e`` and every expression inside it."""
+    yield e
+    for x in dpir.operands(e):
+        yield from iter_exprs(x)
 
 
-def headers_after(p: Program, h: str) -> list[str]:
-    order = list(p.deparse)
-    return order[order.index(h) + 1 :] if h in order else []
-
-
-def ipv4_checksum_fields(h: str) -> list[str]:
-    """The IPv4 header's fields in wire order, checksum excluded (summed as zero)."""
-    return [f"hdr.{ident(h)}.{ident(f.name)}" for f in HEADERS["ipv4"].fields if f.name != "checksum"]
+def walk_exprs(p: Program) -> Iterable[Expr]:
+    """Every expression of the program's statements and parser."""
+    for s in walk(p):
+        for v in vars(s).values():
+            for e in v if isinstance(v, tuple) else (v,):
+                if isinstance(e, (Const, Ref, BinOp, UnOp, IsValid, Cast, OnesSum)):
+                    yield from iter_exprs(e)
+    for st in p.parser:
+        for e in (*st.select, *((st.verify,) if st.verify is not None else ())):
+            yield from iter_exprs(e)
 
 
 # ---------------------------------------------------------------- templates

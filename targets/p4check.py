@@ -24,7 +24,7 @@ from mantra6g.errors import MantraError
 
 # Functions and objects the architecture files declare (v1model.p4, tna.p4, core.p4).
 ARCH_FUNCTIONS = frozenset(
-    {"mark_to_drop", "hash", "update_checksum", "update_checksum_with_payload", "verify_checksum"}
+    {"mark_to_drop", "hash", "update_checksum", "update_checksum_with_payload", "verify_checksum", "verify"}
 )
 ARCH_NAMES = frozenset(
     {

@@ -19,10 +19,10 @@ How DP-IR's semantics map onto TNA (docs/targets.md has the long form):
 * registers become ``Register`` + one ``RegisterAction`` per access; meters are
   ``Meter`` (byte, configured CIR = PIR so yellow never happens) whose colour
   ``GREEN=0``/``RED=3`` becomes DP-IR's 0/2 by masking bit 1;
-* checksums: the IPv4 checksum is recomputed in the deparser with ``Checksum``; an
-  L4 (UDP/TCP) checksum is recomputed incrementally from the residual the parser
-  deposits (the incoming checksum minus the fields the program may change); an L4
-  header the parser never extracts (a pushed tunnel header) gets checksum 0;
+* checksums are DP-IR fields the program keeps right itself (``OnesSum`` arithmetic in
+  a 32-bit temporary);
+* a parser ``verify`` that reads the packet length (IPv4 total length against the frame)
+  is left out: the Tofino ingress has no packet length (a note says so);
 * timestamps: ``ig_intr_md.ingress_mac_tstamp`` is already in ns.
 """
 
@@ -108,9 +108,13 @@ class TnaPrinter(P4Printer):
         return "parse_reject"
 
     def extra_std_fields(self) -> list[tuple[str, int]]:
-        fields = [("parser_reject", 1)] + self.temps
-        fields += [(f"l4res_{ident(h)}", 16) for h in self.parsed_l4()]
-        return fields
+        return [("parser_reject", 1)] + self.temps
+
+    def parser_verify(self, st) -> list[str]:
+        if st.verify is not None and "std.pkt_len" in {e.path for e in p4.iter_exprs(st.verify) if isinstance(e, p4.Ref)}:
+            self.notes.append("TNA: the IPv4 total length is not checked against the frame (no packet length in the ingress)")
+            return []
+        return super().parser_verify(st)
 
     def ref(self, path: str, ctx: _Ctx) -> str:
         if path == "std.pkt_len":
@@ -245,56 +249,6 @@ class TnaPrinter(P4Printer):
         w = self.p.width_of(s.target, ctx.params)
         return [f"{self.ref(s.target, ctx)} = (bit<{w}>)ig_intr_md.ingress_mac_tstamp;  // ns"]
 
-    # -- checksums ----------------------------------------------------------------
-    def parsed_l4(self) -> list[str]:
-        """Checksummed UDP/TCP headers the ingress parser extracts (residual known)."""
-        extracted = {h for st in self.p.parser for h in st.extract}
-        return [h for h in self.checksum_headers() if self.p.header(h).type != "ipv4" and h in extracted]
-
-    def parser_residual(self, h: str) -> list[str]:
-        """After extracting L4 header ``h``: subtract what the program may rewrite
-        (the pseudo-header, the L4 header and every later header) from the checksum
-        the packet arrived with, leaving the payload's sum."""
-        ips = p4.udp_pseudo_header_sources(self.p, h)
-        if not ips:
-            return []
-        data = self.l4_checksum_data(h, ips[0])
-        data[data.index("16w0")] = f"hdr.{ident(h)}.checksum"
-        data = [d for d in data if not d.startswith("hdr.") or d.count(".") == 2]  # fields, not later headers
-        if self.p.header(h).type == "tcp":
-            # The pseudo-header length of the arriving packet: its IPv4 length minus 20.
-            data[data.index(f"meta.std.l4len_{ident(h)}")] = f"hdr.{ident(ips[0])}.len"
-            add = [f"csum_{ident(h)}.add({{16w20}});"]
-        else:
-            add = []
-        return [f"csum_{ident(h)}.subtract({{{', '.join(data)}}});", *add,
-                f"csum_{ident(h)}.subtract_all_and_deposit(meta.std.l4res_{ident(h)});"]
-
-    def deparser_checksums(self) -> tuple[list[str], list[str]]:
-        decls, lines = [], []
-        parsed = set(self.parsed_l4())
-        for h in self.l4_checksum_order():
-            hdr, flag = f"hdr.{ident(h)}", f"meta.std.csum_{ident(h)} == 1w1"
-            kind = self.p.header(h).type
-            if kind == "ipv4":
-                decls.append(f"Checksum() csum_{ident(h)};")
-                data = ", ".join(p4.ipv4_checksum_fields(h))
-                lines += [f"if ({flag}) {{", f"{INDENT}{hdr}.checksum = csum_{ident(h)}.update({{{data}}});", "}"]
-                continue
-            ips = p4.udp_pseudo_header_sources(self.p, h)
-            if h not in parsed or not ips:
-                self.notes.append(f"TNA: {kind} header '{h}' is pushed, not parsed: its checksum is sent as 0")
-                lines += [f"if ({flag}) {{", f"{INDENT}{hdr}.checksum = 16w0;  // no payload sum without a residual", "}"]
-                continue
-            decls.append(f"Checksum() csum_{ident(h)};")
-            data = self.l4_checksum_data(h, ips[0]) + [f"meta.std.l4res_{ident(h)}"]
-            data.remove("16w0")
-            zeros_as_ones = ", true" if kind == "udp" else ""
-            lines += [f"if ({flag}) {{",
-                      f"{INDENT}{hdr}.checksum = csum_{ident(h)}.update({{{', '.join(data)}}}{zeros_as_ones});", "}"]
-            self.notes.append(f"TNA: the {kind} checksum of '{h}' is incremental: right when the arriving one was")
-        return decls, lines
-
     # -- whole program -----------------------------------------------------------
     def stateful_externs(self) -> list[str]:
         p = self.p
@@ -310,15 +264,7 @@ class TnaPrinter(P4Printer):
         return out
 
     def parser_text(self) -> str:
-        states = self.parser_states()
-        residual = {h: self.parser_residual(h) for h in self.parsed_l4()}
-        out = []
-        for st, text in zip(self.p.parser, states):
-            extra = [line for h in st.extract if h in residual for line in residual[h]]
-            if extra:
-                head, _, rest = text.partition("\n    transition")
-                text = head + "".join(f"\n{INDENT}{line}" for line in extra) + "\n    transition" + rest
-            out.append(text)
+        out = self.parser_states()
         out.append(f"state parse_reject {{\n{INDENT}// DP-IR reject: flag it; the ingress drops it\n"
                    f"{INDENT}meta.std.parser_reject = 1w1;\n{INDENT}transition accept;\n}}")
         return "\n\n".join(out)
@@ -332,22 +278,17 @@ class TnaPrinter(P4Printer):
         p = self.p
         body = self.control_body()  # first: it declares externs, temporaries, tables
         actions = [self.action_decl(a) for a in p.actions]  # may declare more externs
-        decls, csum_lines = self.deparser_checksums()
         parser = self.parser_text()
         return p4.template("tna/program.p4.j2").render(
             name=ident(p.name),
             doc=(p.doc or f"DP-IR program {p.name}").replace("*/", "* /").splitlines()[0],
             header_types=self.header_types(),
             structs=self.structs(),
-            parser_externs=p4.indent_block("\n".join(f"Checksum() csum_{ident(h)};" for h in self.parsed_l4()), 1),
             meta_init=p4.indent_block("\n".join(self.meta_init()), 2),
             states=p4.indent_block(parser, 1),
             externs=p4.indent_block("\n".join(self.stateful_externs() + self.externs), 1),
             actions=p4.indent_block("\n\n".join(actions + self.extra_actions), 1),
             tables=p4.indent_block("\n\n".join([self.table_decl(t) for t in p.tables] + self.extra_tables), 1),
             body=p4.indent_block("\n".join(body), 3),
-            epilogue=p4.indent_block("\n".join(self.l4_length_stmts()), 3),
-            checksum_decls=p4.indent_block("\n".join(decls), 1),
-            checksums=p4.indent_block("\n".join(csum_lines), 2),
             deparse=self.deparse_headers(),
         )

@@ -40,9 +40,7 @@ from mantra6g.synth import dpir
 from mantra6g.synth.dpir import (
     Apply,
     Assign,
-    BinOp,
     Call,
-    Cast,
     CopyHeader,
     Count,
     Drop,
@@ -60,8 +58,7 @@ from mantra6g.synth.dpir import (
     SetInvalid,
     SetValid,
     Stmt,
-    UnOp,
-    UpdateChecksum,
+    operands,
 )
 from mantra6g.synth.dpir_check import VALID_SUFFIX
 
@@ -189,11 +186,7 @@ def expr_reads(e: Expr) -> set[str]:
         return set() if e.path.startswith("param.") else {e.path}
     if isinstance(e, IsValid):
         return {f"{e.header}.{VALID_SUFFIX}"}
-    if isinstance(e, BinOp):
-        return expr_reads(e.left) | expr_reads(e.right)
-    if isinstance(e, (UnOp, Cast)):
-        return expr_reads(e.operand)
-    return set()
+    return set().union(*(expr_reads(x) for x in operands(e)))
 
 
 def _flatten(p: Program, body: Iterable[Stmt]) -> Iterable[Stmt]:
@@ -239,8 +232,6 @@ def stmt_effects(p: Program, body: Iterable[Stmt]) -> tuple[set[str], set[str]]:
             reads |= expr_reads(s.index)
         elif isinstance(s, ReadTimestamp):
             writes.add(s.target)
-        elif isinstance(s, UpdateChecksum):
-            writes.add(f"std.csum_{s.header}")
         elif isinstance(s, If):
             reads |= expr_reads(s.cond)
     return reads, writes

@@ -12,13 +12,12 @@ The generated C follows DP-IR's semantics (``synth/interp.py`` is the reference)
   as the interpreter); ``bpf_ktime_get_ns()`` is the clock;
 * **deparse**: valid headers are serialised in deparse order, the packet head moves
   with ``bpf_xdp_adjust_head`` by the size difference (push/pop, encap/decap) and the
-  header stack is written back with ``bpf_xdp_store_bytes``; IPv4 checksums are
-  recomputed over the header and UDP/TCP checksums over the pseudo-header and the
-  emitted segment (``bpf_csum_diff`` in 256-byte chunks, segments up to 4 KiB);
-* **verdict**: dropped or never forwarded → ``XDP_DROP``; out of the ingress port →
-  ``XDP_TX``; another port → ``bpf_redirect_map`` through the ``mantra_ports`` devmap
-  (DP-IR port → ifindex, filled at deploy). The ingress port comes from
-  ``mantra_port_of`` (ifindex → DP-IR port).
+  header stack is written back with ``bpf_xdp_store_bytes``; checksums are fields the
+  program already keeps right (``OnesSum`` arithmetic), so nothing is summed here;
+* **verdict**: dropped or never forwarded → ``XDP_DROP`` (``XDP_PASS`` to the kernel
+  after ``ToHost``); out of the ingress port → ``XDP_TX``; another port →
+  ``bpf_redirect_map`` through the ``mantra_ports`` devmap (DP-IR port → ifindex, filled
+  at deploy). The ingress port comes from ``mantra_port_of`` (ifindex → DP-IR port).
 
 With ``test_hooks=True`` the program takes its clock and ingress port from the
 ``mantra_test`` map and records the egress port there instead of redirecting, so that
@@ -56,6 +55,7 @@ from mantra6g.synth.dpir import (
     IsValid,
     Lpm,
     MeterExec,
+    OnesSum,
     Program,
     Range,
     ReadTimestamp,
@@ -67,16 +67,14 @@ from mantra6g.synth.dpir import (
     Stmt,
     Table,
     Ternary,
+    ToHost,
     UnOp,
-    UpdateChecksum,
 )
 from mantra6g.synth.dpir_check import VALID_SUFFIX, validate, width
 from mantra6g.synth.interp import TOKEN_SCALE
 
 OUT_MAX = 512  # bytes of headers the deparser can write
 HASH_MAX = 64  # bytes of hash input
-CHUNK = 256  # checksum chunk (bpf_csum_diff takes at most 512 bytes, multiple of 4)
-MAX_CHUNKS = 16  # UDP/TCP segments up to 4 KiB
 MAX_MAPS = 64  # the kernel's limit of maps one BPF program may use (MAX_USED_MAPS)
 FIXED_MAPS = 4  # scratch, ports, port_of, test hooks
 
@@ -156,6 +154,8 @@ class _Printer:
             return f"(__u64)VALID({self.hidx[e.header]})"
         if isinstance(e, Cast):
             return f"(({self.expr(e.operand, params)}) & MASK({e.width}))"
+        if isinstance(e, OnesSum):
+            return f"ones_fold({' + '.join(f'(({self.expr(t, params)}) & 0xffff)' for t in e.terms)})"
         if isinstance(e, UnOp):
             inner = self.expr(e.operand, params)
             if e.op == "!":
@@ -226,7 +226,7 @@ class _Printer:
             return self.assign(s.target, self.expr(s.value, params), params)
         if isinstance(s, SetValid):
             i = self.hidx[s.header]
-            return [f"if (!VALID({i})) {{ __builtin_memset(s->h.{s.header}, 0, {_hbytes(p, s.header)}); s->valid |= BIT({i}); }}"]
+            return [f"__builtin_memset(s->h.{s.header}, 0, {_hbytes(p, s.header)}); s->valid |= BIT({i});"]
         if isinstance(s, SetInvalid):
             return [f"s->valid &= ~BIT({self.hidx[s.header]});"]
         if isinstance(s, CopyHeader):
@@ -281,8 +281,8 @@ class _Printer:
             ]
         if isinstance(s, ReadTimestamp):
             return self.assign(s.target, "s->now", params)
-        if isinstance(s, UpdateChecksum):
-            return [f"s->csum |= BIT({self.hidx[s.header]});"]
+        if isinstance(s, ToHost):
+            return ["s->m.to_host = 1;"]
         if isinstance(s, If):
             out = [f"if ({self.expr(s.cond, params)}) {{"] + ["    " + x for x in self.stmts(s.then, params)]
             if s.orelse:
@@ -430,6 +430,8 @@ class _Printer:
                     f"    s->off[{self.hidx[h]}] = s->parsed;",
                     f"    s->parsed += {n};",
                 ]
+            if st.verify is not None:
+                out += [f"    if (!({self.expr(st.verify, ())}))", "        return XDP_DROP; /* malformed */"]
             if st.select:
                 for i, e in enumerate(st.select):
                     out.append(f"    __u64 sel_{st.name}_{i} = {self.expr(e, ())};")
@@ -479,7 +481,7 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
     header_struct = ["struct headers {"] + [f"    __u8 {h.name}[{_hbytes(p, h.name)}];" for h in p.headers] + ["};"]
     meta_struct = ["struct metadata {"] + [f"    __u64 {m.name};" for m in p.metadata] + [
         "    __u64 std_ingress_port;", "    __u64 std_egress_port;", "    __u64 std_drop;", "    __u64 std_pkt_len;",
-        "    __u64 forwarded;", "};"]
+        "    __u64 forwarded;", "    __u64 to_host;", "};"]
     tables_decl: list[str] = []
     tables_fn: list[str] = []
     for t in p.tables:
@@ -490,8 +492,6 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
     for a in p.actions:
         actions += pr.action(a) + [""]
     control = pr.stmts(p.control, ())
-    ipv4s = [h.name for h in p.headers if h.type == "ipv4"]
-    l4s = [h.name for h in p.headers if h.type in ("udp", "tcp")]
     deparse = []
     for h in p.deparse:
         i = pr.hidx[h]
@@ -504,44 +504,6 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
             f"        s->off[{i}] = o;",
             f"        __builtin_memcpy(s->out + o, s->h.{h}, {n});",
             f"        s->emitted = o + {n};",
-            "    }",
-        ]
-    ipv4_sums = []
-    for h in ipv4s:
-        i = pr.hidx[h]
-        ipv4_sums += [
-            f"    if ((s->csum & BIT({i})) && VALID({i})) {{",
-            f"        s->h.{h}[10] = 0; s->h.{h}[11] = 0;",
-            f"        __u16 c = csum_fold(bpf_csum_diff(0, 0, (__be32 *)s->h.{h}, 20, 0));",
-            f"        __builtin_memcpy(&s->h.{h}[10], &c, 2);",
-            "    }",
-        ]
-    zero_l4 = []
-    l4_sums = []
-    order = sorted(l4s, key=lambda h: -p.deparse.index(h) if h in p.deparse else 0)  # inner first
-    for h in order:
-        i = pr.hidx[h]
-        kind = p.header(h).type
-        csum_at = 6 if kind == "udp" else 16
-        zero_l4.append(f"    if ((s->csum & BIT({i})) && VALID({i})) {{ s->h.{h}[{csum_at}] = 0; s->h.{h}[{csum_at + 1}] = 0; }}")
-        before = [x for x in p.deparse[: p.deparse.index(h)] if x in ipv4s] if h in p.deparse else []
-        pick = []
-        for ip in reversed(before):  # the nearest IPv4 header emitted before it
-            pick.append(f"        {'else ' if pick else ''}if (VALID({pr.hidx[ip]})) ip = s->h.{ip};")
-        length = f"get_bits(s->h.{h}, 32, 16)" if kind == "udp" else f"(end - s->off[{i}])"
-        proto = 17 if kind == "udp" else 6
-        l4_sums += [
-            f"    if ((s->csum & BIT({i})) && VALID({i})) {{",
-            "        const __u8 *ip = 0;",
-            *pick,
-            "        if (ip) {",
-            f"            __u64 seg = s->off[{i}];",
-            f"            __u64 len = {length};",
-            "            __builtin_memcpy(s->pseudo, ip + 12, 8);",
-            f"            s->pseudo[8] = 0; s->pseudo[9] = {proto}; s->pseudo[10] = len >> 8; s->pseudo[11] = len & 0xff;",
-            f"            if (mantra_segment_csum(ctx, seg, {csum_at}, {int(kind == 'udp')}))",
-            "                return XDP_DROP;",
-            "        }",
             "    }",
         ]
     template = resources.files("mantra6g.ebpf").joinpath("xdp_program.c.j2").read_text()
@@ -560,14 +522,9 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
         tables_fn="\n".join(tables_fn),
         parser="\n".join(pr.parser()),
         control="\n".join("    " + x for x in control),
-        ipv4_sums="\n".join(ipv4_sums),
-        zero_l4="\n".join(zero_l4),
         deparse="\n".join(deparse),
-        l4_sums="\n".join(l4_sums),
         token_scale=TOKEN_SCALE,
         out_max=OUT_MAX,
-        chunk=CHUNK,
-        max_chunks=MAX_CHUNKS,
         hash_max=HASH_MAX,
     )
 
@@ -608,8 +565,7 @@ def table_entries(p: Program, t: Table, entries=None) -> list[tuple[bytes, bytes
             key = m.prefix_len.to_bytes(4, "little") + m.value.to_bytes(w // 8, "big")
             out.append((key, _encode_action(t, e.action, p, 0)))
         return out
-    ranked = sorted(enumerate(entries), key=lambda ie: (-ie[1].priority, ie[0]))
-    for i, (_, e) in enumerate(ranked):
+    for i, e in enumerate(dpir.ranked(t, tuple(entries))):
         vs, ms = [], []
         for m, w, k in zip(e.matches, widths, t.keys):
             top = (1 << w) - 1
@@ -711,17 +667,24 @@ class KernelProgram:
 
     def run(self, data: bytes, ingress_port: int, now_ns: int) -> list[tuple[int, bytes]]:
         """[(egress port, bytes)] like :attr:`Result.outputs` (empty when dropped)."""
+        return self.run_full(data, ingress_port, now_ns)[0]
+
+    def run_full(self, data: bytes, ingress_port: int, now_ns: int) -> tuple[list[tuple[int, bytes]], bytes | None]:
+        """(outputs, bytes handed to the kernel's stack) like the interpreter's
+        (:attr:`Result.outputs`, :attr:`Result.to_host`)."""
         from mantra6g.targets import bpf
 
         cfg = now_ns.to_bytes(8, "little") + ingress_port.to_bytes(8, "little") + (2**64 - 1).to_bytes(8, "little")
         self.obj.update("mantra_test", bytes(4), cfg)
         verdict, out, _ = self.obj.test_run(data)
         if verdict == bpf.XDP_DROP:
-            return []
+            return [], None
+        if verdict == bpf.XDP_PASS:
+            return [], out
         if verdict != bpf.XDP_TX:
             raise XdpBackendError(f"unexpected XDP verdict {verdict} (aborted?) for a {len(data)}-byte packet")
         egress = int.from_bytes(self.obj.lookup("mantra_test", bytes(4), 24)[16:24], "little")
-        return [(egress, out)]
+        return [(egress, out)], None
 
     def close(self) -> None:
         self.obj.close()

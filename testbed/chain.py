@@ -61,7 +61,7 @@ graph urllc for factory.motion {{
         allow ipv4.src in {a.subnet} and ipv4.proto == udp
     }}
     nf to_egress = router(mac: {mac_in}) {{ route {a.subnet} via {mac_out} port 0 }}
-    nf lb = load_balancer(vip: {a.vip}, hash: [ipv4.src, ipv4.dst, udp.sport, udp.dport], table_size: 251) {{
+    nf lb = load_balancer(vip: {a.vip}, mode: dnat, hash: [ipv4.src, ipv4.dst, udp.sport, udp.dport], table_size: 251) {{
 {backends}
     }}
     nf mon_out = latency_monitor(role: sink, buckets: [100us, 250us, 500us, 1ms, 2ms, 5ms])

@@ -13,8 +13,8 @@ over symbols:
   its offset on whichever path was taken. A rejected or too-short packet is dropped.
 * **Headers**: a validity bit and bit-vector fields; an invalid header's fields are 0
   (as the interpreter reads them), which every primitive preserves.
-* **Tables**: with ``entries="installed"`` the program's entries decide (priority,
-  then longest prefix, then order, as the interpreter). With ``entries="any"`` a table
+* **Tables**: with ``entries="installed"`` the program's entries decide, the first
+  match in :func:`mantra6g.synth.dpir.ranked` winning. With ``entries="any"`` a table
   that is not ``const`` may hold *any* entries: hit or miss, the action and its
   arguments are free symbols, so a property proven holds for every entry a tenant may
   install.
@@ -24,8 +24,9 @@ over symbols:
   bucket depth (any earlier traffic may have emptied it).
 * **Hash**: CRC-32 is affine over GF(2) for a fixed input length, so it is encoded
   exactly as XORs of input bits (columns computed with :func:`zlib.crc32`).
-* **Checksums**: ``UpdateChecksum`` sets a flag; the deparser computes checksums from
-  the emitted bytes, so two runs with equal headers, flags and payload emit equal bytes.
+* **Checksums** are fields the program computes itself (``OnesSum``, a 16-bit
+  one's-complement sum: zero-extended, added and folded twice), so two runs with equal
+  headers and payload emit equal bytes.
 
 Every read or write of a header field, metadata, table, action, register, counter or
 meter is recorded as an :class:`Access` with the condition under which it happens, for
@@ -62,6 +63,7 @@ from mantra6g.synth.dpir import (
     IsValid,
     Lpm,
     MeterExec,
+    OnesSum,
     Program,
     Range,
     ReadTimestamp,
@@ -72,8 +74,8 @@ from mantra6g.synth.dpir import (
     SetValid,
     Stmt,
     Ternary,
+    ToHost,
     UnOp,
-    UpdateChecksum,
 )
 from mantra6g.synth.dpir_check import VALID_SUFFIX, parser_paths
 
@@ -175,12 +177,12 @@ class Env:
     registers: dict[str, z3.ArrayRef]
     counters: dict[str, z3.ArrayRef]
     meters: dict[str, z3.ArrayRef]
-    checksums: dict[str, z3.BoolRef]
     forwarded: z3.BoolRef
+    to_host: z3.BoolRef = z3.BoolVal(False)
 
     def copy(self) -> Env:
         return Env(dict(self.fields), dict(self.valid), dict(self.registers), dict(self.counters), dict(self.meters),
-                   dict(self.checksums), self.forwarded)
+                   self.forwarded, self.to_host)
 
 
 def _merge(c: z3.BoolRef, a: dict, b: dict) -> dict:
@@ -193,8 +195,9 @@ def _merge(c: z3.BoolRef, a: dict, b: dict) -> dict:
 
 def merge_envs(c: z3.BoolRef, a: Env, b: Env) -> Env:
     fw = a.forwarded if a.forwarded.eq(b.forwarded) else z3.If(c, a.forwarded, b.forwarded)
+    host = a.to_host if a.to_host.eq(b.to_host) else z3.If(c, a.to_host, b.to_host)
     return Env(_merge(c, a.fields, b.fields), _merge(c, a.valid, b.valid), _merge(c, a.registers, b.registers),
-               _merge(c, a.counters, b.counters), _merge(c, a.meters, b.meters), _merge(c, a.checksums, b.checksums), fw)
+               _merge(c, a.counters, b.counters), _merge(c, a.meters, b.meters), fw, host)
 
 
 @dataclass
@@ -321,6 +324,8 @@ class Encoder:
                     shift -= f.width
                     local[f"{h}.{f.name}"] = z3.Extract(shift + f.width - 1, shift, raw)
                 offset += n
+            if st.verify is not None:  # a malformed packet is rejected
+                cond = z3.And(cond, _bool(self._parser_expr(st.verify, local)))
             taken: list[z3.BoolRef] = []
             keys = [self._parser_expr(e, local) for e in st.select]
             for case in st.cases:
@@ -341,12 +346,21 @@ class Encoder:
             env.valid[h] = z3.Or(conds)
         return z3.Or(accepted) if accepted else z3.BoolVal(False), env
 
-    def _parser_expr(self, e: Expr, local: dict[str, z3.BitVecRef]) -> z3.BitVecRef:
-        if isinstance(e, Ref):
+    def _parser_expr(self, e: Expr, local: dict[str, z3.BitVecRef]):
+        """A select key or verify condition, over the fields extracted on this path (and
+        the packet length), recording no accesses."""
+        if isinstance(e, Ref) and e.path in local:
             return local[e.path]
         if isinstance(e, Const):
             return z3.BitVecVal(e.value, e.width)
-        raise NotImplementedError(f"parser select on {e!r}")
+        env = self._initial_env()
+        env.fields.update(local)
+        for h in {k.partition(".")[0] for k in local}:
+            env.valid[h] = z3.BoolVal(True)
+        seen = len(self.accesses)
+        value = self.ev(e, env, z3.BoolVal(True), (), "parser")
+        del self.accesses[seen:]
+        return value
 
     def _initial_env(self) -> Env:
         fields: dict[str, z3.BitVecRef] = {}
@@ -365,7 +379,6 @@ class Encoder:
             {r.name: self.inputs.register(self.keys.get(r.name, r.name), r.width) for r in self.p.registers},
             {c.name: z3.K(INDEX, z3.BitVecVal(0, 32)) for c in self.p.counters},
             {m.name: z3.K(INDEX, z3.BitVecVal(0, 32)) for m in self.p.meters},
-            {h.name: z3.BoolVal(False) for h in self.p.headers},
             z3.BoolVal(False),
         )
 
@@ -410,6 +423,8 @@ class Encoder:
             self.write(s.target, self.ev(s.value, env, pc, params, where), env, pc, params, where)
         elif isinstance(s, SetValid):
             env.valid[s.header] = z3.BoolVal(True)
+            for f in self.p.header(s.header).header_type.fields:
+                env.fields[f"{s.header}.{f.name}"] = z3.BitVecVal(0, f.width)
         elif isinstance(s, SetInvalid):
             env.valid[s.header] = z3.BoolVal(False)
             for f in self.p.header(s.header).header_type.fields:
@@ -460,8 +475,8 @@ class Encoder:
             self.write(s.target, colour, env, pc, params, where)
         elif isinstance(s, ReadTimestamp):
             self.write(s.target, self.inputs.now, env, pc, params, where)
-        elif isinstance(s, UpdateChecksum):
-            env.checksums[s.header] = z3.BoolVal(True)
+        elif isinstance(s, ToHost):
+            env.to_host = z3.BoolVal(True)
         elif isinstance(s, Apply):
             return self.apply(s, env, pc, params, where)
         elif isinstance(s, Call):
@@ -516,14 +531,9 @@ class Encoder:
 
     def _installed(self, t: dpir.Table, keys) -> tuple[z3.BoolRef, dict]:
         widths = [k.size() for k in keys]
-        ranked = sorted(
-            enumerate(t.entries),
-            key=lambda pe: (sum(m.prefix_len for m in pe[1].matches if isinstance(m, Lpm)), pe[1].priority, -pe[0]),
-            reverse=True,
-        )
         choices: dict[str, tuple[z3.BoolRef, tuple]] = {}
         earlier: list[z3.BoolRef] = []
-        for _, e in ranked:
+        for e in dpir.ranked(t):
             m = z3.And([_match(mt, k, w) for mt, k, w in zip(e.matches, keys, widths)])
             won = z3.And(m, *[z3.Not(x) for x in earlier]) if earlier else m
             earlier.append(m)
@@ -589,6 +599,8 @@ class Encoder:
             return env.valid[e.header]
         if isinstance(e, Cast):
             return _fit(_bv(self.ev(e.operand, env, pc, params, where)), e.width)
+        if isinstance(e, OnesSum):
+            return ones_sum([_fit(_bv(self.ev(t, env, pc, params, where)), 16) for t in e.terms])
         if isinstance(e, UnOp):
             v = self.ev(e.operand, env, pc, params, where)
             return z3.Not(_bool(v)) if e.op == "!" else ~_bv(v)
@@ -617,6 +629,16 @@ class Encoder:
         return _fit(ops[e.op](a2, b2), a.size())
 
 
+def ones_sum(terms: list[z3.BitVecRef]) -> z3.BitVecRef:
+    """DP-IR's ``OnesSum``: add in 32 bits, fold the carries back in twice."""
+    total = z3.BitVecVal(0, 32)
+    for t in terms:
+        total = total + z3.ZeroExt(16, t)
+    for _ in range(2):
+        total = (total & 0xFFFF) + z3.LShR(total, 16)
+    return z3.Extract(15, 0, total)
+
+
 def _match(m: dpir.KeyMatch, k: z3.BitVecRef, w: int) -> z3.BoolRef:
     if isinstance(m, Exact):
         return k == m.value % (1 << w)
@@ -634,13 +656,7 @@ def _header_only(e: Expr) -> bool:
     """True when ``e`` reads only packet headers (no metadata or parameters)."""
     if isinstance(e, Ref):
         return not e.path.startswith(("meta.", "std.", "param."))
-    if isinstance(e, BinOp):
-        return _header_only(e.left) and _header_only(e.right)
-    if isinstance(e, UnOp):
-        return _header_only(e.operand)
-    if isinstance(e, Cast):
-        return _header_only(e.operand)
-    return True
+    return all(_header_only(x) for x in dpir.operands(e))
 
 
 def condition(p: Program, e: Expr, env: Env, inputs: Inputs) -> z3.BoolRef:

@@ -30,12 +30,13 @@ from mantra6g.synth.dpir import (
     Hash,
     If,
     MeterExec,
+    OnesSum,
     Program,
     RegisterRead,
     RegisterWrite,
     Stmt,
     UnOp,
-    UpdateChecksum,
+    operands,
 )
 from mantra6g.verify.properties import PropertyResult
 
@@ -58,10 +59,9 @@ def _c_bytes(width: int) -> int:
 
 
 def _expr_cost(e: Expr) -> int:
-    if isinstance(e, BinOp):
-        return 1 + _expr_cost(e.left) + _expr_cost(e.right)
-    if isinstance(e, (UnOp, Cast)):
-        return 1 + _expr_cost(e.operand)
+    ops = operands(e)
+    if ops:  # an operator (a one's-complement sum: an add per term, two folds)
+        return (len(ops) + 4 if isinstance(e, OnesSum) else 1) + sum(_expr_cost(x) for x in ops)
     return 2  # a load (with its bounds-checked pointer) or an immediate
 
 
@@ -79,9 +79,7 @@ def _stmt_cost(p: Program, s: Stmt) -> int:
         return 12  # bpf_map_lookup_elem + null check + load/store
     if isinstance(s, MeterExec):
         return 40  # token bucket arithmetic under a spin lock
-    if isinstance(s, UpdateChecksum):
-        return 60  # bounded loop over the header (L4: bpf_csum_diff)
-    exprs = [v for v in vars(s).values() if isinstance(v, (BinOp, UnOp, Cast))]
+    exprs = [v for v in vars(s).values() if isinstance(v, (BinOp, UnOp, Cast, OnesSum))]
     return 3 + sum(_expr_cost(e) for e in exprs)
 
 

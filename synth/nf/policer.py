@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from mantra6g.serde import tagged
 from mantra6g.synth import ast
-from mantra6g.synth.dpir import RED, Assign, BinOp, Const, Drop, If, IsValid, Meter, MeterExec, Ref, UpdateChecksum
+from mantra6g.synth.dpir import RED, Assign, BinOp, Const, Drop, If, IsValid, Meter, MeterExec, Ref
 from mantra6g.synth.nf.base import Choice, FieldValue, NfKind, Quantity, param, param_span
 from mantra6g.synth.values import Reporter, format_quantity
 
@@ -60,7 +60,7 @@ def lower(nf, low) -> tuple:
     if nf.params.exceed == "drop":
         exceed: tuple = (Drop(),)
     else:
-        exceed = (If(IsValid("ipv4"), (Assign("ipv4.dscp", Const(nf.params.dscp, 6)), UpdateChecksum("ipv4"))),)
+        exceed = (If(IsValid("ipv4"), (Assign("ipv4.dscp", Const(nf.params.dscp, 6)),)),)
     return (MeterExec(meter, Const(0, 1), colour), If(BinOp("==", Ref(colour), Const(RED, 2)), exceed))
 
 

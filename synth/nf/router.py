@@ -1,8 +1,9 @@
 """router: IPv4 longest-prefix-match forwarding.
 
 Lowering: an LPM table on ``ipv4.dst``; a hit rewrites the MAC addresses, decrements
-the TTL (dropping packets whose TTL would reach 0), updates the IPv4 checksum and
-sends the packet out of the route's port. A miss drops the packet.
+the TTL (dropping packets whose TTL would reach 0; the checksum follows incrementally,
+see :mod:`mantra6g.synth.checksums`) and sends the packet out of the route's port. A
+miss drops the packet.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from mantra6g.serde import tagged
 from mantra6g.source import Span
 from mantra6g.synth import ast
 from mantra6g.synth.dpir import (
+    MAX_PORT,
     ActionCall,
     Apply,
     Assign,
@@ -27,12 +29,12 @@ from mantra6g.synth.dpir import (
     Lpm,
     Ref,
     TableKey,
-    UpdateChecksum,
 )
 from mantra6g.synth.nf.base import Int, Ipv4Prefix, Mac, NfKind, head, option, param, source_span
 from mantra6g.synth.values import MacAddress, Reporter
 
-DEVICE_PORTS = Int(0, 511)  # v1model's 9-bit egress_spec bounds every target's port number
+# Every target's port number: v1model's 9-bit egress_spec, less BMv2's drop port 511.
+DEVICE_PORTS = Int(0, MAX_PORT)
 
 
 @tagged("router.params")
@@ -66,8 +68,8 @@ def _check(params: RouterParams, rules: tuple[Route, ...], decl: ast.NfDecl, rep
 
 
 def lower(nf, low) -> tuple:
-    """LPM on ipv4.dst; a hit rewrites MACs, decrements the TTL, fixes the checksum and
-    forwards; a miss, a non-IPv4 packet or a TTL that would reach 0 drops."""
+    """LPM on ipv4.dst; a hit rewrites MACs, decrements the TTL and forwards; a miss, a
+    non-IPv4 packet or a TTL that would reach 0 drops."""
     route = low.action(
         "route",
         params=(("next_hop", 48), ("port", 9)),
@@ -75,7 +77,6 @@ def lower(nf, low) -> tuple:
             Assign("eth.src", Const(nf.params.mac.value, 48)),
             Assign("eth.dst", Ref("param.next_hop")),
             Assign("ipv4.ttl", BinOp("-", Ref("ipv4.ttl"), Const(1, 8))),
-            UpdateChecksum("ipv4"),
             Forward(Ref("param.port")),
         ),
     )

@@ -3,6 +3,7 @@
 Lowering: encap pushes outer IPv4/UDP/(VXLAN|GTP-U) headers with correct lengths and
 checksums from ``local`` to ``remote``; decap first checks that the packet is such a
 tunnel packet (and, when given, that it carries this VNI/TEID) before removing them.
+The inner packet's bytes, checksums included, are carried unchanged either way.
 """
 
 from __future__ import annotations
@@ -12,21 +13,22 @@ from ipaddress import IPv4Address
 
 from mantra6g.serde import tagged
 from mantra6g.synth import ast
+from mantra6g.synth.checksums import header_checksum
+from mantra6g.synth.compose import all_of, any_of, field_width
 from mantra6g.synth.dpir import (
     Assign,
     BinOp,
     Const,
     CopyHeader,
     Drop,
+    Expr,
     Hash,
     If,
     IsValid,
     Ref,
     SetInvalid,
     SetValid,
-    UpdateChecksum,
 )
-from mantra6g.synth.compose import all_of, field_width
 from mantra6g.synth.headers import ETHER_TYPES, UDP_PORTS
 from mantra6g.synth.nf.base import Choice, Int, Ipv4, NfKind, param, param_span
 from mantra6g.synth.values import Reporter
@@ -72,33 +74,45 @@ def _check(params: TunnelParams, rules: tuple, decl: ast.NfDecl, report: Reporte
 # ---------------------------------------------------------------- lowering
 #
 # The chain keeps working on eth/ipv4/udp: encapsulation moves the packet's headers to
-# the inner_* instances and writes the new outer ones in their place, so NFs after an
-# encap see (and route on) the outer headers; decapsulation moves inner_* back.
+# the inner_* instances and pushes new outer ones in their place, so NFs after an encap
+# see (and route on) the outer headers; decapsulation moves inner_* back. The header
+# stack holds one tunnel level: an encap drops a packet that already carries a parsed
+# tunnel (its inner headers are in use).
 
 # Bytes between the outer IPv4 header and the inner IPv4 packet: UDP length is the
 # inner IPv4 length plus this, the outer IPv4 length 20 more.
 VXLAN_OVERHEAD = 8 + 8 + 14  # UDP, VXLAN, inner Ethernet
 GTPU_OVERHEAD = 8 + 8  # UDP, GTP-U
 L4 = ("udp", "tcp", "icmp")
+DF = 0b010  # IPv4 "don't fragment" flag
+VXLAN_I_FLAG = 0x08  # RFC 7348: the VNI is valid; the other flag bits are ignored on receipt
 
 
 def _move(pairs: tuple[tuple[str, str], ...]) -> tuple:
     return tuple(CopyHeader(dst, src) for dst, src in pairs)
 
 
-def _outer_ipv4(params: TunnelParams, overhead: int) -> tuple:
-    """The outer IPv4 header: addresses from the NF, length from the inner packet."""
-    fields = {
-        "version": 4, "ihl": 5, "ecn": 0, "ident": 0, "flags": 2, "frag": 0, "ttl": 64, "proto": 17,
-        "src": int(params.local), "dst": int(params.remote),
-    }
+def nests() -> Expr:
+    """The packet already uses the inner header instances (a parsed VXLAN/GTP-U packet,
+    or one an earlier NF encapsulated): it cannot be encapsulated again."""
+    return any_of([IsValid(h) for h in ("vxlan", "gtpu", "inner_eth", "inner_ipv4")])
+
+
+def push_outer_ipv4(src: Expr, dst: Expr, proto: int, overhead: int, df: Expr) -> tuple:
+    """A fresh outer IPv4 header in front of the packet moved to ``inner_ipv4``: DSCP and
+    ECN copied from the inner header (RFC 6040 normal mode), TTL 64, no options, the total
+    length from the inner one (checked against the frame by the parser), checksum in full."""
+    fixed = {"version": 4, "ihl": 5, "ident": 0, "frag": 0, "ttl": 64, "proto": proto}
     return (
-        tuple(Assign(f"ipv4.{k}", Const(v, field_width(f"ipv4.{k}"))) for k, v in fields.items())
-        + (
-            Assign("ipv4.dscp", Ref("inner_ipv4.dscp")),  # keep the inner packet's class
-            Assign("ipv4.len", BinOp("+", Ref("inner_ipv4.len"), Const(20 + overhead, 16))),
-            UpdateChecksum("ipv4"),
-        )
+        SetValid("ipv4"),
+        *(Assign(f"ipv4.{k}", Const(v, field_width(f"ipv4.{k}"))) for k, v in fixed.items()),
+        Assign("ipv4.dscp", Ref("inner_ipv4.dscp")),
+        Assign("ipv4.ecn", Ref("inner_ipv4.ecn")),
+        Assign("ipv4.flags", df),
+        Assign("ipv4.len", BinOp("+", Ref("inner_ipv4.len"), Const(20 + overhead, 16))),
+        Assign("ipv4.src", src),
+        Assign("ipv4.dst", dst),
+        header_checksum("ipv4"),
     )
 
 
@@ -112,10 +126,8 @@ def _encap(params: TunnelParams) -> tuple:
         body += (
             Assign("inner_eth.type", Const(ETHER_TYPES["ipv4"], 16)),
             SetValid("vxlan"),
-            Assign("vxlan.flags", Const(0x08, 8)),  # I flag: the VNI is valid
-            Assign("vxlan.reserved", Const(0, 24)),
+            Assign("vxlan.flags", Const(VXLAN_I_FLAG, 8)),
             Assign("vxlan.vni", Const(params.vni, 24)),
-            Assign("vxlan.reserved2", Const(0, 8)),
             # RFC 7348: the source port carries entropy from the inner flow.
             Hash("udp.sport", (Ref("inner_ipv4.src"), Ref("inner_ipv4.dst"), Ref("inner_ipv4.proto")), 16384, 49152),
             Assign("udp.dport", Const(UDP_PORTS["vxlan"], 16)),
@@ -124,7 +136,7 @@ def _encap(params: TunnelParams) -> tuple:
         body += (
             SetValid("gtpu"),
             *(Assign(f"gtpu.{k}", Const(v, field_width(f"gtpu.{k}"))) for k, v in
-              {"version": 1, "pt": 1, "spare": 0, "ext": 0, "seq_flag": 0, "npdu_flag": 0, "msg_type": 0xFF}.items()),
+              {"version": 1, "pt": 1, "msg_type": 0xFF}.items()),
             Assign("gtpu.len", Ref("inner_ipv4.len")),
             Assign("gtpu.teid", Const(params.teid, 32)),
             Assign("udp.sport", Const(UDP_PORTS["gtpu"], 16)),
@@ -133,9 +145,10 @@ def _encap(params: TunnelParams) -> tuple:
     body += (
         Assign("udp.len", BinOp("+", Ref("inner_ipv4.len"), Const(overhead, 16))),
         Assign("udp.checksum", Const(0, 16)),  # RFC 7348 / TS 29.281: zero over IPv4
-    ) + _outer_ipv4(params, overhead)
+    )
+    body += push_outer_ipv4(Const(int(params.local), 32), Const(int(params.remote), 32), 17, overhead, Const(DF, 3))
     # Only IPv4 packets are encapsulated; others continue unchanged.
-    return (If(IsValid("ipv4"), body),)
+    return (If(IsValid("ipv4"), (If(nests(), (Drop(),), body),)),)
 
 
 def _set_type(value) -> tuple:
@@ -155,7 +168,8 @@ def _decap(params: TunnelParams) -> tuple:
     tunnel = "vxlan" if vxlan else "gtpu"
     checks = [IsValid(tunnel), IsValid("ipv4")]
     if vxlan:
-        checks += [IsValid("inner_eth"), BinOp("==", Ref("vxlan.flags"), Const(0x08, 8))]
+        flag = BinOp("&", Ref("vxlan.flags"), Const(VXLAN_I_FLAG, 8))
+        checks += [IsValid("inner_eth"), BinOp("==", flag, Const(VXLAN_I_FLAG, 8))]
         if params.vni is not None:
             checks.append(BinOp("==", Ref("vxlan.vni"), Const(params.vni, 24)))
     else:

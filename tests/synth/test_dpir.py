@@ -37,10 +37,10 @@ from mantra6g.synth.dpir import (
     Table,
     TableKey,
     Ternary,
-    UpdateChecksum,
 )
 from mantra6g.synth.dpir_check import DpirError, parsed_headers, validate
-from mantra6g.synth.interp import State, internet_checksum, run, run_many
+from mantra6g.synth import checksums
+from mantra6g.synth.interp import State, ones_sum, run, run_many
 
 ROUTER_MAC = 0x0200000000FE
 NH1, NH2 = 0x020000000001, 0x020000000002
@@ -78,7 +78,6 @@ def router(entries=None, **extra) -> Program:
             Assign("eth.src", Const(ROUTER_MAC, 48)),
             Assign("eth.dst", Ref("param.nh")),
             Assign("ipv4.ttl", BinOp("-", Ref("ipv4.ttl"), Const(1, 8))),
-            UpdateChecksum("ipv4"),
             Forward(Ref("param.port")),
         ),
     )
@@ -117,7 +116,7 @@ def router(entries=None, **extra) -> Program:
         control=control,
     )
     base.update(extra)
-    return Program(**base)
+    return checksums.bind(Program(**base))
 
 
 def pkt(dst="10.2.3.4", ttl=64, payload=b"hello", **kw) -> bytes:
@@ -175,8 +174,6 @@ def test_ipv4_and_udp_checksums_match_scapy():
                 (),
                 (
                     Assign("ipv4.dst", Const(0x0A010101, 32)),
-                    UpdateChecksum("ipv4"),
-                    UpdateChecksum("udp"),
                     Forward(Const(3, 9)),
                 ),
             ),
@@ -286,10 +283,12 @@ def test_register_read_into_metadata():
     assert run(p, pkt(), 0, 0, state).outputs[0][0] == 7
 
 
-def test_internet_checksum_of_a_known_header():
-    # RFC 1071 example header from Wikipedia's IPv4 checksum article
+def test_ones_sum_gives_the_checksum_of_a_known_header():
+    # The IPv4 header of Wikipedia's checksum article (its checksum, 0xB861, is zero here)
     hdr = bytes.fromhex("450000730000400040110000c0a80001c0a800c7")
-    assert internet_checksum(hdr) == 0xB861
+    words = [int.from_bytes(hdr[i : i + 2], "big") for i in range(0, 20, 2)]
+    assert ~ones_sum(words) & 0xFFFF == 0xB861
+    assert ones_sum([0xFFFF, 0x0001]) == 0x0001  # end-around carry; never 0 unless all are
 
 
 # ---------------------------------------------------------------- validator
@@ -334,7 +333,7 @@ def test_widths_names_and_parser_cycles_are_checked():
     text = problems(bad)
     assert "eth.type is 16 bits but the value is 32 bits" in text
     assert "undefined field 'meta.nope'" in text
-    assert "port 600 does not fit 9 bits" in text
+    assert "port 600 is above 510 (511 is BMv2's drop port)" in text
     assert "no table 'missing'" in text
 
     looping = router(parser=parser()[:3] + (ParserState("tcp", ("tcp",), (), (), "ipv4"),))

@@ -74,7 +74,7 @@ CASES = [
     ("firewall-negation", graph(CLS + "nf fw = firewall() {\n    allow not udp.dport == 53\n}\ncls -> fw"), "match cannot use 'not'", "not udp", 1, "narrower rule"),
     ("firewall-not-equal", graph(CLS + "nf fw = firewall() {\n    deny udp.dport != 53\n}\ncls -> fw"), "match cannot use '!='", "udp.dport != 53", 1, None),
     ("router-ipv6-route", graph(CLS + "nf rt = router(mac: 02:00:00:00:00:01) {\n    route 2001:db8::/32 via 02:00:00:00:00:02 port 1\n}\ncls -> rt"), "needs an IPv4 prefix", "2001:db8::/32", 1, None),
-    ("router-port-range", graph(CLS + "nf rt = router(mac: 02:00:00:00:00:01) {\n    route 10.0.0.0/8 via 02:00:00:00:00:02 port 512\n}\ncls -> rt"), "port 512 is out of range", "512", 1, "0 to 511"),
+    ("router-port-range", graph(CLS + "nf rt = router(mac: 02:00:00:00:00:01) {\n    route 10.0.0.0/8 via 02:00:00:00:00:02 port 512\n}\ncls -> rt"), "port 512 is out of range", "512", 1, "0 to 510"),
     ("router-duplicate-route", graph(CLS + "nf rt = router(mac: 02:00:00:00:00:01) {\n    route 10.0.0.0/8 via 02:00:00:00:00:02 port 1\n    route 10.0.0.0/8 via 02:00:00:00:00:03 port 2\n}\ncls -> rt"), "route 10.0.0.0/8 is listed twice", "route 10.0.0.0/8", 2, "first at line"),
     ("l2-group-station", graph(CLS + "nf sw = l2_forward() {\n    station ff:ff:ff:ff:ff:ff port 1\n}\ncls -> sw"), "station ff:ff:ff:ff:ff:ff is a group (multicast or broadcast) address", "station ff", 1, "unicast"),
     ("l2-duplicate-station", graph(CLS + "nf sw = l2_forward() {\n    station 02:00:00:00:00:01 port 1\n    station 02:00:00:00:00:01 port 2\n}\ncls -> sw"), "station 02:00:00:00:00:01 is listed twice", "station 02", 2, "one port"),

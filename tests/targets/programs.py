@@ -8,6 +8,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from mantra6g.synth import dpir
+from mantra6g.synth.checksums import header_checksum
 from mantra6g.synth.dpir import (
     Action,
     ActionCall,
@@ -41,14 +42,14 @@ from mantra6g.synth.dpir import (
     TableKey,
     Ternary,
     UnOp,
-    UpdateChecksum,
+
 )
 from tests.synth.test_dpir import HEADERS, parser, router
 
 
 def tunnel() -> Program:
-    """VXLAN-style encapsulation: push outer Ethernet/IPv4/UDP (SetValid, CopyHeader),
-    UDP and IPv4 checksums; a second table decapsulates (SetInvalid)."""
+    """VXLAN-style encapsulation: push outer Ethernet/IPv4/UDP (SetValid, CopyHeader), the
+    outer IPv4 checksum (``OnesSum``); a second table decapsulates (SetInvalid)."""
     headers = HEADERS + (
         HeaderInstance("outer_eth", "eth"),
         HeaderInstance("outer_ipv4", "ipv4"),
@@ -76,8 +77,8 @@ def tunnel() -> Program:
             SetValid("vxlan"),
             Assign("vxlan.flags", Const(0x08, 8)),
             Assign("vxlan.vni", Ref("param.vni")),
-            UpdateChecksum("outer_udp"),
-            UpdateChecksum("outer_ipv4"),
+            Assign("outer_udp.checksum", Const(0, 16)),
+            header_checksum("outer_ipv4"),
             Forward(Const(7, 9)),
         ),
     )

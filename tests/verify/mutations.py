@@ -21,7 +21,6 @@ from mantra6g.synth.dpir import (
     Ref,
     RegisterWrite,
     Stmt,
-    UpdateChecksum,
 )
 from mantra6g.synth.merge import TENANT_FIELD, MergedProgram, Renamer
 
@@ -111,7 +110,8 @@ def drop_ttl_checksum(m: MergedProgram, tenant: str, action: str) -> MergedProgr
     """``tenant``'s route action decrements the TTL but no longer updates the IPv4 checksum."""
     name = m.names[tenant]["action"][action]
     actions = tuple(
-        dataclasses.replace(a, body=tuple(s for s in a.body if s != UpdateChecksum("ipv4"))) if a.name == name else a
+        dataclasses.replace(a, body=tuple(s for s in a.body if not (isinstance(s, Assign) and s.target == "ipv4.checksum")))
+        if a.name == name else a
         for a in m.program.actions
     )
     return _with(m, dataclasses.replace(m.program, actions=actions))
