@@ -74,7 +74,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from mantra6g.targets.build import compile_command
 
-    return compile_command(args.files, args.target, args.out, args.device, out=sys.stdout)
+    return compile_command(args.files, args.target, args.out, args.device, out=sys.stdout, unclaimed=args.unclaimed)
 
 
 def _add_compile(sub: argparse._SubParsersAction) -> None:
@@ -91,13 +91,21 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", "-t", required=True, choices=TARGETS, help="what to emit")
     p.add_argument("--out", "-o", default="out/compile", metavar="DIR", help="output directory (default: out/compile)")
     p.add_argument("--device", metavar="NAME", help="only this device program (e.g. smartnic_factory_edge)")
+    _add_unclaimed(p, "drop")
     p.set_defaults(run=_cmd_compile)
+
+
+def _add_unclaimed(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--unclaimed", choices=["drop", "pass"], default=default,
+                   help="frames no classifier claims: drop them, or pass them to the host's own stack "
+                   f"(ARP, ND, management; XDP only) (default {default})")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mantra6g.targets.build import run_command
 
-    return run_command(args.files, args.pcap, args.out, args.device, args.port, args.json, out=sys.stdout)
+    return run_command(args.files, args.pcap, args.out, args.device, args.port, args.json, out=sys.stdout,
+                       unclaimed=args.unclaimed)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -114,6 +122,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", metavar="NAME", help="the device program, when the site has several")
     p.add_argument("--port", type=int, default=0, help="ingress port of every packet (default 0)")
     p.add_argument("--json", action="store_true", help="print the per-packet results as JSON")
+    _add_unclaimed(p, "drop")
     p.set_defaults(run=_cmd_run)
 
 
@@ -149,7 +158,8 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from mantra6g.targets.build import deploy_command
 
-    return deploy_command(args.files, args.iface, args.netns, args.device, args.port, args.detach, out=sys.stdout)
+    return deploy_command(args.files, args.iface, args.netns, args.device, args.port, args.detach, out=sys.stdout,
+                          unclaimed=args.unclaimed)
 
 
 def _add_deploy(sub: argparse._SubParsersAction) -> None:
@@ -158,8 +168,10 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
         help="attach a compiled XDP program to a network interface",
         description="Compile one device program to XDP, load it (the verifier's log is shown if "
         "it is rejected), fill its maps and attach it in native mode, atomically replacing the "
-        "program already there; if anything fails before the attach, the old program keeps "
-        "running. Maps are pinned under /sys/fs/bpf/mantra/NETNS/IFACE. Needs root.",
+        "program that is there (and only that one). Maps are pinned under "
+        "/sys/fs/bpf/mantra/NETNS/IFACE once the program runs; if anything fails, the old "
+        "program keeps running with its pinned maps as they were. Frames no classifier claims "
+        "go on to the host's stack unless --unclaimed drop. Needs root.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="service-graph (.sg) files, one site")
     p.add_argument("--target", choices=["xdp"], default="xdp", help="only xdp deploys from here")
@@ -174,6 +186,7 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
         help="DP-IR port N is this interface (repeat; default: --iface is port 0)",
     )
     p.add_argument("--detach", action="store_true", help="remove the XDP program from --iface")
+    _add_unclaimed(p, "pass")
     p.set_defaults(run=_cmd_deploy)
 
 

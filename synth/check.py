@@ -283,7 +283,37 @@ def _graph(decl: ast.GraphDecl, tenants: dict[str, Tenant | None], report: Repor
         hook = KINDS[n.kind].check_in_graph
         if hook is not None:
             hook(n, graph, slice_, report)
+    _one_tunnel_level(graph, report)
     return graph if len(report.diagnostics) == before else None
+
+
+def _one_tunnel_level(g: ServiceGraph, report: Reporter) -> None:
+    """No path wraps a packet in a second outer IPv4 header (a tunnel encap, or an IP-in-IP
+    load balancer) before a decap removed the first: the header stack holds one level."""
+    flagged: set[str] = set()
+    seen: set[tuple[str, str | None]] = set()
+
+    def walk(name: str, outer_by: str | None) -> None:
+        if (name, outer_by) in seen:
+            return
+        seen.add((name, outer_by))
+        nf = g.nf(name)
+        effect = KINDS[nf.kind].tunnels(nf.params) if KINDS[nf.kind].tunnels else None
+        if effect == "push":
+            if outer_by is not None and name not in flagged:
+                flagged.add(name)
+                report.error(
+                    nf.span,
+                    f"'{name}' would wrap packets that '{outer_by}' already wrapped in an outer IPv4 header",
+                    "Mantra carries one tunnel level: decapsulate in between",
+                )
+            outer_by = name
+        elif effect == "pop":
+            outer_by = None
+        for e in g.successors(name):
+            walk(e.dst, outer_by)
+
+    walk(g.entry, None)
 
 
 def _resolve_slice(decl: ast.GraphDecl, tenants: dict[str, Tenant | None], report: Reporter):

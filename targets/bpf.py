@@ -97,6 +97,7 @@ def _lib() -> ctypes.CDLL:
         ("bpf_xdp_query_id", i, [i, i, ctypes.POINTER(u32)]),
         ("bpf_obj_pin", i, [i, cp]),
         ("bpf_obj_get", i, [cp]),
+        ("bpf_prog_get_fd_by_id", i, [u32]),
     ]:
         f = getattr(lib, name)
         f.restype = res
@@ -231,12 +232,36 @@ class BpfObject:
             raise BpfError(f"BPF_PROG_TEST_RUN failed: {os.strerror(_errno(ret))}")
         return opts.retval, dout.raw[: opts.data_size_out], opts.duration
 
-    def attach(self, ifindex: int, mode: str = "native") -> None:
-        """Attach to ``ifindex``, atomically replacing any XDP program already there."""
-        flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
-        ret = lib().bpf_xdp_attach(ifindex, self.fd, flags, None)
-        if ret != 0:
-            raise BpfError(f"cannot attach XDP program to ifindex {ifindex}: {os.strerror(_errno(ret))}")
+    def attach(self, ifindex: int, mode: str = "native", replacing: int | None = None) -> None:
+        """Attach to ``ifindex``, atomically replacing any XDP program already there; with
+        ``replacing`` (a program fd, or -1 for "none"), only if that is what is attached
+        (``XDP_FLAGS_REPLACE``): a program someone else attached meanwhile is not lost."""
+        attach_fd(ifindex, self.fd, mode, replacing)
+
+
+def attach_fd(ifindex: int, prog_fd: int, mode: str = "native", replacing: int | None = None) -> None:
+    """Attach program ``prog_fd`` to ``ifindex`` (see :meth:`BpfObject.attach`)."""
+    flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
+    opts = None
+    if replacing is not None and replacing >= 0:
+        flags |= XDP_FLAGS_REPLACE
+        opts = ctypes.byref(_XdpAttachOpts(ctypes.sizeof(_XdpAttachOpts), replacing))
+    elif replacing is not None:
+        flags |= XDP_FLAGS_UPDATE_IF_NOEXIST
+    ret = lib().bpf_xdp_attach(ifindex, prog_fd, flags, opts)
+    if ret != 0:
+        why = os.strerror(_errno(ret))
+        if _errno(ret) in (errno.EEXIST, errno.EBUSY):
+            why += " (another program was attached meanwhile; nothing was replaced)"
+        raise BpfError(f"cannot attach XDP program to ifindex {ifindex}: {why}")
+
+
+def program_fd(prog_id: int) -> int:
+    """A new fd for the loaded program ``prog_id`` (close it with os.close)."""
+    fd = lib().bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        raise BpfError(f"cannot open XDP program {prog_id}: {os.strerror(_errno(fd))}")
+    return fd
 
 
 def detach(ifindex: int, mode: str = "native") -> None:

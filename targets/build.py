@@ -19,9 +19,10 @@ from mantra6g.synth.interp import State, run
 TARGETS = ("bmv2", "tofino", "xdp", "dpir")
 
 
-def device_programs(files: Sequence[str], device: str | None = None) -> list[DeviceProgram]:
-    """The site's device programs (all, or the one named ``device``)."""
-    programs = compile_specs(frontend.load(files))
+def device_programs(files: Sequence[str], device: str | None = None, unclaimed: str = "drop") -> list[DeviceProgram]:
+    """The site's device programs (all, or the one named ``device``); ``unclaimed``: what
+    they do with frames no classifier claims (``drop``, or ``pass`` to the host)."""
+    programs = compile_specs(frontend.load(files), unclaimed)
     if not programs:
         raise MantraError("the files declare no graphs: nothing to compile")
     if device is None:
@@ -45,10 +46,11 @@ def _emitter(target: str) -> Callable:
     return None
 
 
-def compile_command(files: Sequence[str], target: str, out_dir: str, device: str | None, out: TextIO) -> int:
+def compile_command(files: Sequence[str], target: str, out_dir: str, device: str | None, out: TextIO,
+                    unclaimed: str = "drop") -> int:
     """Write every device program's artefacts for ``target`` into ``out_dir`` and print
     what was made. The DP-IR (JSON and text) is always written beside them."""
-    programs = device_programs(files, device)
+    programs = device_programs(files, device, unclaimed)
     directory = Path(out_dir)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -104,6 +106,7 @@ def run_command(
     port: int,
     as_json: bool,
     out: TextIO,
+    unclaimed: str = "drop",
 ) -> int:
     """Push a pcap's packets through a device program in the interpreter; write the
     forwarded ones to a pcap and print where each packet went."""
@@ -111,7 +114,7 @@ def run_command(
     from scapy.utils import PcapReader, wrpcap
     from scapy.layers.l2 import Ether
 
-    programs = device_programs(files, device)
+    programs = device_programs(files, device, unclaimed)
     if len(programs) > 1:
         names = ", ".join(p.name for p in programs)
         raise MantraError(f"the site has several device programs ({names}); choose one with --device")
@@ -131,6 +134,9 @@ def run_command(
         for i, pkt in enumerate(reader, start=1):
             now = int(pkt.time * 1_000_000_000)
             result = run(program, bytes(pkt), port, now, state)
+            if result.to_host is not None:
+                records.append({"packet": i, "in_port": port, "to_host": True, "bytes": len(result.to_host)})
+                continue
             if result.dropped:
                 reason = result.trace[-1] if result.trace else "dropped"
                 records.append({"packet": i, "in_port": port, "dropped": True, "reason": reason})
@@ -146,12 +152,16 @@ def run_command(
         out.write(json.dumps({"program": program.name, "output": target, "packets": records}, indent=2) + "\n")
         return 0
     for r in records:
-        if r.get("dropped"):
+        if r.get("to_host"):
+            out.write(f"#{r['packet']}: port {r['in_port']} -> the host ({r['bytes']} bytes)\n")
+        elif r.get("dropped"):
             out.write(f"#{r['packet']}: port {r['in_port']} -> dropped ({r['reason']})\n")
         else:
             out.write(f"#{r['packet']}: port {r['in_port']} -> port {r['out_port']} ({r['bytes']} bytes)\n")
     dropped = sum(1 for r in records if r.get("dropped"))
-    out.write(f"{len(records) - dropped} forwarded, {dropped} dropped; wrote {target}\n")
+    host = sum(1 for r in records if r.get("to_host"))
+    to_host = f", {host} to the host" if host else ""
+    out.write(f"{len(records) - dropped - host} forwarded, {dropped} dropped{to_host}; wrote {target}\n")
     return 0
 
 
@@ -163,8 +173,11 @@ def deploy_command(
     ports: Sequence[str],
     detach: bool,
     out: TextIO,
+    unclaimed: str = "pass",
 ) -> int:
-    """``mantra deploy``: compile to XDP and attach to an interface, or detach."""
+    """``mantra deploy``: compile to XDP and attach to an interface, or detach. Frames no
+    classifier claims go on to the host's stack (``unclaimed="pass"``, so ARP, ND and the
+    host's own traffic keep working) or are dropped."""
     from mantra6g.targets import xdp
 
     if detach:
@@ -172,7 +185,7 @@ def deploy_command(
         return 0
     if os.geteuid() != 0:
         raise MantraError("deploying XDP programs needs root (CAP_BPF and CAP_NET_ADMIN)")
-    programs = device_programs(files, device)
+    programs = device_programs(files, device, unclaimed)
     if len(programs) > 1:
         names = ", ".join(p.name for p in programs)
         raise MantraError(f"the site has several device programs ({names}); choose one with --device")
@@ -192,8 +205,8 @@ def _port_map(specs: Sequence[str], iface: str) -> dict[int, str]:
     ports: dict[int, str] = {}
     for spec in specs:
         number, sep, name = spec.partition("=")
-        if not sep or not number.isdigit() or not name or int(number) > 511:
-            raise MantraError(f"--port {spec}: write PORT=INTERFACE with PORT 0..511, e.g. --port 1=eth1")
+        if not sep or not number.isdigit() or not name or int(number) > dpir.MAX_PORT:
+            raise MantraError(f"--port {spec}: write PORT=INTERFACE with PORT 0..{dpir.MAX_PORT}, e.g. --port 1=eth1")
         ports[int(number)] = name
     if iface not in ports.values():
         raise MantraError(f"--iface {iface} has no port number: add --port N={iface}")

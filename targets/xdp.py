@@ -765,29 +765,75 @@ def ensure_bpffs() -> None:
 
 
 def pin_dir(iface: str, netns: str | None) -> Path:
-    return PIN_ROOT / (netns or "root") / iface
+    # bpffs refuses names with a dot (reserved): "eth0.100" is pinned as "eth0_100".
+    return PIN_ROOT / (netns or "root").replace(".", "_") / iface.replace(".", "_")
 
 
 def deploy(p: Program, obj_file: Path, iface: str, netns: str | None, ports: dict[int, str] | None = None) -> str:
     """Load ``obj_file``, fill its maps and attach it to ``iface`` (native XDP), atomically
-    replacing the program there. If loading fails, the old program keeps running.
+    replacing the program there (``XDP_FLAGS_REPLACE`` against the one found: if another
+    was attached meanwhile, nothing is replaced). Its maps are pinned only once it runs.
+    On any failure the old program keeps running with its pinned maps as they were.
     ``ports`` maps DP-IR port numbers to interface names (default: ``iface`` is port 0)."""
+    from mantra6g.targets import bpf
     from mantra6g.targets.bpf import BpfObject
 
     _in_netns(netns)
     ports = ports or {0: iface}
     ifindex = _ifindex(iface)
+    indexes = {port: _ifindex(name) for port, name in ports.items()}
     obj = BpfObject.load(obj_file)  # raises with the verifier log; nothing attached yet
-    fill_maps(obj, p)
-    for port, name in ports.items():
-        idx = _ifindex(name)
-        obj.update("mantra_ports", port.to_bytes(4, "little"), idx.to_bytes(4, "little"))
-        obj.update("mantra_port_of", idx.to_bytes(4, "little"), port.to_bytes(4, "little"))
-    ensure_bpffs()
-    pins = pin_dir(iface, netns)
-    obj.pin_maps(pins)
-    obj.attach(ifindex)
+    old_id = bpf.attached_id(ifindex)
+    old_fd = bpf.program_fd(old_id) if old_id else -1
+    try:
+        fill_maps(obj, p)
+        for port, idx in indexes.items():
+            obj.update("mantra_ports", port.to_bytes(4, "little"), idx.to_bytes(4, "little"))
+            obj.update("mantra_port_of", idx.to_bytes(4, "little"), port.to_bytes(4, "little"))
+        ensure_bpffs()
+        pins = pin_dir(iface, netns)
+        staging = pins.with_name(pins.name + "~new")
+        _unpin(staging)
+        obj.attach(ifindex, replacing=old_fd)
+        try:
+            obj.pin_maps(staging)
+            _swap_pins(staging, pins)
+        except Exception:
+            # Put the old program back (it was replaced; its maps, still pinned, kept it).
+            if old_fd >= 0:
+                bpf.attach_fd(ifindex, old_fd, replacing=obj.fd)
+            else:
+                bpf.detach(ifindex)
+            _unpin(staging)
+            raise
+    except OSError as exc:
+        obj.close()
+        raise MantraError(f"cannot pin the maps under {PIN_ROOT}: {exc.strerror} (is the BPF filesystem mounted "
+                          "there? run mantra deploy --netns NS rather than inside ip netns exec)") from None
+    except Exception:
+        obj.close()
+        raise
+    finally:
+        if old_fd >= 0:
+            os.close(old_fd)
     return f"attached {p.name} to {iface}{' in ' + netns if netns else ''} (maps pinned in {pins})"
+
+
+def _unpin(directory: Path) -> None:
+    if directory.is_dir():
+        for f in directory.iterdir():
+            f.unlink()
+        directory.rmdir()
+
+
+def _swap_pins(new: Path, pins: Path) -> None:
+    """Make ``new`` the pin directory ``pins`` (the old one's pins are removed)."""
+    old = pins.with_name(pins.name + "~old")
+    _unpin(old)
+    if pins.is_dir():
+        pins.rename(old)
+    new.rename(pins)
+    _unpin(old)
 
 
 def undeploy(iface: str, netns: str | None) -> str:
@@ -798,9 +844,5 @@ def undeploy(iface: str, netns: str | None) -> str:
     if bpf.attached_id(ifindex) == 0:
         raise MantraError(f"no XDP program is attached to {iface}")
     bpf.detach(ifindex)
-    pins = pin_dir(iface, netns)
-    if pins.is_dir():
-        for f in pins.iterdir():
-            f.unlink()
-        pins.rmdir()
+    _unpin(pin_dir(iface, netns))
     return f"detached the XDP program from {iface}{' in ' + netns if netns else ''}"

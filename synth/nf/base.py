@@ -115,18 +115,27 @@ class Mac(ValueType):
 
 @dataclass(frozen=True)
 class Quantity(ValueType):
-    """A number with a unit, stored in the base unit (ns, bps, bytes)."""
+    """A number with a unit, stored in the base unit (ns, bps, bytes), at most ``hi``
+    (what every target can hold)."""
 
     dimension: str
+    hi: int | None = None
 
     @property
     def syntax(self) -> str:  # type: ignore[override]
-        return {"time": "duration (ns/us/ms/s)", "rate": "bandwidth (kbps/Mbps/Gbps)", "size": "size (B/KB/MB)"}[
+        text = {"time": "duration (ns/us/ms/s)", "rate": "bandwidth (kbps/Mbps/Gbps)", "size": "size (B/KB/MB)"}[
             self.dimension
         ]
+        return text if self.hi is None else f"{text}, at most {format_quantity(self.hi, self.dimension)}"
 
     def convert(self, value, report, what):
-        return quantity(value, self.dimension, report, what)
+        v = quantity(value, self.dimension, report, what)
+        if v is not INVALID and self.hi is not None and v > self.hi:
+            report.error(value.span, f"{what} {format_quantity(v, self.dimension)} is more than "
+                         f"{format_quantity(self.hi, self.dimension)}, the most every target can hold",
+                         f"use at most {format_quantity(self.hi, self.dimension)}")
+            return INVALID
+        return v
 
     def show(self, value) -> str:
         return format_quantity(value, self.dimension)
@@ -318,6 +327,9 @@ class NfKind:
     # Whether the NF chooses the egress port itself (else a chain ending in it, or
     # leaving the device after it, goes out of the port the packet came in on).
     forwards: bool = False
+    # "push" if an instance (by its parameters) wraps the packet in an outer IPv4 header,
+    # "pop" if it removes one; the header stack holds one such level (see check.py).
+    tunnels: Callable[[Any], str | None] | None = None
 
 
 # ---------------------------------------------------------------- building from the AST

@@ -253,4 +253,5 @@ KIND = NfKind(
     min_rules=1,
     check=_check,
     lower=lower,
+    tunnels=lambda p: "push" if p.mode == "dsr" else None,
 )

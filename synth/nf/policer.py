@@ -15,13 +15,17 @@ from mantra6g.synth.nf.base import Choice, FieldValue, NfKind, Quantity, param, 
 from mantra6g.synth.values import Reporter, format_quantity
 
 MIN_BURST = 1514  # one full-size Ethernet frame
+# Meters count tokens in bit-nanoseconds in 64 bits (bytes x 8e9): a full bucket plus one
+# refill step must stay below 2^64 on every target.
+MAX_BURST = 10**9  # 1 GB
+MAX_RATE = 10**12  # 1 Tbps
 
 
 @tagged("policer.params")
 @dataclass(frozen=True)
 class PolicerParams:
-    rate: int = param(Quantity("rate"), "committed rate (bps)")
-    burst: int = param(Quantity("size"), "bucket depth (bytes)")
+    rate: int = param(Quantity("rate", MAX_RATE), "committed rate (bps)")
+    burst: int = param(Quantity("size", MAX_BURST), "bucket depth (bytes)")
     exceed: str = param(Choice(("drop", "remark")), "what happens to traffic above the rate", default="drop")
     dscp: int | None = param(FieldValue("ipv4.dscp"), "the DSCP written into excess packets (with exceed: remark)", default=None)
 

@@ -202,4 +202,5 @@ KIND = NfKind(
     params=TunnelParams,
     check=_check,
     lower=lower,
+    tunnels=lambda p: "push" if p.mode == "encap" else "pop",
 )

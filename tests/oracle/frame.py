@@ -82,7 +82,8 @@ def _take(layers: dict, kind: str, cls, data: bytes, at: int, size: int) -> Pack
     # scapy decodes optional parts (GTP-U's extension fields, TCP options, some ICMP
     # types' bodies, VXLAN-GPE/GBP layouts) when the header announces them; only the
     # fixed part is read here, so give it room.
-    pkt = cls(raw + bytes(64))
+    pkt = cls()
+    pkt.do_dissect(raw + bytes(64))  # the header's fields only: no payload layers
     layers[kind] = Layer(kind, at, size, pkt, raw)
     return pkt
 
@@ -111,24 +112,32 @@ def _l4(layers: dict, data: bytes, at: int, proto: int) -> Packet | None | bool:
     return pkt if pkt is not None else False
 
 
-def read(data: bytes) -> Frame | None:
-    """The frame's headers per the standard parser's rules, or None if it is dropped."""
+def read(data: bytes, tunnels: bool = True, l2_only: tuple[str, ...] | None = None) -> Frame | None:
+    """The frame's headers per the standard parser's rules, or None if it is dropped.
+
+    After a decapsulation, the NFs that follow see the inner packet as the parser read it
+    when the frame arrived (docs/dpir.md): its IP and transport headers, but no tunnel
+    inside it (``tunnels=False``), and for an inner Ethernet frame that is not IPv4 only
+    the outer frame's VLAN tag and shim after Ethernet (``l2_only``), nothing of the
+    inner frame beyond its Ethernet header."""
     f = Frame(data)
     o = f.outer
     eth = _take(o, "eth", Ether, data, 0, 14)
     if eth is None:
         return None
     etype, at = ethertype(eth), 14
-    if etype == ETH_VLAN:
+    if etype == ETH_VLAN and (l2_only is None or "vlan" in l2_only):
         tag = _take(o, "vlan", Dot1Q, data, at, 4)
         if tag is None:
             return None
         etype, at = tag.type, at + 4
-    if etype == ETH_MTEL:
+    if etype == ETH_MTEL and (l2_only is None or "mtel" in l2_only):
         shim = _take(o, "mtel", MTel, data, at, 12)
         if shim is None:
             return None
         etype, at = shim.type, at + 12
+    if l2_only is not None:
+        return f
     if etype == ETH_IPV4:
         good, l4 = _ipv4(o, data, at)
         if not good:
@@ -148,7 +157,7 @@ def read(data: bytes) -> Frame | None:
     l4 = _l4(o, data, at, proto)
     if l4 is False:
         return None
-    if proto != 17 or l4.dport not in (VXLAN_PORT, GTPU_PORT):
+    if proto != 17 or l4.dport not in (VXLAN_PORT, GTPU_PORT) or not tunnels:
         return f
     at += 8
     if l4.dport == VXLAN_PORT:

@@ -103,10 +103,18 @@ class Packet:
     port: int | None = None  # chosen by a forwarding NF (router, l2_forward)
     slice_id: int = 0
     arrived: int = 0  # the frame's length as it reached the device (meters count it)
+    # How the NFs that follow read it (see tests.oracle.frame.read): after a decap, the
+    # inner packet as the parser read it on arrival.
+    tunnels: bool = True
+    l2_only: tuple[str, ...] | None = None
 
-    def but(self, data: bytes, port: int | None = None) -> Packet:
-        """This packet with new bytes (and a new egress port)."""
-        return Packet(data, self.port if port is None else port, self.slice_id, self.arrived)
+    def but(self, data: bytes, port: int | None = None, **view) -> Packet:
+        """This packet with new bytes (a new egress port, a new view)."""
+        kw = {"tunnels": self.tunnels, "l2_only": self.l2_only} | view
+        return Packet(data, self.port if port is None else port, self.slice_id, self.arrived, **kw)
+
+    def read(self) -> Frame:
+        return read(self.data, self.tunnels, self.l2_only)
 
 
 def _rewrite_ipv4(data: bytes, ip: Layer, **changes) -> bytes:
@@ -168,7 +176,7 @@ class Nf:
 
 class Firewall(Nf):
     def step(self, pkt, now):
-        f = read(pkt.data)
+        f = pkt.read()
         for r in self.nf.rules:
             if holds(r.match, f):
                 return pkt if r.action == "allow" else DROP
@@ -180,7 +188,7 @@ class Router(Nf):
     would reach 0 drops), MACs rewritten, out of the route's port."""
 
     def step(self, pkt, now):
-        f = read(pkt.data)
+        f = pkt.read()
         if not f.has("ipv4"):
             return DROP
         ip = f.outer["ipv4"]
@@ -202,7 +210,7 @@ class Router(Nf):
 
 class L2Forward(Nf):
     def step(self, pkt, now):
-        f = read(pkt.data)
+        f = pkt.read()
         dst = value_of(f, "eth.dst")
         station = next((s for s in self.nf.rules if s.mac.value == dst), None)
         if station is None or station.port == self.ingress:
@@ -272,7 +280,7 @@ class LoadBalancer(Nf):
         return self.nf.rules[self.flows[slot]]
 
     def step(self, pkt, now):
-        f = read(pkt.data)
+        f = pkt.read()
         p = self.nf.params
         if not f.has("ipv4"):
             return pkt
@@ -307,7 +315,7 @@ class Tunnel(Nf):
     """docs/nf/tunnel.md; VXLAN per RFC 7348, GTP-U per 3GPP TS 29.281."""
 
     def step(self, pkt, now):
-        f = read(pkt.data)
+        f = pkt.read()
         p = self.nf.params
         if p.mode == "encap":
             if not f.has("ipv4"):
@@ -333,7 +341,7 @@ class Tunnel(Nf):
                 / UDP(sport=sport, dport=dport, len=ip.pkt.len + overhead, chksum=0)
                 / carried_
             )
-            return pkt.but(pkt.data[: ip.at] + bytes(outer))
+            return pkt.but(pkt.data[: ip.at] + bytes(outer), tunnels=True, l2_only=None)
         # decap
         tunnel = "vxlan" if p.protocol == "vxlan" else "gtpu"
         if not (f.has(tunnel) and f.has("ipv4")):
@@ -348,10 +356,12 @@ class Tunnel(Nf):
             inner_eth = f.inner["eth"]
             l2 = bytearray(pkt.data[: f.l3_at])
             l2[0:12] = pkt.data[inner_eth.at : inner_eth.at + 12]
-            return pkt.but(_set_ethertype(bytes(l2), f, ethertype(inner_eth.pkt)) + pkt.data[inner_eth.end :])
+            return pkt.but(_set_ethertype(bytes(l2), f, ethertype(inner_eth.pkt)) + pkt.data[inner_eth.end :],
+                           tunnels=False, l2_only=None if ethertype(inner_eth.pkt) == 0x0800
+                           else tuple(x.kind for x in f.l2_types[1:]))
         if "ipv4" not in f.inner or f.inner["ipv4"].pkt.version != 4 or (p.teid is not None and t.pkt.teid != p.teid):
             return DROP
-        return pkt.but(_set_ethertype(pkt.data[: f.l3_at], f, 0x0800) + pkt.data[t.end :])
+        return pkt.but(_set_ethertype(pkt.data[: f.l3_at], f, 0x0800) + pkt.data[t.end :], tunnels=False)
 
 
 class Policer(Nf):
@@ -374,7 +384,7 @@ class Policer(Nf):
             return pkt
         if p.exceed == "drop":
             return DROP
-        f = read(pkt.data)
+        f = pkt.read()
         if not f.has("ipv4"):
             return pkt
         ip = f.outer["ipv4"]
@@ -390,7 +400,7 @@ class LatencyMonitor(Nf):
         self.seen = 0
 
     def step(self, pkt, now):
-        f = read(pkt.data)
+        f = pkt.read()
         if self.nf.params.role == "sink":
             if not f.has("mtel"):
                 return pkt
@@ -455,7 +465,7 @@ class ChainModel:
         while True:
             nxt = None
             for e in g.successors(name):
-                if e.condition is None or holds(e.condition, read(pkt.data)):
+                if e.condition is None or holds(e.condition, pkt.read()):
                     nxt = e.dst
                     break
             if nxt is None:

@@ -40,7 +40,7 @@ nf fw = firewall(default: allow) {
 nf rt = router(mac: 02:00:00:00:00:fe) {
     route 10.2.0.0/16 via 02:00:00:00:00:01 port 3
 }
-nf lb = load_balancer(vip: 10.1.0.100, hash: [ipv4.src, udp.sport], table_size: 1021) {
+nf lb = load_balancer(vip: 10.1.0.100, mode: dnat, hash: [ipv4.src, udp.sport], table_size: 1021) {
     backend 10.1.1.1 weight 3
 }
 nf vx = tunnel(protocol: vxlan, mode: encap, vni: 5001, local: 192.0.2.1, remote: 192.0.2.2)

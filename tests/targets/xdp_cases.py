@@ -63,8 +63,12 @@ fw -> rt""",
 }
 
 
+def spec(kind: str):
+    return ok(graph(CLS + GRAPHS[kind], tenant=TENANT))
+
+
 def program(kind: str):
-    (dp,) = compile_specs([ok(graph(CLS + GRAPHS[kind], tenant=TENANT))])
+    (dp,) = compile_specs([spec(kind)])
     return dp.program
 
 
