@@ -196,11 +196,11 @@ def test_unclaimed_frames_reach_the_host_stack_unless_told_to_drop(site, unclaim
     """ARP and the host's own traffic are not the slice's: with unclaimed pass (the
     default of mantra deploy) the host still answers its neighbour."""
     lab = site
-    deploy(lab, TENANT + f"""graph only_udp for acme.web {{
-    nf cls = classifier() {{ match udp.dport == 5000 }}
+    deploy(lab, TENANT + """graph only_udp for acme.web {
+    nf cls = classifier() { match udp.dport == 5000 }
     nf fw = firewall(default: deny)
     cls -> fw
-}}
+}
 """, "dut-eth1", unclaimed)
     lab.run("h1", "ip", "neigh", "flush", "all")
     r = lab.run("h1", "ping", "-c", "1", "-W", "1", GATEWAY_IN, check=False)
