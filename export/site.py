@@ -49,7 +49,6 @@ class ExportOptions:
     p4_url: str | None = None  # IML: serve the .p4 files here instead of inlining them (base64)
     customer_id: str = "mantra"  # Oakestra's customerID
     area: str | None = None  # Oakestra: the area a slice's latency bound holds in
-    fill_image: str = "quay.io/bpfman/bpfman:latest"  # bpfman: an image with bpftool and a shell
     bytecode_path: str | None = None  # bpfman: the object is at this path on the nodes, not in an image
 
 
@@ -185,9 +184,14 @@ def check(doc: dict, schema_name: str, where: str, kubernetes: bool = True) -> N
 # ---------------------------------------------------------------- files
 
 
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:  # a shared dict is written out each time, not as &id001
+        return True
+
+
 def yaml_docs(docs: Sequence[dict]) -> str:
     """Kubernetes manifests as one multi-document YAML file."""
-    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=100)
+    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
 
 
 def write_folder(target: Path, files_out: Mapping[str, str | bytes]) -> None:
