@@ -207,6 +207,8 @@ def write_folder(target: Path, files_out: Mapping[str, str | bytes]) -> None:
     old = None
     try:
         for rel, data in files_out.items():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ExportError(f"{rel}: outside the output folder")
             path = stage / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(data, bytes):
@@ -222,11 +224,11 @@ def write_folder(target: Path, files_out: Mapping[str, str | bytes]) -> None:
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=parent))
             os.rename(target, old / "x")
         os.rename(stage, target)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         if old is not None and not target.exists():
             os.rename(old / "x", target)
         shutil.rmtree(stage, ignore_errors=True)
-        raise ExportError(f"cannot write {target}: {exc.strerror}") from None
+        raise ExportError(f"cannot write {target}: {getattr(exc, 'strerror', None) or exc}") from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
