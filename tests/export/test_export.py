@@ -396,3 +396,22 @@ def test_names_become_kubernetes_names_and_never_merge():
     assert dns_name("smartnic_factory_edge") == "smartnic-factory-edge"
     long_a, long_b = dns_name("a" * 70 + "_x"), dns_name("a" * 70 + "_y")
     assert len(long_a) <= 63 and long_a != long_b
+
+
+@pytest.mark.skipif(__import__("mantra6g.targets.toolchain", fromlist=["find"]).find("p4c-bm2-ss") is None,
+                    reason="p4c-bm2-ss not on PATH (being built in /opt/p4tools; not installable here); set MANTRA_P4C")
+@pytest.mark.parametrize("example", [e.stem for e in EXAMPLES])
+def test_exported_p4_compiles_with_p4c_as_iml_s_driver_compiles_it(tmp_path, bundles, example):
+    """IML's BMv2 driver runs p4c --target bmv2 --arch v1model --p4runtime-files; so does this
+    (p4c-bm2-ss is that back end), on each exported source, and the P4Info equals ours."""
+    from mantra6g.targets import p4info, toolchain
+
+    b = bundles[(example, "iml")]
+    for name, data in b.files.items():
+        if name.startswith("p4/") and name.endswith(".p4"):
+            src = tmp_path / Path(name).name
+            src.write_text(data)
+            build = toolchain.compile_bmv2(src, tmp_path / "build")
+            theirs = p4info.parse_text(build.p4info.read_text())
+            ours = type(theirs).FromString(b.files[name.replace(".p4", ".p4info.bin")])
+            assert ours == theirs, name
