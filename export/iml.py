@@ -26,7 +26,6 @@ from ipaddress import IPv4Address, IPv6Address
 
 from mantra6g.synth.dpir import Action, Assign, If, Program, Ref, Table
 from mantra6g.synth.headers import FieldKind
-from mantra6g.synth.ir import ServiceGraph
 from mantra6g.targets import bmv2, p4, p4info
 from mantra6g.targets.p4 import ident, qualified
 from mantra6g.export.site import Bundle, ExportError, ExportOptions, Site, check, dns_name, unique, yaml_docs
