@@ -78,8 +78,48 @@ def lab(tmp_path_factory):
             o.close()
 
 
+def passes_like_the_interpreter(lab, p, packets: list[bytes], timed: bool) -> None:
+    """Send each packet from h1 into dut's port 1; what comes out of h1 and h2 is what
+    the interpreter outputs (only the ports where the program stamps the kernel clock)."""
+    h1, h2 = lab.packet_socket("h1", "h1-eth0"), lab.packet_socket("h2", "h2-eth0")
+    state = State.initial(p)
+    try:
+        seen = 0
+        for data in packets:
+            want = run(p, data, 1, time.monotonic_ns(), state).outputs
+            h1.drain()
+            h2.drain()
+            h1.send(data)
+            got = []
+            for port, sock in ((1, h1), (2, h2)):
+                f = sock.receive(timeout=0.5 if want and want[0][0] == port else 0.1)
+                if f is not None:
+                    got.append((port, f))
+            seen += len(got)
+            if timed:
+                assert [x[0] for x in got] == [x[0] for x in want], data.hex()
+            else:  # veth pads short frames: compare the bytes the program produced
+                assert len(got) == len(want) and [(pt, f[: len(w)]) for (pt, f), (_, w) in zip(got, want)] == want, data.hex()
+        assert seen >= 2  # traffic did pass, on the ports the interpreter chose
+    finally:
+        h1.close()
+        h2.close()
+
+
+@pytest.fixture
+def bpffs():
+    """A BPF filesystem of the test's own, as bpfman keeps one at /run/bpfman/fs
+    (`ip netns exec` mounts a fresh /sys, so /sys/fs/bpf is not seen inside a namespace)."""
+    fs = Path(f"/run/mantra-export-test-{os.getpid()}")
+    fs.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(fs)], check=True)
+    yield fs
+    subprocess.run(["umount", str(fs)], check=False)
+    fs.rmdir()
+
+
 @pytest.mark.parametrize("example", sorted(CASES))
-def test_exported_object_and_map_fill_pass_traffic_as_the_interpreter_says(lab, example):
+def test_exported_object_and_map_fill_pass_traffic_as_the_interpreter_says(lab, bpffs, example):
     from mantra6g.targets import bpf
 
     device, packets, timed = CASES[example]
@@ -89,13 +129,8 @@ def test_exported_object_and_map_fill_pass_traffic_as_the_interpreter_says(lab, 
     write_folder(folder, bundle.files)
     p = Site.load([f"examples/{example}.sg"], device).programs[0].program
 
-    # bpfman's part: load the object from the bundle and pin its maps, in a BPF
-    # filesystem of its own as bpfman keeps one at /run/bpfman/fs (`ip netns exec`
-    # mounts a fresh /sys, so /sys/fs/bpf is not seen from inside a namespace).
-    fs = Path(f"/run/mantra-export-test-{os.getpid()}")
-    fs.mkdir(exist_ok=True)
-    subprocess.run(["mount", "-t", "bpf", "bpf", str(fs)], check=True)
-    pins = fs / "maps" / device
+    # bpfman's part: load the object from the bundle and pin its maps.
+    pins = bpffs / "maps" / device
     obj = bpf.BpfObject.load(folder / device / f"{device}.o")
     try:
         obj.pin_maps(pins)
@@ -113,33 +148,33 @@ def test_exported_object_and_map_fill_pass_traffic_as_the_interpreter_says(lab, 
                 assert obj.lookup("mantra_port_of", ifindex.to_bytes(4, "little"), 4) == port.to_bytes(4, "little")
             obj.attach(idx[1])  # as `mantra deploy --iface dut-eth1 --port 1=dut-eth1 --port 2=dut-eth2`
         try:
-            h1, h2 = lab.packet_socket("h1", "h1-eth0"), lab.packet_socket("h2", "h2-eth0")
-            state = State.initial(p)
-            try:
-                seen = 0
-                for data in packets:
-                    want = run(p, data, 1, time.monotonic_ns(), state).outputs
-                    h1.drain()
-                    h2.drain()
-                    h1.send(data)
-                    got = []
-                    for port, sock in ((1, h1), (2, h2)):
-                        f = sock.receive(timeout=0.5 if want and want[0][0] == port else 0.1)
-                        if f is not None:
-                            got.append((port, f))
-                    seen += len(got)
-                    if timed:
-                        assert [x[0] for x in got] == [x[0] for x in want], data.hex()
-                    else:
-                        assert len(got) == len(want) and [(pt, f[: len(w)]) for (pt, f), (_, w) in zip(got, want)] == want, data.hex()
-                assert seen >= 2  # traffic did pass, on the ports the interpreter chose
-            finally:
-                h1.close()
-                h2.close()
+            passes_like_the_interpreter(lab, p, packets, timed)
         finally:
             with lab.in_ns("dut"):
                 bpf.detach(socket.if_nametoindex("dut-eth1"))
     finally:
         obj.close()
-        subprocess.run(["umount", str(fs)], check=False)
-        fs.rmdir()
+
+
+def test_the_bundle_loads_by_hand_with_bpftool_alone(lab, bpffs):
+    """The bundle README's path without Kubernetes: bpftool loads the object and pins its
+    maps, the fill script fills them, bpftool attaches it; no Mantra code in between."""
+    device, packets, timed = CASES["embb_video"]
+    folder = lab.work / "by-hand"
+    write_folder(folder, export_site(["examples/embb_video.sg"], "bpfman", ExportOptions(), device).files)
+    p = Site.load(["examples/embb_video.sg"], device).programs[0].program
+    ns = lab.ns("dut")
+
+    def bpftool(*args: str) -> None:
+        r = subprocess.run(["ip", "netns", "exec", ns, "bpftool", *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+    bpftool("prog", "load", str(folder / device / f"{device}.o"), str(bpffs / device), "pinmaps", str(bpffs / f"{device}-maps"))
+    r = subprocess.run(["ip", "netns", "exec", ns, "sh", str(folder / device / "fill-maps.sh"), str(bpffs / f"{device}-maps"),
+                        "1=dut-eth1", "2=dut-eth2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    bpftool("net", "attach", "xdp", "pinned", str(bpffs / device), "dev", "dut-eth1")
+    try:
+        passes_like_the_interpreter(lab, p, packets, timed)
+    finally:
+        bpftool("net", "detach", "xdp", "dev", "dut-eth1")
