@@ -39,10 +39,7 @@ from mantra6g.synth.dpir import Program, Table
 from mantra6g.synth.dpir_check import validate
 from mantra6g.targets.p4 import ident, key_name, qualified, width_of_key
 
-try:
-    from finsy.proto import p4i
-except ImportError:  # pragma: no cover - a broken install
-    raise MantraError("the P4Info protobuf classes come with finsy: pip install finsy") from None
+from finsy.proto import p4i  # P4Runtime's generated protobuf classes, as finsy ships them
 
 # p4.config.v1.P4Ids.Prefix
 ACTION, TABLE = 0x01, 0x02

@@ -9,6 +9,7 @@ hand-written DP-IR program, compared field by field.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -109,8 +110,6 @@ def test_p4info_names_what_the_emitted_p4_declares(name):
         assert re.search(rf"\) {re.escape(r.preamble.alias)};", p4), r.preamble.name
     ids = [e.preamble.id for kind in (info.tables, info.actions, info.registers, info.counters, info.meters) for e in kind]
     assert len(ids) == len(set(ids))
-    import json
-
     tables = {t.preamble.name: t for t in info.tables}
     actions = {a.preamble.name: a for a in info.actions}
     for t in json.loads(out[f"{ident(p.name)}.entries.json"])["tables"]:
