@@ -190,9 +190,75 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_cmd_deploy)
 
 
+def _pairs(specs: Sequence[str], flag: str, example: str) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key or not value:
+            raise MantraError(f"{flag} {spec}: write KEY=VALUE, e.g. {flag} {example}")
+        out.append((key, value))
+    return out
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mantra6g.export import ExportOptions, export_command
+
+    interfaces = []
+    for port, iface in _pairs(args.interface, "--interface", "1=eth1"):
+        if not port.isdigit() or int(port) > 511:
+            raise MantraError(f"--interface {port}={iface}: the port is a DP-IR port number 0..511")
+        interfaces.append((int(port), iface))
+    options = ExportOptions(
+        namespace=args.namespace,
+        node_selector=tuple(_pairs(args.node_selector, "--node-selector", "mantra6g.io/edge=true")),
+        interfaces=tuple(interfaces),
+        image=args.image,
+        tag=args.tag,
+        p4_url=args.p4_url,
+        customer_id=args.customer_id,
+        area=args.area,
+        bytecode_path=args.bytecode_path,
+    )
+    return export_command(args.files, args.to, args.out, options, args.device, out=sys.stdout)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from mantra6g.export import ENGINES
+
+    p = sub.add_parser(
+        "export",
+        help="write a site's manifests for IML (P4 on Kubernetes), bpfman (XDP) or Oakestra (SLAs)",
+        description="Compile the site as `mantra compile` does and write one folder of manifests and "
+        "artefacts for an engine: --to iml (NetworkFunctions with their P4 and table entries, "
+        "BMv2Targets, Applications, ServiceChains), --to bpfman (ClusterBpfApplications, bytecode "
+        "images, map fill), --to oakestra (an SLA with the slices' latency constraints). Every "
+        "manifest is checked against its engine's schema first. See docs/export.md.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="service-graph (.sg) files, one site")
+    p.add_argument("--to", required=True, choices=ENGINES, help="the engine")
+    p.add_argument("--out", "-o", metavar="DIR", help="output folder, replaced whole (default: out/export/ENGINE)")
+    p.add_argument("--device", metavar="NAME", help="only this device program")
+    p.add_argument("--namespace", default="default",
+                   help="Kubernetes namespace (iml, bpfman's map fill) or Oakestra application namespace")
+    p.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE",
+                   help="bpfman: load on nodes with this label (repeat)")
+    p.add_argument("--interface", action="append", default=[], metavar="PORT=IFACE",
+                   help="bpfman: DP-IR port PORT is node interface IFACE; the program attaches to each "
+                   "(repeat; default: the node's primary interface is port 0)")
+    p.add_argument("--image", metavar="REGISTRY/REPO",
+                   help="where the images the manifests name are pushed (default: localhost/mantra)")
+    p.add_argument("--tag", default="latest", help="image tag (default: latest)")
+    p.add_argument("--bytecode-path", metavar="DIR", help="bpfman: the objects are in DIR on the nodes, not in images")
+    p.add_argument("--p4-url", metavar="URL", help="iml: spec.p4File is URL/NAME.p4 (serve p4/ there) instead of base64")
+    p.add_argument("--customer-id", default="mantra", help="oakestra: the SLA's customerID (default: mantra)")
+    p.add_argument("--area", help="oakestra: the area latency constraints hold in (default: the program's site)")
+    p.set_defaults(run=_cmd_export)
+
+
 # Subcommands in the order `mantra --help` lists them. A feature adds its `_add_*` here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_compile, _add_run, _add_deploy, _add_simulate]
 _SUBCOMMANDS.append(_add_verify)
+_SUBCOMMANDS.append(_add_export)
 
 
 def _add_testbed(sub: argparse._SubParsersAction) -> None:

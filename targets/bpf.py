@@ -83,6 +83,8 @@ def _lib() -> ctypes.CDLL:
         ("bpf_object__find_map_by_name", vp, [vp, cp]),
         ("bpf_object__next_map", vp, [vp, vp]),
         ("bpf_map__name", cp, [vp]),
+        ("bpf_map__type", i, [vp]),
+        ("bpf_program__section_name", cp, [vp]),
         ("bpf_map__fd", i, [vp]),
         ("bpf_map__pin", i, [vp, cp]),
         ("bpf_program__fd", i, [vp]),
@@ -126,6 +128,44 @@ class VerifierStats:
     instructions: int  # processed by the verifier
     stack_depth: int  # bytes
     log: str
+
+
+# enum bpf_map_type (include/uapi/linux/bpf.h) for the kinds our programs use.
+MAP_TYPES = {1: "hash", 2: "array", 5: "percpu_hash", 6: "percpu_array", 9: "lru_hash", 11: "lpm_trie", 14: "devmap"}
+
+
+@dataclass(frozen=True)
+class ObjectContents:
+    """What an ELF BPF object declares, read by libbpf without loading it (no root)."""
+
+    programs: dict[str, str]  # function name -> ELF section ("xdp")
+    maps: dict[str, str]  # map name -> kind ("hash", "lpm_trie", ...; else "type N")
+
+
+def inspect(path: str | Path) -> ObjectContents:
+    """The programs and maps of the object at ``path``; libbpf's internal maps
+    (``.rodata``, ``.bss``: their names hold a dot) are left out."""
+    L = lib()
+    obj = L.bpf_object__open_file(str(path).encode(), None)
+    if not obj:
+        raise BpfError(f"cannot open BPF object {path}: {os.strerror(ctypes.get_errno() or errno.EINVAL)}")
+    try:
+        programs = {}
+        prog = L.bpf_object__next_program(obj, None)
+        while prog:
+            programs[L.bpf_program__name(prog).decode()] = L.bpf_program__section_name(prog).decode()
+            prog = L.bpf_object__next_program(obj, prog)
+        maps = {}
+        m = L.bpf_object__next_map(obj, None)
+        while m:
+            name = L.bpf_map__name(m).decode()
+            if "." not in name:
+                kind = L.bpf_map__type(m)
+                maps[name] = MAP_TYPES.get(kind, f"type {kind}")
+            m = L.bpf_object__next_map(obj, m)
+        return ObjectContents(programs, maps)
+    finally:
+        L.bpf_object__close(obj)
 
 
 class BpfObject:

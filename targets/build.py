@@ -22,7 +22,11 @@ TARGETS = ("bmv2", "tofino", "xdp", "dpir")
 def device_programs(files: Sequence[str], device: str | None = None, unclaimed: str = "drop") -> list[DeviceProgram]:
     """The site's device programs (all, or the one named ``device``); ``unclaimed``: what
     they do with frames no classifier claims (``drop``, or ``pass`` to the host)."""
-    programs = compile_specs(frontend.load(files), unclaimed)
+    return choose(compile_specs(frontend.load(files), unclaimed), device)
+
+
+def choose(programs: list[DeviceProgram], device: str | None) -> list[DeviceProgram]:
+    """All of a site's device programs, or the one named ``device``."""
     if not programs:
         raise MantraError("the files declare no graphs: nothing to compile")
     if device is None:

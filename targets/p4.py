@@ -187,8 +187,17 @@ def key_text(path: str, match: str = "exact") -> str:
     other match kinds need bits, so it is cast to ``bit<1>`` and keeps its
     control-plane name with ``@name``."""
     if path.endswith("." + VALID_SUFFIX) and match != "exact":
-        return f'(bit<1>){field_ref(path)}: {match} @name("{field_ref(path)}")'
+        return f'(bit<1>){field_ref(path)}: {match} @name("{key_name(path, match)}")'
     return f"{field_ref(path)}: {match}"
+
+
+def key_name(path: str, match: str = "exact") -> str:
+    """The control-plane (P4Info) name of the key ``key_text`` prints: the key's text,
+    as p4c's frontend names it (``tableKeyNames.cpp``), except that an exact
+    ``isValid()`` key is ``hdr.h.$valid$`` there; a cast one carries our ``@name``."""
+    if path.endswith("." + VALID_SUFFIX) and match == "exact":
+        return f"hdr.{ident(path.partition('.')[0])}.$valid$"
+    return field_ref(path)
 
 
 # ---------------------------------------------------------------- entries
@@ -220,7 +229,7 @@ def entry_records(p: Program, t: Table) -> list[EntryRecord]:
     for i, e in enumerate(entries):
         matches = []
         for k, m in zip(t.keys, e.matches):
-            f = field_ref(k.field)
+            f = key_name(k.field, k.match)
             if isinstance(m, Exact):
                 matches.append({"field": f, "exact": m.value})
             elif isinstance(m, Lpm):

@@ -638,15 +638,20 @@ def emit(p: Program, test_hooks: bool = False) -> XdpOutput:
 # ---------------------------------------------------------------- in the kernel
 
 
-def fill_maps(obj, p: Program) -> None:
-    """Install every table's entries and start every meter full (as the interpreter)."""
-    for t in p.tables:
-        for key, value in table_entries(p, t):
-            obj.update(f"tbl_{t.name}", key, value)
+def map_fill(p: Program) -> list[tuple[str, bytes, bytes]]:
+    """(map, key, value) for every table's entries and every meter bucket, full (as the
+    interpreter starts them): what a loader writes before the program runs."""
+    out = [(f"tbl_{t.name}", key, value) for t in p.tables for key, value in table_entries(p, t)]
     for m in p.meters:
         full = (m.burst_bytes * TOKEN_SCALE).to_bytes(8, "little") + bytes(8)
-        for i in range(m.size):
-            obj.update(f"meter_{m.name}", i.to_bytes(4, "little"), full)
+        out += [(f"meter_{m.name}", i.to_bytes(4, "little"), full) for i in range(m.size)]
+    return out
+
+
+def fill_maps(obj, p: Program) -> None:
+    """Install :func:`map_fill` into a loaded object's maps."""
+    for name, key, value in map_fill(p):
+        obj.update(name, key, value)
 
 
 class KernelProgram:

@@ -25,7 +25,8 @@ def ingress_apply(text: str) -> str:
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_every_program_parses_and_resolves(name):
     out = bmv2.emit(PROGRAMS[name]())
-    assert set(out.files) == {f"{name}.p4", f"{name}.entries.json", f"{name}.commands.txt", f"{name}.p4rt.py"}
+    assert set(out.files) == {f"{name}.p4", f"{name}.p4info.txtpb", f"{name}.entries.json", f"{name}.commands.txt",
+                              f"{name}.p4rt.py"}
     p4check.check(out.files[f"{name}.p4"])
     compile(out.files[f"{name}.p4rt.py"], f"{name}.p4rt.py", "exec")  # valid Python
 
