@@ -156,3 +156,46 @@ def frames(seed: str, n: int, tunnelled: float = 0.13) -> list[tuple[str, bytes]
 
 
 __all__ = ["frames", "inner_ip", "random_frame"]
+
+
+def build_frame(
+    l3: str = "ipv4",
+    proto: str = "udp",
+    payload: bytes = b"",
+    vlan: bool = False,
+    options: bool = False,
+    fragment: str = "",
+    udp_checksum_0: bool = False,
+    tunnel: str = "",
+    dst: str = VIP,
+    pad: bool = True,
+    cut: int = 0,
+) -> bytes:
+    """One frame from explicit choices (what a Hypothesis strategy draws, so that a failing
+    frame shrinks to its essentials); ``cut`` drops that many bytes from the end."""
+    if l3 == "arp":
+        frame = Ether(src=MACS[0], dst=MACS[1]) / ARP(psrc=CLIENTS[0], pdst=SERVERS[0])
+    elif l3 == "ipv6":
+        frame = Ether(src=MACS[0], dst=MACS[1]) / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(dport=53) / payload
+    else:
+        kw = dict(src=CLIENTS[0], dst=dst, id=7)
+        if options:
+            kw["options"] = [IPOption_Router_Alert()]
+        if fragment:
+            kw["flags"] = 0 if fragment == "last" else 1
+            kw["frag"] = 0 if fragment == "first" else 3
+        l4 = {"udp": UDP(sport=4000, dport=53, chksum=0 if udp_checksum_0 else None), "tcp": TCP(sport=4000, dport=80),
+              "icmp": ICMP()}[proto]
+        ip = IP(**kw) / l4 / payload
+        if tunnel == "vxlan":
+            ip = IP(src=TUNNEL_LOCAL, dst=TUNNEL_REMOTE) / UDP(sport=1, dport=4789) / VXLAN(vni=5001) \
+                / Ether(src=MACS[2], dst=MACS[3]) / ip
+        elif tunnel == "gtpu":
+            ip = IP(src=TUNNEL_LOCAL, dst=TUNNEL_REMOTE) / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=4097) / ip
+        frame = Ether(src=MACS[0], dst=MACS[1]) / ip
+    if vlan:
+        frame = Ether(src=frame.src, dst=frame.dst) / Dot1Q(vlan=7) / frame.payload
+    data = bytes(frame)
+    if pad and len(data) < 60:
+        data += bytes(60 - len(data))
+    return data[: max(14, len(data) - cut)]
