@@ -30,6 +30,7 @@ from mantra6g.synth.nf import base as nfbase
 from mantra6g.synth.values import INVALID, Reporter, did_you_mean, format_quantity, quantity, to_int
 
 TENANT_IDS = (1, 65535)  # 0 means "no tenant" in the data plane's metadata
+MAX_SLICES = 255  # slice ids 1..255: the data plane carries them in 8 bits (meta.slice, the shim)
 PRIORITIES = (0, 7)
 
 
@@ -113,6 +114,9 @@ def _tenant(decl: ast.TenantDecl, report: Reporter) -> Tenant | None:
     slices: list[TenantSlice] = []
     seen: dict[str, Span] = {}
     for i, s in enumerate(decl.slices, start=1):
+        if i == MAX_SLICES + 1:
+            report.error(s.name.span, f"tenant '{decl.name.name}' has more than {MAX_SLICES} slices",
+                         "slice ids travel in 8 bits on every target: split the tenant in two")
         if s.name.name in seen:
             report.error(s.name.span, f"slice '{s.name.name}' is declared twice in tenant '{decl.name.name}'", _first_at(seen[s.name.name]))
             continue

@@ -230,6 +230,15 @@ def test_check_refuses_what_no_target_can_do(nfs, message):
         frontend.load_sources([SourceFile("g.sg", graph(CLS + nfs))])
 
 
+def test_a_tenant_with_more_slices_than_the_data_plane_carries_is_refused():
+    from mantra6g.source import SourceFile
+    from mantra6g.synth import frontend
+
+    slices = "".join(f"    slice s{i} {{\n        latency <= 1 ms\n    }}\n" for i in range(256))
+    with pytest.raises(MantraError, match="more than 255 slices"):
+        frontend.load_sources([SourceFile("t.sg", "tenant t id 1 {\n" + slices + "}\n")])
+
+
 def test_icmp_through_a_router_keeps_its_own_checksum():
     p = program("nf rt = router(mac: 02:00:00:00:00:fe) {\n    route 10.0.0.0/8 via 02:00:00:00:00:01 port 2\n}\ncls -> rt")
     sent = Ether(**MACS) / IP(dst="10.2.3.4") / ICMP(id=7, seq=1) / b"ping"
