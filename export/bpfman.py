@@ -50,7 +50,7 @@ def labels(contents: bpf.ObjectContents) -> dict[str, str]:
 
 def containerfile(obj_name: str, image_labels: dict[str, str]) -> str:
     lines = ["# The bpfman bytecode image: one layer, the object at its root, and its labels.",
-             f"#   podman build -f Containerfile -t IMAGE .   (in this folder)", "FROM scratch"]
+             "#   podman build -f Containerfile -t IMAGE .   (in this folder)", "FROM scratch"]
     # Dockerfile LABEL values take shell-style double quotes, so JSON is quoted as a string.
     lines += [f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in image_labels.items()]
     lines.append(f"COPY {obj_name} /")

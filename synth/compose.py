@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from ipaddress import IPv4Address, IPv6Address
 
 from mantra6g.synth import dpir, expr as sx
@@ -388,17 +389,25 @@ class Lowering:
 
 @dataclass(frozen=True)
 class DeviceProgram:
-    """One device's program and what it carries."""
+    """One device's program and what it carries. With several tenants, ``program`` is
+    their merge (:func:`mantra6g.synth.merge.merge`): what ``mantra verify`` proves is
+    what every target emits."""
 
     device: str  # "pdp" | "smartnic" | "host" | "any"
     site: str | None
     program: Program
     graphs: tuple[str, ...]
     nfs: tuple[str, ...]  # "graph.nf" for every NF placed here (classifiers included)
+    merged: Any = field(default=None, compare=False)  # the MergedProgram (its tenants, names)
 
     @property
     def name(self) -> str:
         return self.program.name
+
+    @property
+    def tenants(self) -> tuple:
+        """Each tenant's program alone for this device (:class:`~mantra6g.synth.merge.TenantProgram`)."""
+        return self.merged.tenants
 
 
 TENANT, SLICE = "meta.tenant", "meta.slice"
@@ -446,13 +455,29 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
             where = _device_of(g)
             for dev in dict.fromkeys(where.values()):
                 groups.setdefault(dev, []).append((g, {n for n, d in where.items() if d == dev}))
+    from mantra6g.synth.merge import Claim, MergedProgram, TenantProgram, merge
+    from mantra6g.synth.nf.classifier import match_condition
+
+    tenants = {t.name: t for spec in specs for t in spec.tenants}
+    plans = {d.name: d for spec in specs for d in spec.devices}
     out = []
     for (device, site), members in groups.items():
         name = device if site is None else f"{device}_{site}"
-        program = lower_device(name, members, unclaimed)
-        validate(program)
+        owners = list(dict.fromkeys(g.tenant for g, _ in members))
+        programs = []
+        for owner in owners:  # each tenant's graphs alone, as if it had the device to itself
+            mine = [(g, local) for g, local in members if g.tenant == owner]
+            program = lower_device(name, mine, unclaimed)
+            validate(program)
+            claims = tuple(Claim(g.name, match_condition(g.nf(g.entry)), g.nf(g.entry).params.priority,
+                                 [m for m, _ in members].index(g)) for g, _ in mine)
+            plan = plans.get(name)
+            programs.append(TenantProgram(owner, tenants[owner].id if owner in tenants else mine[0][0].tenant_id,
+                                          program, claims, plan.owned_by(owner) if plan else frozenset()))
+        plan = plans.get(name)
+        merged = MergedProgram.single(programs[0], plan) if len(programs) == 1 else merge(name, programs, unclaimed, plan)
         nfs = tuple(f"{g.name}.{n}" for g, local in members for n in [g.entry, *sorted(local, key=g.topological_order().index)])
-        out.append(DeviceProgram(device, site, program, tuple(g.name for g, _ in members), nfs))
+        out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged))
     return out
 
 

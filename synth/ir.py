@@ -160,6 +160,47 @@ class ServiceGraph:
         return tuple(order)
 
 
+UPLINK = "uplink"  # a port owner: the operator's uplinks, which every tenant may use
+
+
+@dataclass(frozen=True)
+class Flow:
+    """An intended cross-tenant flow: packets of ``src`` may leave rewritten into traffic
+    that ``dst`` claims (a UPF handing traffic to an MEC tenant's VIP). A slice of None
+    means every slice of the tenant."""
+
+    src_tenant: str
+    dst_tenant: str
+    src_slice: str | None = None
+    dst_slice: str | None = None
+    span: Span | None = None
+
+    def allows(self, src: tuple[str, str], dst: tuple[str, str]) -> bool:
+        return (src[0], dst[0]) == (self.src_tenant, self.dst_tenant) and self.src_slice in (None, src[1]) \
+            and self.dst_slice in (None, dst[1])
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """The operator's plan for one device (not the tenants' programs'): which tenant owns
+    which port (``UPLINK``: the operator's, for every tenant), and which cross-tenant
+    flows are intended. The verifier checks isolation against it."""
+
+    device: DeviceClass
+    site: str | None
+    ports: tuple[tuple[int, str], ...] = ()  # (port, owner)
+    flows: tuple[Flow, ...] = ()
+    span: Span | None = None
+
+    @property
+    def name(self) -> str:
+        """The device program's name (as compose names it)."""
+        return self.device.value if self.site is None else f"{self.device.value}_{self.site}"
+
+    def owned_by(self, owner: str) -> frozenset[int]:
+        return frozenset(p for p, o in self.ports if o == owner)
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """Everything one ``.sg`` file declares."""
@@ -167,6 +208,7 @@ class ServiceSpec:
     source: str
     tenants: tuple[Tenant, ...]
     graphs: tuple[ServiceGraph, ...]
+    devices: tuple[DevicePlan, ...] = ()
 
     def tenant(self, name: str) -> Tenant | None:
         return next((t for t in self.tenants if t.name == name), None)

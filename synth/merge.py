@@ -13,13 +13,15 @@ program and nothing else:
 * **Parser**: the union of the tenants' parsers (states merged by name; identical
   states are kept once, states that differ only in their cases get the union of the
   cases). Deparse orders are merged into one order consistent with every tenant's.
-* **Classification and dispatch**: the control is one if/else chain over the tenants'
-  classifiers, highest classifier priority first (input order among equals). The
-  branch of tenant ``t`` writes ``t``'s id into ``meta.tenant`` and runs ``t``'s whole
-  control, renamed; the tenant's own classification runs again inside (in its
-  namespace), so the branch is the tenant's program unchanged. Branches are mutually
-  exclusive, which lets the Tofino stage model overlap tenants' tables. A packet no
-  classifier claims is never forwarded, hence dropped.
+* **Classification and dispatch**: the control first classifies by *graph*, exactly as
+  :mod:`mantra6g.synth.compose` orders graphs on one device — an if/else chain over every
+  graph's classifier, highest classifier priority first, the site's order among equals
+  — writing the id of the graph's tenant into ``meta.tenant``; then dispatches on
+  ``meta.tenant`` to the tenant's whole control, renamed. The tenant's own
+  classification runs again inside (in its namespace), so the branch is the tenant's
+  program unchanged. Branches are mutually exclusive, which lets the Tofino stage model
+  overlap tenants' tables. A packet no classifier claims is dropped (or, with
+  ``unclaimed="pass"``, handed to the host).
 * **Entries**: a tenant keeps writing entries against its own program;
   :meth:`MergedProgram.translate_entry` maps them (table and action renamed, match and
   arguments unchanged, since the merged table has the tenant's keys).
@@ -59,7 +61,7 @@ from mantra6g.synth.dpir import (
     Stmt,
     map_refs,
 )
-from mantra6g.synth.ir import ServiceSpec
+from mantra6g.synth.ir import DevicePlan, ServiceSpec
 
 TENANT_FIELD = "tenant"  # the merge's own metadata: the id of the tenant owning the packet
 TENANT_WIDTH = 16
@@ -71,27 +73,62 @@ class MergeError(MantraError):
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One graph's claim on a device's traffic: the packets its classifier matches, unless
+    a claim earlier in the device's classification order matched first (higher
+    ``priority``, then lower ``order``, the graph's position in the site)."""
+
+    graph: str
+    classifier: Expr  # DP-IR condition over the parsed headers
+    priority: int = 0
+    order: int = 0
+
+
+@dataclass(frozen=True)
 class TenantProgram:
     """One tenant's program for a device, compiled alone, and how to recognise its traffic."""
 
     tenant: str
     tenant_id: int
     program: Program
-    # The packets that belong to the tenant (DP-IR condition over the parsed headers).
-    classifier: Expr
-    priority: int = 0
+    claims: tuple[Claim, ...]  # the tenant's graphs on this device, in its own order
     # Egress ports the tenant owns (others' packets must not leave through them).
     ports: frozenset[int] = frozenset()
+
+    @property
+    def classifier(self) -> Expr:
+        """The packets one of the tenant's graphs claims (before other tenants' claims)."""
+        from mantra6g.synth.compose import any_of
+
+        return any_of([c.classifier for c in self.claims])
+
+    @property
+    def priority(self) -> int:
+        return max(c.priority for c in self.claims)
 
 
 @dataclass(frozen=True)
 class MergedProgram:
-    """The merged program, its tenants (in classification order) and the name maps."""
+    """The merged program, its tenants and the name maps. ``order`` is the device's
+    classification order: every tenant's claims, first come first served."""
 
     program: Program
     tenants: tuple[TenantProgram, ...]
     # tenant -> kind -> original name -> merged name
     names: Mapping[str, Mapping[str, Mapping[str, str]]] = field(hash=False, compare=False)
+    order: tuple[tuple[Claim, str], ...] = ()
+    plan: DevicePlan | None = None  # the operator's port plan and intended flows
+
+    @staticmethod
+    def single(t: TenantProgram, plan: DevicePlan | None = None) -> MergedProgram:
+        """A device that runs one tenant's program alone (nothing renamed)."""
+        names = {kind: {n: n for n in ns} for kind, ns in namespace(t.tenant, t.program).items()}
+        return MergedProgram(t.program, (t,), {t.tenant: names}, tuple((c, t.tenant) for c in t.claims), plan)
+
+    @property
+    def alone(self) -> bool:
+        """The device runs one tenant's program, unchanged."""
+        return len(self.tenants) == 1 and self.program is self.tenants[0].program
 
     @property
     def tenant_field(self) -> str:
@@ -284,13 +321,17 @@ def merge_orders(orders: Sequence[Sequence[str]]) -> tuple[str, ...]:
 # ---------------------------------------------------------------- merge
 
 
-def classification_order(tenants: Sequence[TenantProgram]) -> tuple[TenantProgram, ...]:
-    """Highest classifier priority first; input order among equal priorities."""
-    return tuple(sorted(tenants, key=lambda t: -t.priority))
+def classification_order(tenants: Sequence[TenantProgram]) -> tuple[tuple[Claim, str], ...]:
+    """Every tenant's claims, highest priority first, the site's order among equals: the
+    order :func:`mantra6g.synth.compose.lower_device` classifies graphs in."""
+    claims = [(c, t.tenant) for t in tenants for c in t.claims]
+    return tuple(sorted(claims, key=lambda ct: (-ct[0].priority, ct[0].order)))
 
 
-def merge(name: str, tenants: Sequence[TenantProgram]) -> MergedProgram:
+def merge(name: str, tenants: Sequence[TenantProgram], unclaimed: str = "drop", plan: DevicePlan | None = None) -> MergedProgram:
     """One program for one device running each tenant's program on that tenant's traffic."""
+    from mantra6g.synth.dpir_check import validate
+
     if not tenants:
         raise MergeError(f"no tenant programs to merge for {name}")
     seen: dict[object, str] = {}
@@ -301,20 +342,25 @@ def merge(name: str, tenants: Sequence[TenantProgram]) -> MergedProgram:
             seen[key] = t.tenant
         if t.tenant_id == 0:
             raise MergeError(f"tenant '{t.tenant}' has id 0, which the merge reserves for 'no tenant'")
-    ordered = classification_order(tenants)
-    headers, parser, deparse = union_parser([t.program for t in ordered])
-    names = {t.tenant: namespace(t.tenant, t.program) for t in ordered}
+    order = classification_order(tenants)
+    by_name = {t.tenant: t for t in tenants}
+    headers, parser, deparse = union_parser([t.program for t in tenants])
+    names = {t.tenant: namespace(t.tenant, t.program) for t in tenants}
     parts = {k: [] for k in ("metadata", "actions", "tables", "registers", "counters", "meters")}
     parts["metadata"].append(dpir.MetaField(TENANT_FIELD, TENANT_WIDTH))
     bodies: dict[str, tuple[Stmt, ...]] = {}
-    for t in ordered:
+    for t in tenants:
         renamed = Renamer(names[t.tenant]).program_parts(t.program)
         for k in parts:
             parts[k].extend(renamed[k])
-        bodies[t.tenant] = (Assign(f"meta.{TENANT_FIELD}", Const(t.tenant_id, TENANT_WIDTH)),) + renamed["control"]
-    chain: tuple[Stmt, ...] = ()
-    for t in reversed(ordered):  # build the else-chain from the lowest priority up
-        chain = (If(t.classifier, bodies[t.tenant], chain),)
+        bodies[t.tenant] = renamed["control"]
+    tenant = f"meta.{TENANT_FIELD}"
+    classify: tuple[Stmt, ...] = ()
+    for claim, owner in reversed(order):  # the else-chain, from the last claim up
+        classify = (If(claim.classifier, (Assign(tenant, Const(by_name[owner].tenant_id, TENANT_WIDTH)),), classify),)
+    dispatch: tuple[Stmt, ...] = (If(_is(tenant, 0), (dpir.ToHost(),)),) if unclaimed == "pass" else ()
+    for t in reversed(tenants):
+        dispatch = (If(_is(tenant, t.tenant_id), bodies[t.tenant], dispatch),)
     program = Program(
         name=name,
         headers=headers,
@@ -326,10 +372,15 @@ def merge(name: str, tenants: Sequence[TenantProgram]) -> MergedProgram:
         registers=tuple(parts["registers"]),
         counters=tuple(parts["counters"]),
         meters=tuple(parts["meters"]),
-        control=chain,
-        doc="merged tenants: " + ", ".join(f"{t.tenant} ({t.tenant_id})" for t in ordered),
+        control=classify + dispatch,
+        doc="merged tenants: " + ", ".join(f"{t.tenant} ({t.tenant_id})" for t in tenants),
     )
-    return MergedProgram(program, ordered, names)
+    validate(program)
+    return MergedProgram(program, tuple(tenants), names, order, plan)
+
+
+def _is(path: str, value: int) -> Expr:
+    return dpir.BinOp("==", Ref(path), Const(value, TENANT_WIDTH))
 
 
 # ---------------------------------------------------------------- from service graphs
@@ -368,34 +419,22 @@ def forward_ports(p: Program) -> frozenset[int]:
 
 
 def tenant_programs(specs: Sequence[ServiceSpec]) -> dict[str, list[TenantProgram]]:
-    """Each tenant's graphs compiled alone (``compose.compile_specs``), per device program name."""
-    from mantra6g.synth.compose import any_of, compile_specs
-    from mantra6g.synth.ir import ServiceSpec as Spec
-    from mantra6g.synth.nf.classifier import match_condition
+    """Each tenant's graphs compiled alone, per device program name (what
+    :func:`mantra6g.synth.compose.compile_specs` merges)."""
+    from mantra6g.synth.compose import compile_specs
 
-    graphs = [g for s in specs for g in s.graphs]
-    tenants = [t for s in specs for t in s.tenants]
-    out: dict[str, list[TenantProgram]] = {}
-    for tenant in tenants:
-        mine = tuple(g for g in graphs if g.tenant == tenant.name)
-        if not mine:
-            continue
-        for dp in compile_specs([Spec(source=f"<tenant {tenant.name}>", tenants=(tenant,), graphs=mine)]):
-            here = [g for g in mine if g.name in dp.graphs]
-            classifier = any_of([match_condition(g.nf(g.entry)) for g in here])
-            priority = max(g.nf(g.entry).params.priority for g in here)
-            out.setdefault(dp.name, []).append(
-                TenantProgram(tenant.name, tenant.id, dp.program, classifier, priority, forward_ports(dp.program))
-            )
-    return out
+    return {dp.name: list(dp.tenants) for dp in compile_specs(specs)}
 
 
-def merge_site(specs: Sequence[ServiceSpec]) -> list[MergedProgram]:
-    """One merged program per device of the site (devices with one tenant included)."""
-    return [merge(device, tenants) for device, tenants in tenant_programs(specs).items()]
+def merge_site(specs: Sequence[ServiceSpec], unclaimed: str = "drop") -> list[MergedProgram]:
+    """Every device program of the site, as ``mantra compile`` emits it, with its tenants."""
+    from mantra6g.synth.compose import compile_specs
+
+    return [dp.merged for dp in compile_specs(specs, unclaimed)]
 
 
 __all__ = [
+    "Claim",
     "MergeError",
     "MergedProgram",
     "Renamer",

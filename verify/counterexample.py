@@ -179,6 +179,11 @@ def _int(model: z3.ModelRef, term) -> int:
     return model.eval(term, model_completion=True).as_long()
 
 
+def packet_bytes(model: z3.ModelRef, packet: z3.ArrayRef, length: int) -> bytes:
+    """The model's bytes of ``packet`` (an array of bytes), ``length`` of them."""
+    return bytes(_int(model, z3.Select(packet, z3.BitVecVal(i, 16))) for i in range(length))
+
+
 def _entry_for(table, keys: list[int], p: Program, model_args: tuple[int, ...], action: str, priority: int) -> Entry:
     """An entry matching exactly these key values (the one a tenant could install)."""
     matches = []
@@ -195,7 +200,7 @@ def from_model(model: z3.ModelRef, inputs: Inputs, run: Run, p: Program, prop: s
                **where) -> Counterexample:
     """The concrete packet, state and entries of ``model`` for a run of ``p``."""
     length = _int(model, inputs.length)
-    raw = _int(model, inputs.packet).to_bytes(inputs.maxlen, "big")[:length]
+    raw = packet_bytes(model, inputs.packet, length)
     regs: dict[tuple[str, int], int] = {}
     red: set[tuple[str, int]] = set()
     for u in run.state_uses:

@@ -7,10 +7,13 @@
 The semantics are the reference interpreter's (:mod:`mantra6g.synth.interp`), stated
 over symbols:
 
-* **Packet**: ``MAXLEN`` symbolic bytes and a symbolic length. The parser is a DAG of
-  fixed-size extracts, so it is encoded as a *bounded path formula*: each path from
-  ``start`` to ``accept`` fixes every header's offset; a header's field is the bytes at
-  its offset on whichever path was taken. A rejected or too-short packet is dropped.
+* **Packet**: an array of symbolic bytes and a symbolic length, 14 bytes up to a
+  jumbo frame (``MAX_FRAME``): every byte the program never reads is free, so a property
+  holds for every length (an MTU check or a length-conditioned branch is seen). The
+  parser is a DAG of fixed-size extracts, so it is encoded as a *bounded path formula*:
+  each path from ``start`` to ``accept`` fixes every header's offset; a header's field is
+  the bytes at its offset on whichever path was taken. A rejected or too-short packet is
+  dropped.
 * **Headers**: a validity bit and bit-vector fields; an invalid header's fields are 0
   (as the interpreter reads them), which every primitive preserves.
 * **Tables**: with ``entries="installed"`` the program's entries decide, the first
@@ -79,9 +82,10 @@ from mantra6g.synth.dpir import (
 )
 from mantra6g.synth.dpir_check import VALID_SUFFIX, parser_paths
 
-PAYLOAD_BYTES = 8  # symbolic bytes after the longest header stack
+MAX_FRAME = 9018  # a 9000-byte jumbo MTU plus Ethernet and a VLAN tag
 INDEX = z3.BitVecSort(32)
 COUNT = z3.BitVecSort(32)
+BYTE_INDEX = z3.BitVecSort(16)
 
 
 def header_bytes(p: Program) -> int:
@@ -97,12 +101,12 @@ class Inputs:
     """What the environment chooses: the packet, its port and time, and the state
     before it. Two encoders given one ``Inputs`` see the same packet and state."""
 
-    maxlen: int
+    maxlen: int = MAX_FRAME
     tag: str = ""
 
     def __post_init__(self) -> None:
         t = self.tag
-        self.packet = z3.BitVec(f"{t}packet", 8 * self.maxlen)
+        self.packet = z3.Array(f"{t}packet", BYTE_INDEX, z3.BitVecSort(8))
         self.length = z3.BitVec(f"{t}length", 16)
         self.ingress = z3.BitVec(f"{t}ingress_port", 9)
         self.now = z3.BitVec(f"{t}now_ns", 64)
@@ -111,7 +115,8 @@ class Inputs:
 
     @classmethod
     def for_programs(cls, programs: Sequence[Program], tag: str = "") -> Inputs:
-        return cls(max(header_bytes(p) for p in programs) + PAYLOAD_BYTES, tag)
+        """Inputs for comparing ``programs`` on one packet (any length up to a jumbo frame)."""
+        return cls(MAX_FRAME, tag)
 
     def register(self, key: str, width: int) -> z3.ArrayRef:
         """The initial contents of register ``key`` (shared by every encoder using it)."""
@@ -125,11 +130,16 @@ class Inputs:
         return self.colours[key]
 
     def byte_range(self, offset: int, nbytes: int) -> z3.BitVecRef:
-        hi = 8 * (self.maxlen - offset) - 1
-        return z3.Extract(hi, hi - 8 * nbytes + 1, self.packet)
+        return read_bytes(self.packet, offset, nbytes)
 
     def constraints(self) -> z3.BoolRef:
         return z3.And(z3.UGE(self.length, 14), z3.ULE(self.length, self.maxlen))
+
+
+def read_bytes(packet: z3.ArrayRef, offset: int, nbytes: int) -> z3.BitVecRef:
+    """``nbytes`` bytes of ``packet`` from ``offset``, big-endian."""
+    parts = [z3.Select(packet, z3.BitVecVal(offset + i, 16)) for i in range(nbytes)]
+    return parts[0] if nbytes == 1 else z3.Concat(*parts)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import z3
 
 from mantra6g.synth.dpir import Program
+from mantra6g.synth.ir import UPLINK
 from mantra6g.synth.merge import MergedProgram, TenantProgram
 from mantra6g.verify.counterexample import Counterexample, from_model
 from mantra6g.verify.encode import Encoder, Inputs, Run, condition
@@ -73,24 +74,27 @@ class PropertyResult:
 
 
 def tenant_slice(m: MergedProgram, t: TenantProgram) -> Program | None:
-    """The code a packet of ``t`` runs, when ``m`` has the shape :func:`merge` builds
-    (one if/else chain over the tenants' classifiers in classification order, each
-    branch starting by writing the tenant id); None for any other shape.
+    """The code a packet of ``t`` runs, when ``m`` has the shape :func:`merge` builds (a
+    classification chain writing the tenant id, then an if/else chain dispatching on it);
+    the program itself for a device that runs ``t`` alone; None for any other shape.
 
-    The chain's semantics then give: a packet of ``t``'s traffic fails every earlier
-    classifier and passes ``t``'s, so it runs exactly ``t``'s branch."""
-    from mantra6g.synth.dpir import Assign, Const, If
+    The chain's semantics then give: a packet of ``t``'s traffic gets ``t``'s id from
+    the classification and runs exactly ``t``'s branch."""
+    from mantra6g.synth.dpir import Assign, BinOp, Const, If, Ref
 
-    stmts = m.program.control
+    if m.alone:
+        return m.program
+    if len(m.program.control) != 2:
+        return None
+    stmts = (m.program.control[1],)
     for u in m.tenants:
-        if len(stmts) != 1 or not isinstance(stmts[0], If) or stmts[0].cond != u.classifier:
+        if len(stmts) != 1 or not isinstance(stmts[0], If):
             return None
         node = stmts[0]
-        first = node.then[0] if node.then else None
-        if not (isinstance(first, Assign) and first.target == m.tenant_field and first.value == Const(u.tenant_id, 16)):
+        if node.cond != BinOp("==", Ref(m.tenant_field), Const(u.tenant_id, 16)):
             return None
         if u.tenant == t.tenant:
-            return dataclasses.replace(m.program, control=node.then)
+            return dataclasses.replace(m.program, control=(Assign(m.tenant_field, Const(u.tenant_id, 16)), *node.then))
         stmts = node.orelse
     return None
 
@@ -103,14 +107,21 @@ class TenantRun:
     program: Program
 
 
+def claimed(m: MergedProgram, env, inputs: Inputs) -> list[tuple[str, z3.BoolRef]]:
+    """(tenant, "this claim wins") for each claim in the device's classification order:
+    its classifier matches and no earlier claim's does."""
+    out, earlier = [], []
+    for claim, owner in m.order:
+        c = condition(m.program, claim.classifier, env, inputs)
+        out.append((owner, z3.And(c, *[z3.Not(e) for e in earlier])))
+        earlier.append(c)
+    return out
+
+
 def traffic_of(m: MergedProgram, t: TenantProgram, env, inputs: Inputs, parsed: z3.BoolRef) -> z3.BoolRef:
-    earlier = []
-    for u in m.tenants:
-        if u.tenant == t.tenant:
-            break
-        earlier.append(condition(m.program, u.classifier, env, inputs))
-    mine = condition(m.program, t.classifier, env, inputs)
-    return z3.And(parsed, mine, *[z3.Not(c) for c in earlier])
+    """The packets of ``t``: parsed, and the first claim that matches is one of ``t``'s."""
+    wins = [w for owner, w in claimed(m, env, inputs) if owner == t.tenant]
+    return z3.And(parsed, z3.Or(wins) if wins else z3.BoolVal(False))
 
 
 def encode_tenant(m: MergedProgram, t: TenantProgram, entries: str, monolithic: bool = False,
@@ -177,9 +188,17 @@ def check_disjointness(m: MergedProgram, a: TenantProgram, b: TenantProgram) -> 
 # ---------------------------------------------------------------- isolation
 
 
-def foreign_ports(m: MergedProgram, t: TenantProgram) -> frozenset[int]:
-    """Ports other tenants own and ``t`` does not."""
-    return frozenset(p for u in m.tenants if u.tenant != t.tenant for p in u.ports) - t.ports
+def allowed_ports(m: MergedProgram, t: TenantProgram) -> frozenset[int] | None:
+    """The ports the operator's plan lets ``t``'s packets enter and leave by: its own and
+    the uplinks (None: the device has no plan, so ports are not checked)."""
+    if m.plan is None:
+        return None
+    return m.plan.owned_by(t.tenant) | m.plan.owned_by(UPLINK)
+
+
+def port_owner(m: MergedProgram, port: int) -> str:
+    owners = [o for p, o in (m.plan.ports if m.plan else ()) if p == port]
+    return owners[0] if owners else "nobody (it is not in the device's port plan)"
 
 
 ISOLATION_PARTS = ("resources", "ports")
@@ -222,22 +241,25 @@ def check_isolation(m: MergedProgram, t: TenantProgram, parts: tuple[str, ...] =
                                  field=name if kind == "meta" else None, other=owner)
                 return "violated", cex, ""
         # 2. Ports and leaks, with the installed entries.
-        if "ports" not in parts and not others:
-            return "proven", None, ""
+        allowed = allowed_ports(m, t)
+        if ("ports" not in parts or allowed is None) and not others:
+            return "proven", None, "" if allowed is not None else NO_PLAN
         tr = encode_tenant(m, t, "installed", monolithic)
         final, initial = tr.run.final, tr.run.initial
-        ports = foreign_ports(m, t) if "ports" in parts else frozenset()
         base = [tr.inputs.constraints(), tr.traffic, *tr.run.extra]
-        if ports:
-            outside = z3.And([tr.inputs.ingress != p for p in ports])  # the tenant's packets enter on its own ports
-            leaves = z3.And(tr.run.forwarded, z3.Or([tr.run.egress == p for p in ports]))
-            model = _solve(*base, outside, leaves)
+        if "ports" in parts and allowed is not None:
+            # The operator's plan: the tenant's packets enter on its own ports or the uplinks.
+            inside = z3.Or([tr.inputs.ingress == p for p in allowed]) if allowed else z3.BoolVal(False)
+            leaves = z3.And(tr.run.forwarded, z3.And([tr.run.egress != p for p in allowed]))
+            model = _solve(*base, inside, leaves)
             if model is not None:
                 port = model.eval(tr.run.egress).as_long()
-                owner = next(u.tenant for u in m.tenants if port in u.ports and u.tenant != t.tenant)
+                owner = port_owner(m, port)
                 cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
-                                 f"a packet of {t.tenant} leaves through port {port}, which {owner} owns",
-                                 field="std.egress_port", other=owner)
+                                 f"a packet of {t.tenant} leaves through port {port}, which {owner} owns"
+                                 if owner in {u.tenant for u in m.tenants} else
+                                 f"a packet of {t.tenant} leaves through port {port}, which belongs to {owner}",
+                                 field="std.egress_port", other=owner if owner in {u.tenant for u in m.tenants} else None)
                 return "violated", cex, ""
         for u in others:
             before = condition(m.program, u.classifier, initial, tr.inputs)
@@ -249,9 +271,14 @@ def check_isolation(m: MergedProgram, t: TenantProgram, parts: tuple[str, ...] =
                                  f"claims (e.g. a DNAT or tunnel address in {u.tenant}'s address space)",
                                  other=u.tenant)
                 return "violated", cex, ""
-        return "proven", None, f"ports owned by others: {sorted(foreign_ports(m, t)) or 'none'}"
+        if allowed is None:
+            return "proven", None, NO_PLAN
+        return "proven", None, f"leaves only by its ports and the uplinks: {sorted(allowed) or 'none'}"
 
     return _timed(go, "isolation", t.tenant)
+
+
+NO_PLAN = "no port plan for this device: egress ports not checked (declare one, docs/verification.md)"
 
 
 # ---------------------------------------------------------------- equivalence
@@ -352,7 +379,7 @@ __all__ = [
     "check_equivalence",
     "check_isolation",
     "check_validity",
+    "allowed_ports",
     "encode_tenant",
-    "foreign_ports",
     "tenant_slice",
 ]

@@ -39,7 +39,7 @@ from mantra6g.verify.properties import (
     check_equivalence,
     check_isolation,
     check_validity,
-    foreign_ports,
+    allowed_ports,
     tenant_slice,
 )
 from mantra6g.verify.resources import check_resources
@@ -207,7 +207,7 @@ class _Runner:
         m = self.m
         parts = {
             "resources": digest("isolation.resources", sl, {k: dict(v) for k, v in m.names[t.tenant].items()}),
-            "ports": digest("isolation.ports", sl, sorted(foreign_ports(m, t)), sorted(t.ports)),
+            "ports": digest("isolation.ports", sl, sorted(allowed_ports(m, t) or ()), m.plan is None),
         }
         leaks = {u.tenant: digest("isolation.leak", sl, repr(u.classifier)) for u in m.tenants if u.tenant != t.tenant}
         todo = tuple(p for p, k in parts.items() if not self.cached(k))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from mantra6g.synth import frontend
+from mantra6g.synth.ir import DeviceClass, DevicePlan
 from mantra6g.synth.merge import MergedProgram, merge_site
 
 CASES = Path(__file__).resolve().parent / "cases"
@@ -20,7 +22,9 @@ def merged(*paths: Path) -> MergedProgram:
 
 @pytest.fixture(scope="session")
 def lb_routers() -> MergedProgram:
-    return merged(CASES / "lb_routers.sg")
+    # The operator's port plan: alpha's router sends out of port 1, beta's out of 2.
+    plan = DevicePlan(DeviceClass.SMARTNIC, "edge", ((1, "alpha"), (2, "beta")))
+    return dataclasses.replace(merged(CASES / "lb_routers.sg"), plan=plan)
 
 
 @pytest.fixture(scope="session")

@@ -120,12 +120,9 @@ def drop_ttl_checksum(m: MergedProgram, tenant: str, action: str) -> MergedProgr
 def sequential(m: MergedProgram) -> MergedProgram:
     """Tenants run one after another under ``if meta.tenant == id`` (not one if/else
     chain): the stage model can no longer overlap them."""
-    classify: tuple[Stmt, ...] = ()
-    for t in reversed(m.tenants):
-        classify = (If(t.classifier, (Assign(f"meta.{TENANT_FIELD}", Const(t.tenant_id, 16)),), classify),)
+    classify, node = m.program.control
     bodies = []
-    node = m.program.control[0]
     for t in m.tenants:
-        bodies.append(If(BinOp("==", Ref(f"meta.{TENANT_FIELD}"), Const(t.tenant_id, 16)), node.then[1:]))
+        bodies.append(If(BinOp("==", Ref(f"meta.{TENANT_FIELD}"), Const(t.tenant_id, 16)), node.then))
         node = node.orelse[0] if node.orelse else None
-    return _with(m, dataclasses.replace(m.program, control=classify + tuple(bodies)))
+    return _with(m, dataclasses.replace(m.program, control=(classify, *bodies)))

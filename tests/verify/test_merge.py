@@ -11,7 +11,7 @@ from mantra6g.synth import frontend, interp
 from mantra6g.synth.compose import condition
 from mantra6g.synth.dpir import ActionCall, Entry, Lpm
 from mantra6g.synth.dpir_check import validate
-from mantra6g.synth.merge import MergeError, TenantProgram, merge, merge_orders, tenant_programs
+from mantra6g.synth.merge import Claim, MergeError, TenantProgram, merge, merge_orders, tenant_programs
 from mantra6g.synth import expr as sx
 
 from tests.verify.conftest import ROOT
@@ -27,7 +27,7 @@ def copies_of(path: Path, n: int):
     out = []
     for i in range(n):
         cls = condition(sx.InPrefix("ipv4.dst", IPv4Network(f"10.{100 + i}.0.0/16")))
-        out.append(dataclasses.replace(t, tenant=f"t{i}", tenant_id=100 + i, classifier=cls, priority=0))
+        out.append(dataclasses.replace(t, tenant=f"t{i}", tenant_id=100 + i, claims=(Claim(f"g{i}", cls, 0, i),)))
     return merge("copies", out)
 
 
