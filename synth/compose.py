@@ -78,24 +78,14 @@ def _l3(*more: ParserCase) -> tuple[ParserCase, ...]:
 MF = 0b001  # IPv4 "more fragments" flag
 
 
-def _ipv4_cases(prefix: str, any_version: bool = False) -> tuple[ParserCase, ...]:
+def _ipv4_cases(prefix: str) -> tuple[ParserCase, ...]:
     """Select on (version, ihl, flags, fragment offset, protocol): only an option-less,
     unfragmented IPv4 packet (no MF flag, offset 0) has a transport header to parse; with
-    options or as a fragment it is accepted with the rest as payload. A version-4 header
-    with an IHL below 5 is rejected; with ``any_version`` another version is accepted as
-    payload (the state's default), else the default rejects it too."""
-    any_ = 0
-    l4 = tuple(
+    options or as a fragment it is accepted with the rest as payload."""
+    return tuple(
         ParserCase((4, 5, 0, 0, IP_PROTOCOLS[name]), f"{prefix}{name}", (0xF, 0xF, MF, 0x1FFF, 0xFF))
         for name in ("udp", "tcp", "icmp")
     )
-    other = (
-        ParserCase((4, 5, 0, 0, 0), "accept", (0xF, 0xF, any_, any_, any_)),
-        ParserCase((4, 6, 0, 0, 0), "accept", (0xF, 0xE, any_, any_, any_)),  # ihl 6, 7
-        ParserCase((4, 8, 0, 0, 0), "accept", (0xF, 0x8, any_, any_, any_)),  # ihl 8..15
-    )
-    short = (ParserCase((4, 0, 0, 0, 0), "reject", (0xF, any_, any_, any_, any_)),) if any_version else ()
-    return l4 + other + short
 
 
 def bytes_before(prefix: str) -> Expr:
@@ -122,17 +112,21 @@ def bytes_before(prefix: str) -> Expr:
 
 
 def _ipv4_verify(h: str, prefix: str, any_version: bool = False) -> Expr:
-    """RFC 1812 §5.2.2: the total length covers the header (ihl * 4 bytes) and does not
-    exceed the bytes that arrived; a packet failing it is dropped. Trailing bytes beyond
-    the total length (Ethernet padding) are allowed and kept. With ``any_version`` only an
-    IPv4 header (version 4) is held to it."""
+    """RFC 1812 §5.2.2: version 4, a header of at least 5 words, a total length that covers
+    the header (ihl * 4 bytes) and does not exceed the bytes that arrived; a packet failing
+    it is dropped. Trailing bytes beyond the total length (Ethernet padding) are allowed
+    and kept. With ``any_version`` only an IPv4 header (version 4) is held to it (a G-PDU
+    may carry IPv6)."""
     header = BinOp("<<", Cast(Ref(f"{h}.ihl"), 16), Const(2, 2))
     # No underflow: the parser extracted this header, so the packet holds what precedes it.
     arrived = BinOp("-", Ref("std.pkt_len"), bytes_before(prefix))
-    lengths = BinOp("&&", BinOp(">=", Ref(f"{h}.len"), header), BinOp("<=", Ref(f"{h}.len"), arrived))
-    if not any_version:
-        return lengths
-    return BinOp("||", BinOp("!=", Ref(f"{h}.version"), Const(4, 4)), lengths)
+    ok = all_of([
+        BinOp("==", Ref(f"{h}.version"), Const(4, 4)),
+        BinOp(">=", Ref(f"{h}.ihl"), Const(5, 4)),
+        BinOp(">=", Ref(f"{h}.len"), header),
+        BinOp("<=", Ref(f"{h}.len"), arrived),
+    ])
+    return BinOp("||", BinOp("!=", Ref(f"{h}.version"), Const(4, 4)), ok) if any_version else ok
 
 
 def standard_parser() -> tuple[ParserState, ...]:
@@ -153,8 +147,7 @@ def standard_parser() -> tuple[ParserState, ...]:
         ),
         ParserState("vlan", ("vlan",), (Ref("vlan.type"),), _l3(ParserCase((ETHER_TYPES["mtel"],), "mtel"))),
         ParserState("mtel", ("mtel",), (Ref("mtel.type"),), _l3()),
-        ParserState("ipv4", ("ipv4",), ip_select("ipv4"), _ipv4_cases(""), default="reject",
-                    verify=_ipv4_verify("ipv4", "")),
+        ParserState("ipv4", ("ipv4",), ip_select("ipv4"), _ipv4_cases(""), verify=_ipv4_verify("ipv4", "")),
         ParserState(
             "ipv6",
             ("ipv6",),
@@ -177,10 +170,10 @@ def standard_parser() -> tuple[ParserState, ...]:
             (Ref("gtpu.version"), Ref("gtpu.ext"), Ref("gtpu.seq_flag"), Ref("gtpu.npdu_flag"), Ref("gtpu.msg_type")),
             (ParserCase((1, 0, 0, 0, 0xFF), "gpdu_ip"),),
         ),
-        ParserState("inner_ipv4", ("inner_ipv4",), ip_select("inner_ipv4"), _ipv4_cases("inner_"), default="reject",
+        ParserState("inner_ipv4", ("inner_ipv4",), ip_select("inner_ipv4"), _ipv4_cases("inner_"),
                     verify=_ipv4_verify("inner_ipv4", "inner_")),
         # A G-PDU may carry IPv6: its first 20 bytes land in inner_ipv4, unchecked.
-        ParserState("gpdu_ip", ("inner_ipv4",), ip_select("inner_ipv4"), _ipv4_cases("inner_", any_version=True),
+        ParserState("gpdu_ip", ("inner_ipv4",), ip_select("inner_ipv4"), _ipv4_cases("inner_"),
                     verify=_ipv4_verify("inner_ipv4", "inner_", any_version=True)),
         ParserState("inner_udp", ("inner_udp",)),
         ParserState("inner_tcp", ("inner_tcp",)),
@@ -470,7 +463,7 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
             program = lower_device(name, mine, unclaimed)
             validate(program)
             claims = tuple(Claim(g.name, match_condition(g.nf(g.entry)), g.nf(g.entry).params.priority,
-                                 [m for m, _ in members].index(g)) for g, _ in mine)
+                                 [m for m, _ in members].index(g), g.slice) for g, _ in mine)
             plan = plans.get(name)
             programs.append(TenantProgram(owner, tenants[owner].id if owner in tenants else mine[0][0].tenant_id,
                                           program, claims, plan.owned_by(owner) if plan else frozenset()))

@@ -82,6 +82,7 @@ class Claim:
     classifier: Expr  # DP-IR condition over the parsed headers
     priority: int = 0
     order: int = 0
+    slice: str = ""  # the graph's slice (intended flows name slices)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ the isolation and header-validity properties.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import zlib
 from collections.abc import Sequence
@@ -135,10 +136,22 @@ class Inputs:
     def constraints(self) -> z3.BoolRef:
         return z3.And(z3.UGE(self.length, 14), z3.ULE(self.length, self.maxlen))
 
+    def reading(self, packet: z3.ArrayRef, length: z3.BitVecRef) -> Inputs:
+        """The same environment with other bytes on the wire (a packet a program emitted,
+        parsed again)."""
+        other = Inputs(self.maxlen, self.tag)
+        other.packet, other.length, other.ingress, other.now = packet, length, self.ingress, self.now
+        other.registers, other.colours = self.registers, self.colours
+        return other
 
-def read_bytes(packet: z3.ArrayRef, offset: int, nbytes: int) -> z3.BitVecRef:
-    """``nbytes`` bytes of ``packet`` from ``offset``, big-endian."""
-    parts = [z3.Select(packet, z3.BitVecVal(offset + i, 16)) for i in range(nbytes)]
+
+def read_bytes(packet, offset: int, nbytes: int) -> z3.BitVecRef:
+    """``nbytes`` bytes of ``packet`` (an array, or bytes a program emitted) from
+    ``offset``, big-endian."""
+    if isinstance(packet, z3.ArrayRef):
+        parts = [z3.Select(packet, z3.BitVecVal(offset + i, 16)) for i in range(nbytes)]
+    else:
+        parts = [packet.byte(offset + i) for i in range(nbytes)]
     return parts[0] if nbytes == 1 else z3.Concat(*parts)
 
 
@@ -221,6 +234,7 @@ class Run:
     symbolic_tables: list[SymbolicTable] = field(default_factory=list)
     state_uses: list[StateUse] = field(default_factory=list)
     extra: list[z3.BoolRef] = field(default_factory=list)  # side constraints (colours, choices)
+    header_len: z3.BitVecRef = z3.BitVecVal(0, 16)  # bytes the parser extracted
 
     @property
     def forwarded(self) -> z3.BoolRef:
@@ -308,16 +322,18 @@ class Encoder:
         values: dict[str, list[tuple[z3.BoolRef, z3.BitVecRef]]] = {}
         valid: dict[str, list[z3.BoolRef]] = {}
         accepted: list[z3.BoolRef] = []
+        consumed: list[tuple[z3.BoolRef, int]] = []
+
+        ends: dict[tuple, list] = {}  # extracted headers and offset -> [conditions, fields]
 
         def walk(name: str, offset: int, cond: z3.BoolRef, local: dict[str, z3.BitVecRef]) -> None:
             if name == "reject":
                 return
             if name == "accept":
-                accepted.append(cond)
-                for path, v in local.items():
-                    values.setdefault(path, []).append((cond, v))
-                for h in dict.fromkeys(k.partition(".")[0] for k in local):
-                    valid.setdefault(h, []).append(cond)
+                # Paths that extracted the same headers at the same offsets end alike:
+                # one disjunct each, not one per path.
+                key = (tuple(local), offset)
+                ends.setdefault(key, [[], local])[0].append(cond)
                 return
             st = p.state(name)
             local = dict(local)
@@ -346,6 +362,14 @@ class Encoder:
             walk(st.default, offset, z3.And(cond, *[z3.Not(t) for t in taken]), local)
 
         walk("start", 0, z3.BoolVal(True), {})
+        for (_, offset), (conds, local) in ends.items():
+            cond = z3.Or(conds) if len(conds) > 1 else conds[0]
+            accepted.append(cond)
+            consumed.append((cond, offset))
+            for path, v in local.items():
+                values.setdefault(path, []).append((cond, v))
+            for h in dict.fromkeys(k.partition(".")[0] for k in local):
+                valid.setdefault(h, []).append(cond)
         env = self._initial_env()
         for path, options in values.items():
             v = z3.BitVecVal(0, options[0][1].size())
@@ -354,6 +378,10 @@ class Encoder:
             env.fields[path] = v
         for h, conds in valid.items():
             env.valid[h] = z3.Or(conds)
+        length = z3.BitVecVal(0, 16)
+        for c, n in reversed(consumed):
+            length = z3.If(c, z3.BitVecVal(n, 16), length)
+        self.header_len = length
         return z3.Or(accepted) if accepted else z3.BoolVal(False), env
 
     def _parser_expr(self, e: Expr, local: dict[str, z3.BitVecRef]):
@@ -397,7 +425,7 @@ class Encoder:
         parsed, env = self.parse()
         initial = env.copy()
         final = self.body(self.p.control, env, parsed, (), "control")
-        return Run(parsed, initial, final, self.accesses, self.symbolic, self.uses, self.extra)
+        return Run(parsed, initial, final, self.accesses, self.symbolic, self.uses, self.extra, self.header_len)
 
     def body(self, stmts: Sequence[Stmt], env: Env, pc: z3.BoolRef, params, where: str) -> Env:
         for s in stmts:
@@ -667,6 +695,118 @@ def _header_only(e: Expr) -> bool:
     if isinstance(e, Ref):
         return not e.path.startswith(("meta.", "std.", "param."))
     return all(_header_only(x) for x in dpir.operands(e))
+
+
+class Emitted:
+    """The bytes a run sends, as the deparser writes them: the valid headers of the final
+    state in deparse order, then the packet's bytes after the headers the parser
+    extracted (as the interpreter's deparse does). Read at constant offsets (a parser
+    does), each byte is a choice among the few headers and offsets it can belong to — no
+    symbolic shifts."""
+
+    def __init__(self, p: Program, run: Run, inputs: Inputs):
+        self.source = inputs.packet
+        self.header_len_in = run.header_len
+        start = z3.BitVecVal(0, 16)
+        self.layout = []
+        for h in p.deparse:
+            ht = p.header(h).header_type
+            n = ht.width // 8
+            valid = run.final.valid[h]
+            fields = [run.final.fields[f"{h}.{f.name}"] for f in ht.fields]
+            value = z3.Concat(*fields) if len(fields) > 1 else fields[0]
+            self.layout.append((valid, start, n, value))
+            start = start + z3.If(valid, z3.BitVecVal(n, 16), z3.BitVecVal(0, 16))
+        self.header_len = start
+        self.length = inputs.length - run.header_len + start
+        self._bytes: dict[int, z3.BitVecRef] = {}
+
+    def byte(self, c: int) -> z3.BitVecRef:
+        if c in self._bytes:
+            return self._bytes[c]
+        at = z3.BitVecVal(c, 16)
+        out = z3.Select(self.source, at - self.header_len + self.header_len_in)  # the payload, shifted
+        for valid, start, n, value in reversed(self.layout):
+            inside = z3.And(valid, z3.ULE(start, at), z3.ULT(at - start, n))
+            shift = _fit((z3.BitVecVal(n - 1, 16) - (at - start)) * 8, 8 * n)  # bits after this byte
+            out = z3.If(inside, z3.Extract(7, 0, z3.LShR(value, shift)), out)
+        self._bytes[c] = out
+        return out
+
+
+def parse_preserving(p: Program) -> bool:
+    """Whether every packet ``p`` sends parses again into exactly its final headers: the
+    program pushes, pops and moves no header and writes no field a parser state selects
+    on or verifies, so the parse takes the same path over the same offsets. (Then a
+    property of the emitted packet can be read off the final state; else
+    :func:`emitted` gives its bytes, to be parsed again.)"""
+    steering = {
+        e.path for st in p.parser for x in (*st.select, *((st.verify,) if st.verify is not None else ()))
+        for e in _refs(x)
+    }
+    for s in _statements(p):
+        if isinstance(s, (SetValid, SetInvalid, CopyHeader)):
+            return False
+        target = getattr(s, "target", None)
+        if target is not None and target in steering:
+            return False
+    return True
+
+
+def _refs(e: Expr):
+    if isinstance(e, Ref):
+        yield e
+    for x in dpir.operands(e):
+        yield from _refs(x)
+
+
+def _statements(p: Program):
+    def go(body):
+        for s in body:
+            yield s
+            if isinstance(s, If):
+                yield from go(s.then)
+                yield from go(s.orelse)
+            elif isinstance(s, Apply):
+                yield from go(s.on_hit)
+                yield from go(s.on_miss)
+
+    yield from go(p.control)
+    for a in p.actions:
+        yield from go(a.body)
+
+
+def reading_only(p: Program, headers: set[str]) -> Program:
+    """``p`` with a parser that stops (accepts) wherever no state ahead extracts one of
+    ``headers``: what deciding conditions over those headers needs. It accepts at least
+    every packet ``p``'s parser accepts, with the same values for ``headers``, so a
+    property "some packet is claimed" proven false on it is false on ``p``."""
+    reach: dict[str, bool] = {}
+
+    def needed(name: str) -> bool:
+        if name in ("accept", "reject"):
+            return False
+        if name not in reach:
+            st = p.state(name)
+            reach[name] = False  # the parser is a DAG: no cycle reaches back here
+            reach[name] = bool(set(st.extract) & headers) or any(needed(c.next) for c in st.cases) or needed(st.default)
+        return reach[name]
+
+    def keep(target: str) -> str:
+        return target if target in ("accept", "reject") or needed(target) else "accept"
+
+    states = tuple(
+        dataclasses.replace(st, cases=tuple(dataclasses.replace(c, next=keep(c.next)) for c in st.cases),
+                            default=keep(st.default))
+        for st in p.parser if needed(st.name) or st.name == "start"
+    )
+    return dataclasses.replace(p, parser=states)
+
+
+def emitted(p: Program, run: Run, inputs: Inputs) -> tuple[Emitted, z3.BitVecRef]:
+    """The bytes ``run`` sends (see :class:`Emitted`) and their length."""
+    e = Emitted(p, run, inputs)
+    return e, e.length
 
 
 def condition(p: Program, e: Expr, env: Env, inputs: Inputs) -> z3.BoolRef:

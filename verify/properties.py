@@ -35,7 +35,7 @@ from mantra6g.synth.dpir import Program
 from mantra6g.synth.ir import UPLINK
 from mantra6g.synth.merge import MergedProgram, TenantProgram
 from mantra6g.verify.counterexample import Counterexample, from_model
-from mantra6g.verify.encode import Encoder, Inputs, Run, condition
+from mantra6g.verify.encode import Encoder, Inputs, Run, _refs, condition, emitted, parse_preserving, reading_only
 
 PROPERTIES = ("disjointness", "isolation", "equivalence", "validity", "resources")
 KIND_OF_ACCESS = {"meta": "meta", "table": "table", "action": "action", "register": "register", "counter": "counter",
@@ -141,10 +141,21 @@ def encode_tenant(m: MergedProgram, t: TenantProgram, entries: str, monolithic: 
     return TenantRun(inputs, enc.run(), traffic, program)
 
 
-def _solve(*constraints) -> z3.ModelRef | None:
+def _solve(*constraints, short: z3.BitVecRef | None = None) -> z3.ModelRef | None:
+    """A model of ``constraints``, or None; with ``short`` (a packet length), one with a
+    short packet if there is one (counterexamples are easier to read)."""
     s = z3.Solver()
     s.add(*constraints)
-    return s.model() if s.check() == z3.sat else None
+    if s.check() != z3.sat:
+        return None
+    if short is not None:
+        s.push()
+        s.add(z3.ULE(short, 128))
+        if s.check() == z3.sat:
+            return s.model()
+        s.pop()
+        s.check()
+    return s.model()
 
 
 def _first_true(model: z3.ModelRef, labelled: list[tuple[object, z3.BoolRef]]):
@@ -170,7 +181,7 @@ def check_disjointness(m: MergedProgram, a: TenantProgram, b: TenantProgram) -> 
         inputs = Inputs.for_programs([m.program])
         parsed, env = Encoder(m.program, inputs).parse()
         both = z3.And(parsed, condition(m.program, a.classifier, env, inputs), condition(m.program, b.classifier, env, inputs))
-        model = _solve(inputs.constraints(), both)
+        model = _solve(inputs.constraints(), both, short=inputs.length)
         if model is None:
             return "proven", None, ""
         if a.priority != b.priority:
@@ -229,7 +240,8 @@ def check_isolation(m: MergedProgram, t: TenantProgram, parts: tuple[str, ...] =
         for (kind, name, write), accs in grouped.items():
             labelled.append(((kind, name, write, accs[0].where), z3.Or([a.cond for a in accs])))
         if labelled:
-            model = _solve(tr.inputs.constraints(), tr.traffic, *tr.run.extra, z3.Or([c for _, c in labelled]))
+            model = _solve(tr.inputs.constraints(), tr.traffic, *tr.run.extra, z3.Or([c for _, c in labelled]),
+                           short=tr.inputs.length)
             if model is not None:
                 kind, name, write, where = _first_true(model, labelled)
                 short = name[len("meta."):] if name.startswith("meta.") else name
@@ -251,7 +263,7 @@ def check_isolation(m: MergedProgram, t: TenantProgram, parts: tuple[str, ...] =
             # The operator's plan: the tenant's packets enter on its own ports or the uplinks.
             inside = z3.Or([tr.inputs.ingress == p for p in allowed]) if allowed else z3.BoolVal(False)
             leaves = z3.And(tr.run.forwarded, z3.And([tr.run.egress != p for p in allowed]))
-            model = _solve(*base, inside, leaves)
+            model = _solve(*base, inside, leaves, short=tr.inputs.length)
             if model is not None:
                 port = model.eval(tr.run.egress).as_long()
                 owner = port_owner(m, port)
@@ -261,21 +273,52 @@ def check_isolation(m: MergedProgram, t: TenantProgram, parts: tuple[str, ...] =
                                  f"a packet of {t.tenant} leaves through port {port}, which belongs to {owner}",
                                  field="std.egress_port", other=owner if owner in {u.tenant for u in m.tenants} else None)
                 return "violated", cex, ""
-        for u in others:
-            before = condition(m.program, u.classifier, initial, tr.inputs)
-            after = condition(m.program, u.classifier, final, tr.inputs)
-            model = _solve(*base, tr.run.forwarded, z3.Not(before), after)
-            if model is not None:
-                cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
-                                 f"a packet of {t.tenant} is rewritten into traffic that {u.tenant}'s classifier "
-                                 f"claims (e.g. a DNAT or tunnel address in {u.tenant}'s address space)",
-                                 other=u.tenant)
-                return "violated", cex, ""
+        if others:
+            # The bytes that leave, parsed again by the device's parser and classified
+            # again: a rewrite (DNAT, encap, decap) must not hand them to another tenant.
+            if parse_preserving(tr.program):  # the bytes parse again into the final headers
+                again, reparsed, out_env = tr.inputs, z3.BoolVal(True), final
+            else:
+                out, out_len = emitted(tr.program, tr.run, tr.inputs)
+                again = tr.inputs.reading(out, out_len)
+                # Only what the claims read needs parsing (a superset of packets is accepted).
+                read = {e.path.partition(".")[0] for c, _ in m.order for e in _refs(c.classifier)}
+                read |= {e.header for c, _ in m.order for e in _valids(c.classifier)}
+                reparsed, out_env = Encoder(reading_only(m.program, read), again).parse()
+            mine = [(c, w) for (c, owner), (_, w) in zip(m.order, claimed(m, initial, tr.inputs)) if owner == t.tenant]
+            wins_out = list(zip(m.order, claimed(m, out_env, again)))
+            flows = m.plan.flows if m.plan else ()
+            for u in others:
+                leaks = []
+                for (claim, owner), (_, win) in wins_out:
+                    if owner != u.tenant:
+                        continue
+                    # An intended flow is allowed exactly as declared: from that slice to that one.
+                    intended = [w for c, w in mine if any(f.allows((t.tenant, c.slice), (u.tenant, claim.slice)) for f in flows)]
+                    leaks.append(z3.And(win, z3.Not(z3.Or(intended))) if intended else win)
+                if not leaks:
+                    continue
+                model = _solve(*base, tr.run.forwarded, reparsed, z3.Or(leaks), short=tr.inputs.length)
+                if model is not None:
+                    cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
+                                     f"a packet of {t.tenant} leaves as traffic that {u.tenant} claims (parsed and "
+                                     f"classified again: e.g. a DNAT, encap or decap into {u.tenant}'s traffic); "
+                                     f"declare the flow if it is intended", other=u.tenant)
+                    return "violated", cex, ""
         if allowed is None:
             return "proven", None, NO_PLAN
         return "proven", None, f"leaves only by its ports and the uplinks: {sorted(allowed) or 'none'}"
 
     return _timed(go, "isolation", t.tenant)
+
+
+def _valids(e):
+    from mantra6g.synth.dpir import IsValid, operands
+
+    if isinstance(e, IsValid):
+        yield e
+    for x in operands(e):
+        yield from _valids(x)
 
 
 NO_PLAN = "no port plan for this device: egress ports not checked (declare one, docs/verification.md)"
@@ -318,7 +361,8 @@ def check_equivalence(m: MergedProgram, t: TenantProgram, monolithic: bool = Fal
         for kind, attr in (("register", "registers"), ("counter", "counters"), ("meter", "meters")):
             for orig, merged in names[kind].items():
                 diffs.append(((f"{kind} {orig}", None), z3.Not(getattr(mf, attr)[merged] == getattr(af, attr)[orig])))
-        model = _solve(inputs.constraints(), tr.traffic, *tr.run.extra, *alone.extra, z3.Or([d for _, d in diffs]))
+        model = _solve(inputs.constraints(), tr.traffic, *tr.run.extra, *alone.extra, z3.Or([d for _, d in diffs]),
+                       short=inputs.length)
         if model is None:
             return "proven", None, ""
         what, path = _first_true(model, diffs)
@@ -357,7 +401,8 @@ def check_validity(m: MergedProgram, t: TenantProgram, monolithic: bool = False)
         labelled = [(k, z3.Or(v)) for k, v in grouped.items()]
         if not labelled:
             return "proven", None, ""
-        model = _solve(tr.inputs.constraints(), tr.traffic, *tr.run.extra, z3.Or([c for _, c in labelled]))
+        model = _solve(tr.inputs.constraints(), tr.traffic, *tr.run.extra, z3.Or([c for _, c in labelled]),
+                           short=tr.inputs.length)
         if model is None:
             return "proven", None, ""
         name, write, where = _first_true(model, labelled)
