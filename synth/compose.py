@@ -468,7 +468,7 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
             programs.append(TenantProgram(owner, tenants[owner].id if owner in tenants else mine[0][0].tenant_id,
                                           program, claims, plan.owned_by(owner) if plan else frozenset()))
         plan = plans.get(name)
-        merged = MergedProgram.single(programs[0], plan) if len(programs) == 1 else merge(name, programs, unclaimed, plan)
+        merged = MergedProgram.single(programs[0], plan, unclaimed) if len(programs) == 1 else merge(name, programs, unclaimed, plan)
         nfs = tuple(f"{g.name}.{n}" for g, local in members for n in [g.entry, *sorted(local, key=g.topological_order().index)])
         out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged))
     return out

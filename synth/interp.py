@@ -74,6 +74,8 @@ class State:
     counters: dict[str, list[tuple[int, int]]]  # (packets, bytes) per index
     meters: dict[str, list[tuple[int, int]]]  # (tokens in bit-ns, last refill ns) per index
     entries: dict[str, tuple[Entry, ...]]
+    # Default actions a control plane set (P4Runtime's default entry); else the program's.
+    defaults: dict[str, dpir.ActionCall] = field(default_factory=dict)
 
     @classmethod
     def initial(cls, p: Program) -> State:
@@ -290,7 +292,7 @@ class _Run:
         best = next((e for e in candidates if all(matches(m, v, w) for m, v, w in zip(e.matches, keys, widths))), None)
         if best is None:
             self.result.trace.append(f"table {t.name}: miss")
-            self.call(t.default)
+            self.call(self.state.defaults.get(t.name, t.default))
             return False
         self.result.trace.append(f"table {t.name}: hit")
         self.call(best.action)

@@ -119,12 +119,13 @@ class MergedProgram:
     names: Mapping[str, Mapping[str, Mapping[str, str]]] = field(hash=False, compare=False)
     order: tuple[tuple[Claim, str], ...] = ()
     plan: DevicePlan | None = None  # the operator's port plan and intended flows
+    unclaimed: str = "drop"  # what the device does with packets no claim takes
 
     @staticmethod
-    def single(t: TenantProgram, plan: DevicePlan | None = None) -> MergedProgram:
+    def single(t: TenantProgram, plan: DevicePlan | None = None, unclaimed: str = "drop") -> MergedProgram:
         """A device that runs one tenant's program alone (nothing renamed)."""
         names = {kind: {n: n for n in ns} for kind, ns in namespace(t.tenant, t.program).items()}
-        return MergedProgram(t.program, (t,), {t.tenant: names}, tuple((c, t.tenant) for c in t.claims), plan)
+        return MergedProgram(t.program, (t,), {t.tenant: names}, tuple((c, t.tenant) for c in t.claims), plan, unclaimed)
 
     @property
     def alone(self) -> bool:
@@ -377,7 +378,7 @@ def merge(name: str, tenants: Sequence[TenantProgram], unclaimed: str = "drop", 
         doc="merged tenants: " + ", ".join(f"{t.tenant} ({t.tenant_id})" for t in tenants),
     )
     validate(program)
-    return MergedProgram(program, tuple(tenants), names, order, plan)
+    return MergedProgram(program, tuple(tenants), names, order, plan, unclaimed)
 
 
 def _is(path: str, value: int) -> Expr:

@@ -19,6 +19,7 @@ import z3
 
 from mantra6g.synth import interp
 from mantra6g.synth.dpir import (
+    ActionCall,
     Const,
     Count,
     Entry,
@@ -54,6 +55,7 @@ class Counterexample:
     registers: tuple[tuple[str, int, int], ...] = ()  # (register, index, value) before the packet
     red_meters: tuple[tuple[str, int], ...] = ()  # meter cells whose bucket is empty
     entries: tuple[tuple[str, tuple[Entry, ...]], ...] = ()  # table -> its entries for the replay
+    defaults: tuple[tuple[str, ActionCall], ...] = ()  # table -> the default action set for the replay
 
     def state(self, p: Program) -> interp.State:
         """The interpreter state the packet meets in ``p`` (names as in ``p``)."""
@@ -67,6 +69,9 @@ class Counterexample:
         for table, entries in self.entries:
             if table in st.entries:
                 st.entries[table] = entries
+        for table, call in self.defaults:
+            if table in st.entries:
+                st.defaults[table] = call
         return st
 
     def replay(self, p: Program) -> Replay:
@@ -191,8 +196,6 @@ def _entry_for(table, keys: list[int], p: Program, model_args: tuple[int, ...], 
         w = 1 if k.field.endswith("$valid") else p.width_of(k.field)
         matches.append({"exact": lambda: Exact(v), "lpm": lambda: Lpm(v, w), "ternary": lambda: Ternary(v, (1 << w) - 1),
                         "range": lambda: Range(v, v)}[k.match]())
-    from mantra6g.synth.dpir import ActionCall
-
     return Entry(tuple(matches), ActionCall(action, model_args), priority)
 
 
@@ -210,8 +213,12 @@ def from_model(model: z3.ModelRef, inputs: Inputs, run: Run, p: Program, prop: s
         elif _int(model, u.value) != 0:
             red.add((u.name, idx))
     entries = []
+    defaults = []
     for st in run.symbolic_tables:
         t = p.table(st.table)
+        if st.default is not None:
+            action = t.actions[_int(model, st.default)]
+            defaults.append((t.name, ActionCall(action, tuple(_int(model, a) for a in st.default_args[action]))))
         if not z3.is_true(model.eval(st.hit, model_completion=True)):
             entries.append((t.name, ()))
             continue
@@ -230,6 +237,7 @@ def from_model(model: z3.ModelRef, inputs: Inputs, run: Run, p: Program, prop: s
         registers=tuple((n, i, v) for (n, i), v in sorted(regs.items())),
         red_meters=tuple(sorted(red)),
         entries=tuple(entries),
+        defaults=tuple(defaults),
         **where,
     )
 

@@ -178,6 +178,8 @@ class SymbolicTable:
     hit: z3.BoolRef
     action: z3.BitVecRef
     args: dict[str, tuple[z3.BitVecRef, ...]]
+    default: z3.BitVecRef | None = None  # which action a miss runs (the default entry)
+    default_args: dict[str, tuple[z3.BitVecRef, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -504,7 +506,10 @@ class Encoder:
             m = self.p.meter(s.meter)
             idx = self.index(s.index, m.size, env, pc, params, where)
             self.access("meter", s.meter, True, pc, where)
-            colour = self.inputs.colour(self.keys.get(s.meter, s.meter))(idx)
+            # Keyed by the meter's configuration too: two meters configured alike, fed alike,
+            # colour alike; a merge that gives a tenant another configuration is seen.
+            key = f"{self.keys.get(s.meter, s.meter)}@{m.rate_bps}bps/{m.burst_bytes}B/{m.size}"
+            colour = self.inputs.colour(key)(idx)
             # Green needs the packet to fit the bucket; red is always possible.
             self.extra.append(z3.Or(colour == RED, z3.And(colour == GREEN, z3.ULE(env.fields["std.pkt_len"], m.burst_bytes))))
             self.uses.append(StateUse("meter", s.meter, self.keys.get(s.meter, s.meter), idx, colour))
@@ -580,9 +585,10 @@ class Encoder:
         self._choose(choices, t.default, z3.Not(hit))
         return hit, choices
 
-    def _choose(self, choices: dict, call: dpir.ActionCall, cond: z3.BoolRef) -> None:
+    def _choose(self, choices: dict, call: dpir.ActionCall, cond: z3.BoolRef, vals: tuple | None = None) -> None:
         params = self.p.action(call.action).params
-        vals = tuple(z3.BitVecVal(v, prm.width) for v, prm in zip(call.args, params))
+        if vals is None:
+            vals = tuple(z3.BitVecVal(v, prm.width) for v, prm in zip(call.args, params))
         if call.action not in choices:
             choices[call.action] = (cond, vals)
             return
@@ -601,8 +607,16 @@ class Encoder:
             vals = tuple(z3.BitVec(f"{base}!{a}!{prm.name}", prm.width) for prm in self.p.action(a).params)
             args[a] = vals
             choices[a] = (z3.And(hit, which == i), vals)
-        self._choose(choices, t.default, z3.Not(hit))
-        self.symbolic.append(SymbolicTable(t.name, tuple(keys), hit, which, args))
+        # The control plane may also set the default action of a non-const table
+        # (P4Runtime's default entry): on a miss, any of its actions with any arguments.
+        default = z3.BitVec(f"{base}!default", 8)
+        self.extra.append(z3.ULT(default, len(t.actions)))
+        default_args = {}
+        for i, a in enumerate(t.actions):
+            vals = tuple(z3.BitVec(f"{base}!default!{a}!{prm.name}", prm.width) for prm in self.p.action(a).params)
+            default_args[a] = vals
+            self._choose(choices, dpir.ActionCall(a, ()), z3.And(z3.Not(hit), default == i), vals)
+        self.symbolic.append(SymbolicTable(t.name, tuple(keys), hit, which, args, default, default_args))
         return hit, choices
 
     # ---------------------------------------------------------------- expressions

@@ -37,7 +37,7 @@ from mantra6g.synth.merge import MergedProgram, TenantProgram
 from mantra6g.verify.counterexample import Counterexample, from_model
 from mantra6g.verify.encode import Encoder, Inputs, Run, _refs, condition, emitted, parse_preserving, reading_only
 
-PROPERTIES = ("disjointness", "isolation", "equivalence", "validity", "resources")
+PROPERTIES = ("disjointness", "parsing", "isolation", "equivalence", "validity", "unclaimed", "resources")
 KIND_OF_ACCESS = {"meta": "meta", "table": "table", "action": "action", "register": "register", "counter": "counter",
                   "meter": "meter"}
 
@@ -118,10 +118,23 @@ def claimed(m: MergedProgram, env, inputs: Inputs) -> list[tuple[str, z3.BoolRef
     return out
 
 
-def traffic_of(m: MergedProgram, t: TenantProgram, env, inputs: Inputs, parsed: z3.BoolRef) -> z3.BoolRef:
-    """The packets of ``t``: parsed, and the first claim that matches is one of ``t``'s."""
-    wins = [w for owner, w in claimed(m, env, inputs) if owner == t.tenant]
-    return z3.And(parsed, z3.Or(wins) if wins else z3.BoolVal(False))
+def traffic_of(m: MergedProgram, t: TenantProgram, inputs: Inputs) -> z3.BoolRef:
+    """The packets of ``t``, from the tenants' own programs (not the merge): ``t``'s own
+    parser accepts the packet, and the first claim that matches it — each claim read
+    by its tenant's own parser — is one of ``t``'s."""
+    parses = {u.tenant: Encoder(u.program, inputs).parse() for u in m.tenants}
+    wins, earlier = [], []
+    for claim, owner in m.order:
+        parsed, env = parses[owner]
+        c = z3.And(parsed, condition(by_name(m, owner).program, claim.classifier, env, inputs))
+        if owner == t.tenant:
+            wins.append(z3.And(c, *[z3.Not(e) for e in earlier]))
+        earlier.append(c)
+    return z3.And(parses[t.tenant][0], z3.Or(wins) if wins else z3.BoolVal(False))
+
+
+def by_name(m: MergedProgram, tenant: str) -> TenantProgram:
+    return next(u for u in m.tenants if u.tenant == tenant)
 
 
 def encode_tenant(m: MergedProgram, t: TenantProgram, entries: str, monolithic: bool = False,
@@ -130,8 +143,7 @@ def encode_tenant(m: MergedProgram, t: TenantProgram, entries: str, monolithic: 
     standard shape, else the whole program with branches pruned by the solver
     (``monolithic``: the whole program, nothing pruned)."""
     inputs = inputs or Inputs.for_programs([m.program, t.program])
-    parsed, env = Encoder(m.program, inputs).parse()
-    traffic = traffic_of(m, t, env, inputs, parsed)
+    traffic = traffic_of(m, t, inputs)
     program = None if monolithic else tenant_slice(m, t)
     if program is None:
         program = m.program
@@ -386,6 +398,71 @@ def alone_counterexample(m: MergedProgram, t: TenantProgram, cex: Counterexample
     )
 
 
+# ---------------------------------------------------------------- parsing
+
+
+def check_parsing(m: MergedProgram, t: TenantProgram) -> PropertyResult:
+    """The merged parser accepts every packet of ``t``'s traffic (which ``t``'s own parser
+    defines) and reads it exactly as ``t``'s own parser does: header by header, validity
+    and fields."""
+
+    def go():
+        if m.alone:
+            return "proven", None, "the device runs the tenant's program itself"
+        if set(m.program.parser) == set(t.program.parser) and set(t.program.headers) <= set(m.program.headers):
+            return "proven", None, "the merged parser is the tenant's own"
+        inputs = Inputs.for_programs([m.program, t.program])
+        traffic = traffic_of(m, t, inputs)
+        pm, em = Encoder(m.program, inputs).parse()
+        pt, et = Encoder(t.program, inputs).parse()
+        diffs = [(("accepts it", None), z3.Not(pm))]
+        for h in t.program.headers:
+            diffs.append(((f"validity of {h.name}", None), em.valid[h.name] != et.valid[h.name]))
+            for f in h.header_type.fields:
+                path = f"{h.name}.{f.name}"
+                diffs.append(((f"field {path}", path), z3.And(et.valid[h.name], em.fields[path] != et.fields[path])))
+        model = _solve(inputs.constraints(), traffic, z3.Or([d for _, d in diffs]), short=inputs.length)
+        if model is None:
+            return "proven", None, ""
+        what, path = _first_true(model, diffs)
+        cex = from_model(model, inputs, Run(pt, et, et), t.program, "parsing", t.tenant,
+                         f"the merged parser differs from {t.tenant}'s own on this packet of its traffic: {what}",
+                         field=path)
+        return "violated", cex, ""
+
+    return _timed(go, "parsing", t.tenant)
+
+
+# ---------------------------------------------------------------- unclaimed traffic
+
+
+def check_unclaimed(m: MergedProgram, unclaimed: str = "drop") -> PropertyResult:
+    """A packet no tenant claims is dropped (``unclaimed="pass"``: handed to the host
+    unchanged), whatever the tenants' tables hold."""
+
+    def go():
+        inputs = Inputs.for_programs([m.program])
+        parses = {u.tenant: Encoder(u.program, inputs).parse() for u in m.tenants}
+        claims = [z3.And(parses[o][0], condition(by_name(m, o).program, c.classifier, parses[o][1], inputs))
+                  for c, o in m.order]
+        run = Encoder(m.program, inputs, "any", tag="merged").run()
+        nobody = z3.And(run.parsed, *[z3.Not(c) for c in claims])
+        if unclaimed == "pass":
+            wrong = z3.Or(run.forwarded, z3.Not(run.final.to_host), run.final.fields["std.drop"] != 0)
+            what = "is not handed to the host"
+        else:
+            wrong = z3.Or(run.forwarded, run.final.to_host)
+            what = "is forwarded"
+        model = _solve(inputs.constraints(), *run.extra, nobody, wrong, short=inputs.length)
+        if model is None:
+            return "proven", None, f"packets no tenant claims are {'handed to the host' if unclaimed == 'pass' else 'dropped'}"
+        cex = from_model(model, inputs, run, m.program, "unclaimed", "(none)",
+                         f"a packet no tenant claims {what} (the device's plan says {unclaimed})")
+        return "violated", cex, ""
+
+    return _timed(go, "unclaimed", m.program.name)
+
+
 # ---------------------------------------------------------------- header validity
 
 
@@ -423,6 +500,8 @@ __all__ = [
     "check_disjointness",
     "check_equivalence",
     "check_isolation",
+    "check_parsing",
+    "check_unclaimed",
     "check_validity",
     "allowed_ports",
     "encode_tenant",

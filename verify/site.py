@@ -38,6 +38,8 @@ from mantra6g.verify.properties import (
     check_disjointness,
     check_equivalence,
     check_isolation,
+    check_parsing,
+    check_unclaimed,
     check_validity,
     allowed_ports,
     tenant_slice,
@@ -181,6 +183,9 @@ class _Runner:
                         self.record(key, check_disjointness(m, a, b))
         for t in tenants:
             sl = slice_digest(m, t)
+            if "parsing" in self.wanted:
+                key = digest("parsing", _parser_digest(m.program), _parser_digest(t.program))
+                self.one(key, "parsing", t, lambda: check_parsing(m, t))
             if "isolation" in self.wanted:
                 self.isolation(t, sl)
             if "equivalence" in self.wanted:
@@ -189,6 +194,15 @@ class _Runner:
             if "validity" in self.wanted:
                 key = digest("validity", sl)
                 self.one(key, "validity", t, lambda: check_validity(m, t, self.monolithic))
+        if "unclaimed" in self.wanted:
+            key = digest("unclaimed", program_digest(m.program), m.unclaimed,
+                         [(repr(c.classifier), o) for c, o in m.order])
+            hit = self.cached(key)
+            if hit:
+                self.reuse("unclaimed", m.program.name, hit)
+            else:
+                self.progress("solving unclaimed …")
+                self.record(key, check_unclaimed(m, m.unclaimed))
         if "resources" in self.wanted:
             self.progress(f"checking {self.target} resources …")
             self.record(None, check_resources(m.program, self.target))
