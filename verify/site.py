@@ -2,22 +2,25 @@
 
     report = verify_merged(merged, "bmv2", cache=ProofCache(Path("out/verify/proofs.json")))
 
-**Incremental**: a proof is stored under a hash of exactly what it depends on, so
-adding a tenant re-checks only what that tenant can affect:
+**Incremental and sound**: a proof is stored under a hash of everything it reads —
+the verifier's own code (``VERSION``), the code the tenant's packets run (its slice of
+the merge, with every declaration it names), its program alone, the parsers, the
+operator's port plan and intended flows, and the claims that define the traffic:
 
-* ``disjointness a|b`` — the two classifiers, priorities and the parser: only the new
-  tenant's pairs are new;
-* ``isolation t`` — resources: ``t``'s slice of the merge (the code its packets run,
-  with every declaration it names); ports: the slice and the ports other tenants own;
-  leaks: one proof per ordered pair (slice of ``t``, classifier of ``u``);
-* ``equivalence t`` — the slice, ``t``'s program alone and the parser;
-* ``validity t`` — the slice and the parser;
+* ``disjointness``, ``unclaimed`` — every claim (classifier, priority, slice, tenant and
+  its parser): one query each over all tenants;
+* ``parsing t``, ``equivalence t``, ``validity t``, ``isolation t`` (resources, ports) —
+  ``t``'s slice and its *traffic*: ``t``'s own claims and, for each, the other tenants'
+  claims before it;
+* ``isolation t`` leaks into ``u`` — the same, and who takes what leaves: ``u``'s claims
+  and the claims before each of them;
 * ``resources`` — always re-checked (one pass over the whole program).
 
-Why a cached proof for ``t`` survives a new tenant ``u``: ``u`` only takes traffic away
-from ``t`` (classifiers earlier in the order are excluded from ``t``'s traffic), and the
-proofs hold for every packet of ``t``'s old traffic, so for the new, smaller one; the
-code those packets run is unchanged because the slice hash is.
+A proof holds for every packet of the traffic it was made for, so it also holds for
+less: it is reused when the claims before each of the tenant's claims are a superset
+of those it was proven with (adding a tenant of higher priority only takes traffic
+away), and re-checked when one of them changes or goes (a higher-priority classifier
+that narrows gives the tenant more traffic).
 """
 
 from __future__ import annotations
@@ -47,6 +50,24 @@ from mantra6g.verify.properties import (
 from mantra6g.verify.resources import check_resources
 
 Progress = Callable[[str], None]
+VERSION = ""  # set below, once the modules it hashes are loaded
+
+
+def _verifier_version() -> str:
+    """A hash of the verifier's own code and the semantics it encodes: a change to either
+    invalidates every cached proof."""
+    import mantra6g.synth.checksums
+    import mantra6g.synth.dpir
+    import mantra6g.synth.merge
+    import mantra6g.verify.encode
+    import mantra6g.verify.properties
+
+    h = hashlib.sha256()
+    for mod in (mantra6g.verify.encode, mantra6g.verify.properties, mantra6g.synth.dpir, mantra6g.synth.merge,
+                mantra6g.synth.checksums):
+        h.update(Path(mod.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def digest(*parts: object) -> str:
@@ -101,12 +122,21 @@ class ProofCache:
             except (OSError, ValueError):
                 self.proofs = {}  # a corrupt cache only costs a re-check
 
-    def get(self, key: str) -> dict | None:
-        return self.proofs.get(key)
+    def get(self, key: str, before: dict[str, set] | None = None) -> dict | None:
+        """The proof under ``key``, if it still holds: with ``before`` (claim -> the claims
+        that take traffic before it), only if each claim had at most those then."""
+        hit = self.proofs.get(key)
+        if hit is None or before is None:
+            return hit
+        then = {k: set(v) for k, v in hit.get("before", {}).items()}
+        if then.keys() != before.keys() or any(not then[k] <= set(before[k]) for k in then):
+            return None
+        return hit
 
-    def put(self, key: str, r: PropertyResult) -> None:
+    def put(self, key: str, r: PropertyResult, before: dict[str, set] | None = None) -> None:
         if r.proven:
-            self.proofs[key] = {"property": r.property, "scope": r.scope, "note": r.note, "seconds": r.seconds}
+            self.proofs[key] = {"property": r.property, "scope": r.scope, "note": r.note, "seconds": r.seconds,
+                                **({"before": {k: sorted(v) for k, v in before.items()}} if before else {})}
 
     def save(self) -> None:
         if self.path is not None:
@@ -151,9 +181,6 @@ class _Runner:
     checked: list[str] = field(default_factory=list)
     reused: int = 0
 
-    def cached(self, key: str) -> dict | None:
-        return None if self.monolithic else self.cache.get(key)
-
     def record(self, key: str | None, r: PropertyResult) -> None:
         self.results.append(r)
         self.checked.append(f"{r.property} {r.scope}")
@@ -169,63 +196,89 @@ class _Runner:
 
     def run(self) -> DeviceReport:
         m = self.m
-        parser = _parser_digest(m.program)
         tenants = m.tenants
+        every = [self.claim_id(c, o) for c, o in m.order]
         if "disjointness" in self.wanted:
-            for i, a in enumerate(tenants):
-                for b in tenants[i + 1:]:
-                    key = digest("disjointness", parser, repr(a.classifier), repr(b.classifier), a.priority, b.priority)
-                    hit = self.cached(key)
-                    if hit:
-                        self.reuse("disjointness", f"{a.tenant}|{b.tenant}", hit)
-                    else:
-                        self.progress(f"solving disjointness {a.tenant}|{b.tenant} …")
-                        self.record(key, check_disjointness(m, a, b))
+            self.device(digest("disjointness", VERSION, every), "disjointness", lambda: check_disjointness(m))
         for t in tenants:
             sl = slice_digest(m, t)
+            before = self.before(t.tenant)
             if "parsing" in self.wanted:
-                key = digest("parsing", _parser_digest(m.program), _parser_digest(t.program))
-                self.one(key, "parsing", t, lambda: check_parsing(m, t))
+                key = digest("parsing", VERSION, _parser_digest(m.program), sorted(before))
+                self.one(key, "parsing", t, lambda: check_parsing(m, t), before)
             if "isolation" in self.wanted:
-                self.isolation(t, sl)
+                self.isolation(t, sl, before)
             if "equivalence" in self.wanted:
-                key = digest("equivalence", sl, program_digest(t.program))
-                self.one(key, "equivalence", t, lambda: check_equivalence(m, t, self.monolithic))
+                key = digest("equivalence", VERSION, sl, program_digest(t.program), sorted(before))
+                self.one(key, "equivalence", t, lambda: check_equivalence(m, t, self.monolithic), before)
             if "validity" in self.wanted:
-                key = digest("validity", sl)
-                self.one(key, "validity", t, lambda: check_validity(m, t, self.monolithic))
+                key = digest("validity", VERSION, sl, sorted(before))
+                self.one(key, "validity", t, lambda: check_validity(m, t, self.monolithic), before)
         if "unclaimed" in self.wanted:
-            key = digest("unclaimed", program_digest(m.program), m.unclaimed,
-                         [(repr(c.classifier), o) for c, o in m.order])
-            hit = self.cached(key)
-            if hit:
-                self.reuse("unclaimed", m.program.name, hit)
-            else:
-                self.progress("solving unclaimed …")
-                self.record(key, check_unclaimed(m, m.unclaimed))
+            key = digest("unclaimed", VERSION, program_digest(m.program), m.unclaimed, every)
+            self.device(key, "unclaimed", lambda: check_unclaimed(m, m.unclaimed))
         if "resources" in self.wanted:
             self.progress(f"checking {self.target} resources …")
             self.record(None, check_resources(m.program, self.target))
         return DeviceReport(m.program.name, self.target, tuple(t.tenant for t in tenants), tuple(self.results),
                             tuple(self.checked), self.reused)
 
-    def one(self, key: str, prop: str, t: TenantProgram, check: Callable[[], PropertyResult]) -> None:
+    def claim_id(self, c, owner: str) -> str:
+        """A claim as what defines it: classifier, priority, slice, tenant, its parser."""
+        t = next(u for u in self.m.tenants if u.tenant == owner)
+        return digest(repr(c.classifier), c.priority, c.slice, owner, _parser_digest(t.program))
+
+    def before(self, tenant: str) -> dict[str, set]:
+        """Each of ``tenant``'s claims -> the other tenants' claims before it: what its
+        traffic is (the claim's packets less theirs)."""
+        out: dict[str, set] = {}
+        earlier: set[str] = set()
+        for c, owner in self.m.order:
+            cid = self.claim_id(c, owner)
+            if owner == tenant:
+                out[cid] = set(earlier)
+            else:
+                earlier.add(cid)
+        return out
+
+    def device(self, key: str, prop: str, check: Callable[[], PropertyResult]) -> None:
         hit = self.cached(key)
+        if hit:
+            self.reuse(prop, self.m.program.name, hit)
+            return
+        self.progress(f"solving {prop} …")
+        self.record(key, check())
+
+    def cached(self, key: str, before: dict[str, set] | None = None) -> dict | None:
+        return None if self.monolithic else self.cache.get(key, before)
+
+    def one(self, key: str, prop: str, t: TenantProgram, check: Callable[[], PropertyResult],
+            before: dict[str, set] | None = None) -> None:
+        hit = self.cached(key, before)
         if hit:
             self.reuse(prop, t.tenant, hit)
             return
         self.progress(f"solving {prop} {t.tenant} …")
-        self.record(key, check())
+        r = check()
+        self.record(None, r)
+        if not self.monolithic:
+            self.cache.put(key, r, before)
 
-    def isolation(self, t: TenantProgram, sl: str) -> None:
+    def isolation(self, t: TenantProgram, sl: str, before: dict[str, set]) -> None:
         m = self.m
+        keys = sorted(before)
         parts = {
-            "resources": digest("isolation.resources", sl, {k: dict(v) for k, v in m.names[t.tenant].items()}),
-            "ports": digest("isolation.ports", sl, sorted(allowed_ports(m, t) or ()), m.plan is None),
+            "resources": digest("isolation.resources", VERSION, sl, keys, {k: dict(v) for k, v in m.names[t.tenant].items()}),
+            "ports": digest("isolation.ports", VERSION, sl, keys, sorted(allowed_ports(m, t) or ()), m.plan is None),
         }
-        leaks = {u.tenant: digest("isolation.leak", sl, repr(u.classifier)) for u in m.tenants if u.tenant != t.tenant}
-        todo = tuple(p for p, k in parts.items() if not self.cached(k))
-        into = [u for u in m.tenants if u.tenant in leaks and not self.cached(leaks[u.tenant])]
+        # A leak into u: u's claims and those before them decide who takes what leaves.
+        flows = [serde.to_json(f) for f in m.plan.flows] if m.plan else []
+        leak_before = {u.tenant: {**before, **{f"out:{k}": v for k, v in self.before(u.tenant).items()}}
+                       for u in m.tenants if u.tenant != t.tenant}
+        leaks = {u: digest("isolation.leak", VERSION, sl, _parser_digest(m.program), flows, sorted(b))
+                 for u, b in leak_before.items()}
+        todo = tuple(p for p, k in parts.items() if not self.cached(k, before))
+        into = [u for u in m.tenants if u.tenant in leaks and not self.cached(leaks[u.tenant], leak_before[u.tenant])]
         if not todo and not into:
             self.reuse("isolation", t.tenant, {"note": "all parts cached"})
             return
@@ -234,9 +287,9 @@ class _Runner:
         self.record(None, r)
         if r.proven and not self.monolithic:
             for p in todo:
-                self.cache.put(parts[p], r)
+                self.cache.put(parts[p], r, before)
             for u in into:
-                self.cache.put(leaks[u.tenant], r)
+                self.cache.put(leaks[u.tenant], r, leak_before[u.tenant])
 
 
 def verify_merged(m: MergedProgram, target: str, properties: Sequence[str] | None = None,
@@ -253,4 +306,6 @@ def verify_merged(m: MergedProgram, target: str, properties: Sequence[str] | Non
     return report
 
 
-__all__ = ["DeviceReport", "ProofCache", "digest", "slice_digest", "verify_merged"]
+VERSION = _verifier_version()
+
+__all__ = ["DeviceReport", "ProofCache", "VERSION", "digest", "slice_digest", "verify_merged"]
