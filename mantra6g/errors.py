@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mantra6g.source import SourceFile, Span
+if TYPE_CHECKING:  # source.py reads files and raises these errors; only the types are needed here
+    from mantra6g.source import SourceFile, Span
 
 
 class MantraError(Exception):
@@ -17,6 +19,15 @@ class MantraError(Exception):
 
     def render(self) -> str:
         return f"error: {self}"
+
+
+def os_error(exc: OSError) -> str:
+    """An ``OSError`` as a user reads it: the file it is about, then what the system said."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return why
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{where}: {why}"
 
 
 @dataclass(frozen=True)

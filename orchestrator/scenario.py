@@ -21,6 +21,7 @@ from mantra6g.errors import MantraError
 from mantra6g.orchestrator.infra import NodeRole, NodeSpec, SliceKind
 from mantra6g.orchestrator.placement import MigrationCost
 from mantra6g.orchestrator.policy import PolicyConfig, home_role, role_hosts
+from mantra6g.source import read_source
 
 
 class ScenarioError(MantraError):
@@ -151,12 +152,7 @@ def load_scenario(path: str | Path | None) -> Scenario:
     """Read a scenario file (``None``: the built-in defaults) and validate it."""
     if path is None:
         return Scenario()
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_source(path).text, str(path))  # file and encoding errors name the file
 
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
