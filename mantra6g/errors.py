@@ -31,18 +31,32 @@ def os_error(exc: OSError) -> str:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A second place a diagnostic points at (where an unclosed bracket was opened, where
+    the parser gave up), shown under the error with its own excerpt."""
+
+    message: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     """One problem in a source file: where, what, and (optionally) how to fix it."""
 
     message: str
     span: Span | None = None
     hint: str | None = None
+    notes: tuple[Note, ...] = ()
 
     def render(self, source: SourceFile | None = None) -> str:
         where = f"{self.span}: " if self.span else ""
         out = [f"{where}error: {self.message}"]
         if self.span is not None and source is not None and source.line_text(self.span.line):
             out.append(source.excerpt(self.span))
+        for note in self.notes:
+            out.append(f"{note.span}: note: {note.message}")
+            if source is not None and source.line_text(note.span.line):
+                out.append(source.excerpt(note.span))
         if self.hint:
             out.append(f"  = hint: {self.hint}")
         return "\n".join(out)
