@@ -205,17 +205,24 @@ def field_width(path: str) -> int:
 
 
 def all_of(terms: list[Expr]) -> Expr:
-    out = terms[0]
-    for t in terms[1:]:
-        out = BinOp("&&", out, t)
-    return out
+    """The conjunction of ``terms`` (at least one)."""
+    return _balanced("&&", terms)
 
 
 def any_of(terms: list[Expr]) -> Expr:
-    out = terms[0]
-    for t in terms[1:]:
-        out = BinOp("||", out, t)
-    return out
+    """The disjunction of ``terms`` (at least one)."""
+    return _balanced("||", terms)
+
+
+def _balanced(op: str, terms: list[Expr]) -> Expr:
+    """``terms`` joined by the associative ``op`` as a balanced tree: 5000 or'ed tests
+    are 13 levels deep, not 5000, for every pass that walks DP-IR recursively. Up to three
+    terms the tree is the left-nested one, ``(a op b) op c``."""
+    level = list(terms)
+    while len(level) > 1:
+        pairs = [BinOp(op, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = pairs + level[2 * len(pairs) :]  # an odd one out joins the next level
+    return level[0]
 
 
 def condition(e: sx.Expr) -> Expr:
