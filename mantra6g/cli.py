@@ -295,7 +295,14 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
     from mantra6g.testbed.run import POLICIES, compare, run_policy, table
     from mantra6g.testbed.scenario import load_site
 
+    from mantra6g import output
+
     out = Path(args.out)
+    if args.duration <= 0:
+        raise MantraError(f"--duration {args.duration:g}: give the seconds of traffic to send, more than 0")
+    if getattr(args, "seeds", 1) < 1:
+        raise MantraError(f"--seeds {args.seeds}: give at least 1 seed")
+    output.check_dir(out, output.Inputs([args.scenario]), "--out")  # before the site is built
     config = load_site(args.scenario)
     if args.testbed_cmd == "run":
         rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config)]
