@@ -40,6 +40,9 @@ from mantra6g.synth.values import (
 
 TENANT_IDS = (1, 65535)  # 0 means "no tenant" in the data plane's metadata
 MAX_SLICES = 255  # slice ids 1..255: the data plane carries them in 8 bits (meta.slice, the shim)
+# Branches from one NF lower to an if/else-if chain, one level deeper per branch, which
+# every pass over DP-IR (and clang, at 256 brackets) walks recursively.
+MAX_BRANCHES = 64
 PRIORITIES = (0, 7)
 
 
@@ -443,6 +446,13 @@ def _check_structure(
     for e in edges:
         succ[e.src].append(e)
     for name, out in succ.items():
+        conditional = [e for e in out if e.condition is not None]
+        if len(conditional) > MAX_BRANCHES:
+            report.error(
+                conditional[MAX_BRANCHES].span,
+                f"'{name}' has {len(conditional)} conditional next NFs, more than the {MAX_BRANCHES} an NF may have",
+                "branch in two steps (to an NF that branches further), or join conditions for one NF with 'or'",
+            )
         defaults = [e for e in out if e.condition is None]
         if len(defaults) > 1:
             report.error(
