@@ -98,7 +98,7 @@ def check_file(path: PathLike, inputs: Inputs | None = None, what: str = "output
     (a symlink resolved to the file it points to)."""
     p = Path(path)
     if inputs is not None:
-        inputs.refuse(p, what)
+        inputs.refuse(path, what)
     if p.is_dir():
         raise OutputError(f"{what} {path} is a directory; name a file in it")
     target = Path(os.path.realpath(p)) if p.is_symlink() else p
@@ -183,7 +183,7 @@ def check_dir(path: PathLike, inputs: Inputs | None = None, what: str = "output 
     or whose nearest existing ancestor cannot be written. It need not exist yet."""
     p = Path(path)
     if inputs is not None and p.exists() and not p.is_dir():
-        inputs.refuse(p, what)
+        inputs.refuse(path, what)
     if p.exists() and not p.is_dir():
         raise OutputError(f"{what} {path} is a file, not a directory; name a directory (it is created if missing)")
     base = _existing_ancestor(p)
