@@ -15,6 +15,7 @@ from importlib import resources
 
 from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import LexerThread
 
 from mantra6g.errors import Diagnostic, Note, SpecError
 from mantra6g.source import SourceFile, Span, shorten
@@ -58,6 +59,13 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
     )
+
+
+@functools.cache
+def _lexer():
+    # What Lark.lex builds on every call (lark 1.3; LALR keeps no lexer of its own for
+    # lex()): built once, and driven through a LexerThread so lexing can resume.
+    return _lark()._build_lexer()
 
 
 def parse(text: str, filename: str = "<input>") -> ast.SpecFile:
@@ -126,12 +134,14 @@ def _tok_span(source: SourceFile, tok: Token) -> Span:
 
 
 def _tokens(source: SourceFile, diagnostics: list[Diagnostic]) -> list[Token]:
-    """Lex the whole file; a character no token can start is reported and blanked out."""
+    """Lex the whole file; a character no token can start is reported and skipped (as
+    a space would be). Lexing resumes after it, so a file full of them stays linear."""
     text = source.text
-    lark = _lark()
+    thread = LexerThread.from_text(_lexer(), text)
+    raw: list[Token] = []
     while True:
         try:
-            raw = list(lark.lex(text))
+            raw.extend(thread.lex(None))
             break
         except UnexpectedCharacters as e:
             if not any(d.span.line == e.line for d in diagnostics):  # one per line is enough
@@ -145,7 +155,7 @@ def _tokens(source: SourceFile, diagnostics: list[Diagnostic]) -> list[Token]:
                 )
             if len(diagnostics) >= _MAX_ERRORS:
                 return []
-            text = text[: e.pos_in_stream] + " " + text[e.pos_in_stream + 1 :]
+            thread.state.line_ctr.feed(text[e.pos_in_stream])  # the lexer stopped at it
     # Newlines inside (...) and [...] only wrap a long line; runs of newlines are one.
     # No bracket holds a brace: one left open ends at the next '{' or '}', so that the
     # statements after it are read as statements again.

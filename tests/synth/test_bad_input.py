@@ -161,6 +161,21 @@ def test_a_huge_token_is_shortened_in_the_message():
     assert len(d.message) < 200 and "…" in d.message
 
 
+def test_a_file_full_of_stray_characters_is_lexed_once_not_once_per_character():
+    # The lexer used to start again from the top after each one: 3000 ';' at the end of
+    # a 120 KB file took ten minutes. Now it resumes after the character (no timing here:
+    # a regression shows as this test never finishing).
+    text = graph(CLS) + "# padding\n" * 12000 + ";" * 3000 + "\n"
+    d = one_error(text)
+    assert d.message == "unexpected character ';'" and d.span.line == text.count("\n")
+
+
+def test_stray_characters_are_skipped_like_spaces():
+    text = graph(CLS.replace("match udp.dport == 5000", "match udp.dport == 50;00 ;; and ipv4.ttl == 1"))
+    d = one_error(text)
+    assert (d.span.line, d.span.column) == line_of(text, ";00")
+
+
 # ---------------------------------------------------------------- positions
 
 
