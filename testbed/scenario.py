@@ -13,9 +13,8 @@ from pathlib import Path
 import yaml
 
 from mantra6g.orchestrator.infra import NodeRole
-from mantra6g.orchestrator.scenario import ScenarioError, _convert, _where
+from mantra6g.orchestrator.scenario import ScenarioError, _convert, _where, read_scenario
 from mantra6g.testbed.fabric import SWITCH_KINDS
-from mantra6g.source import read_source
 from mantra6g.testbed.site import ENDPOINTS, NodeConfig, RackConfig, SiteConfig
 
 
@@ -102,4 +101,4 @@ def load_site(path: str | Path | None) -> SiteConfig:
     """Read a testbed scenario (``None``: the built-in defaults)."""
     if path is None:
         return SiteConfig()
-    return parse_site(read_source(path).text, str(path))  # file and encoding errors name the file
+    return parse_site(read_scenario(path), str(path))
