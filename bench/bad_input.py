@@ -232,6 +232,13 @@ ATTEMPTS: list[Attempt] = [
             {"s.yaml": "steps: 40\n"}, want=("s.yaml",)),
     Attempt("simulate a missing scenario", ["simulate", "nope.yaml"], want=("nope.yaml",)),
     Attempt("simulate a binary scenario", ["simulate", "in.pcap"], {"in.pcap": GOOD_PCAP}, want=("in.pcap",)),
+    Attempt("export into the spec's own folder", ["export", "sub/v.sg", "--to", "iml", "-o", "sub"], {"sub/v.sg": VIDEO},
+            want=("sub/v.sg",)),
+    Attempt("export into the current directory", ["export", "v.sg", "--to", "bpfman", "-o", "."], {"v.sg": VIDEO, "notes.txt": "mine\n"},
+            want=("--out .",)),
+    Attempt("export over a folder of the user's", ["export", "v.sg", "--to", "oakestra", "-o", "mine"], {"v.sg": VIDEO, "mine/notes.txt": "mine\n"},
+            want=("notes.txt",)),
+    Attempt("export -o the spec", ["export", "v.sg", "--to", "iml", "-o", "v.sg"], {"v.sg": VIDEO}, want=("v.sg",)),
     Attempt("testbed --out the scenario", ["testbed", "run", "s.yaml", "--out", "s.yaml"], {"s.yaml": "seed: 1\n"}, want=("s.yaml",)),
     Attempt("testbed a missing scenario", ["testbed", "run", "nope.yaml"], want=("nope.yaml",)),
     # ---- captures

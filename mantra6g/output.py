@@ -201,6 +201,32 @@ def _existing_ancestor(p: Path) -> Path:
     return Path("/")  # pragma: no cover - the root always exists
 
 
+MANIFEST = ".mantra-output"  # in a folder written whole: the files mantra put there
+
+
+def check_replaceable(path: PathLike, inputs: Inputs | None = None, what: str = "output folder") -> Path:
+    """Refuse, before any work, a folder that must not be replaced whole: a file, one
+    that holds an input, or one that holds files mantra did not write there (anything
+    not listed in its :data:`MANIFEST`) — a user's folder is never deleted."""
+    p = check_dir(path, inputs, what)
+    if not p.is_dir():
+        return p
+    real = os.path.realpath(p)
+    for i in (inputs.paths if inputs else []):
+        if os.path.commonpath([real, os.path.realpath(i)]) == real:
+            raise OutputError(f"{what} {path} holds the input {i}, and it is replaced whole: choose another folder")
+    listed = set()
+    if (p / MANIFEST).is_file():
+        listed = {ln for ln in (p / MANIFEST).read_text(errors="replace").splitlines() if ln and not ln.startswith("#")}
+    strangers = sorted(str(f.relative_to(p)) for f in p.rglob("*") if not f.is_dir() and f.name != MANIFEST
+                       and str(f.relative_to(p)) not in listed)
+    if strangers:
+        shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
+        raise OutputError(f"{what} {path} holds files mantra did not write there ({shown}), and it is replaced "
+                          "whole: choose a new or empty folder, or move them away")
+    return p
+
+
 class StagedDir:
     """Files that appear in ``path`` together or not at all.
 
@@ -211,18 +237,25 @@ class StagedDir:
     a directory) and then moved into ``path``, replacing files of the same name and
     leaving other files there alone; when it raises, the stage is removed and ``path``
     is exactly as it was (not even created).
+
+    With ``whole=True`` the folder is replaced whole instead (``mantra export``: no file
+    of an earlier run lingers): the stage sits beside it and is swapped in by two
+    renames, with a :data:`MANIFEST` of its files, and a folder holding anything else
+    is refused up front (:func:`check_replaceable`).
     """
 
-    def __init__(self, path: PathLike, inputs: Inputs | None = None, what: str = "output directory"):
-        self.final = check_dir(path, inputs, what)
+    def __init__(self, path: PathLike, inputs: Inputs | None = None, what: str = "output directory",
+                 whole: bool = False):
+        self.final = check_replaceable(path, inputs, what) if whole else check_dir(path, inputs, what)
         self.inputs = inputs or Inputs()
         self.what = what
+        self.whole = whole
         self.path: Path = Path()
         self._fresh = False
 
     def __enter__(self) -> StagedDir:
         self._fresh = not self.final.exists()
-        base = self.final if not self._fresh else _existing_ancestor(self.final)
+        base = self.final if not (self._fresh or self.whole) else _existing_ancestor(self.final.parent)
         try:
             self.path = Path(tempfile.mkdtemp(dir=base, prefix=".mantra-stage-"))
         except OSError as exc:
@@ -259,8 +292,9 @@ class StagedDir:
 
     def _commit(self) -> None:
         names = self.names()
-        # Everything that could refuse is checked before the first file moves.
-        for name in names:
+        # Everything that could refuse is checked before the first file moves (a folder
+        # replaced whole was checked up front: nothing of it is kept).
+        for name in [] if self.whole else names:
             dest = self.final / name
             self.inputs.refuse(dest, "output")
             if dest.is_dir() and not dest.is_symlink():
@@ -271,10 +305,26 @@ class StagedDir:
         for name in names:
             with open(self.path / name, "rb+") as f:
                 os.fsync(f.fileno())
-        if self._fresh and not self.final.exists():
+        if self.whole:
+            (self.path / MANIFEST).write_text("# written by mantra; this folder is replaced whole on the next run\n"
+                                              + "".join(n + "\n" for n in names))
+        if (self._fresh or self.whole) and not self.final.exists():
             self.final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp's 0700 is for the stage only
             self.path.rename(self.final)
+            return
+        if self.whole:  # swap: the old folder out of the way, the stage in, the old one gone
+            old = Path(tempfile.mkdtemp(dir=self.final.parent, prefix=".mantra-old-"))
+            try:
+                self.final.rename(old / "x")
+                try:
+                    os.chmod(self.path, 0o777 & ~_umask())
+                    self.path.rename(self.final)
+                except OSError:
+                    (old / "x").rename(self.final)
+                    raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
             return
         for name in names:
             dest = self.final / name
@@ -283,4 +333,5 @@ class StagedDir:
             os.replace(self.path / name, dest)
 
 
-__all__ = ["Inputs", "OutputError", "StagedDir", "check_dir", "check_file", "replacing", "write_bytes", "write_text"]
+__all__ = ["MANIFEST", "Inputs", "OutputError", "StagedDir", "check_dir", "check_file", "check_replaceable", "replacing",
+           "write_bytes", "write_text"]
