@@ -96,6 +96,8 @@ def read_source(path: str | os.PathLike[str]) -> SourceFile:
     docs/language.md: UTF-8, with or without a byte-order mark, at most
     :data:`MAX_FILE_BYTES`. A file that cannot be read is a :class:`MantraError`; one
     that is not UTF-8 a :class:`SpecError` at the line and column of the first bad byte."""
+    if not str(path):
+        raise MantraError("a file name is empty ('')")
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)

@@ -128,6 +128,8 @@ def run_command(
     forwarded ones to a pcap and print where each packet went."""
     if not 0 <= port < 512:
         raise MantraError(f"--port {port}: a port is 0 to 511")
+    if Path(pcap_in).name in ("", ".."):  # '', '.', 'dir/..': no file to read or to name the output after
+        raise MantraError(f"--pcap {pcap_in!r}: name a capture file (.pcap or .pcapng)")
     inputs = output.Inputs([*files, pcap_in])
     target = pcap_out or str(Path(pcap_in).with_suffix("")) + ".out.pcap"
     output.check_file(target, inputs, "--out")  # before the work, not after it

@@ -138,6 +138,26 @@ def test_testbed_refuses_bad_flags_before_building_the_site(site, argv, words):
     assert snapshot(site) == before
 
 
+@pytest.mark.parametrize("pcap", ["", ".", "sub/.."])
+def test_run_with_a_capture_name_that_names_no_file_is_an_error(site, pcap):
+    # Found by the fuzz test: the default output name was derived from it (exit 3).
+    before = snapshot(site)
+    assert_user_error(*run_cli("run", "v.sg", "--pcap", pcap)[::2], "--pcap", "name a capture file")
+    assert snapshot(site) == before
+
+
+@pytest.mark.parametrize("out", ["sub", ".", "notes"])
+def test_export_never_replaces_a_folder_holding_an_input_or_the_users_files(site, out):
+    # `mantra export sub/v.sg -o sub` replaced sub/ whole, the spec in it too.
+    Path("sub/v.sg").write_text(VIDEO)
+    Path("notes").mkdir()
+    Path("notes/todo.txt").write_text("mine")
+    before = snapshot(site)
+    code, _, err = run_cli("export", "sub/v.sg", "--to", "iml", "-o", out)
+    assert_user_error(code, err, f"mantra export: error: --out {out} holds")
+    assert snapshot(site) == before
+
+
 # ---------------------------------------------------------------- captures
 
 

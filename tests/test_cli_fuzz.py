@@ -4,14 +4,16 @@ this process. Whatever happens:
 
 * the exit code is 0, 1 or 2 (3 is the CLI's "this is a bug" exit);
 * no traceback is printed;
-* no input changed: a file may change only when the command names it as an output and
-  not, under any name (symlink, hard link, ``./``, ``dir/..``), as an input.
+* no input changed, no file deleted: a file may be rewritten only when the command
+  names it (or a directory holding it) as an output and does not name it, under any
+  name (symlink, hard link, ``./``, ``dir/..``), as an input.
 
 Seeded: example ``n`` is drawn from ``random.Random(n)``, the same on every run; a
 failure names its seed, and ``fuzz_case(n)`` rebuilds it. The commands that would run
 for minutes or touch the host (a full ``simulate``, the Mininet ``testbed``, attaching
 XDP with ``deploy``) only get argument vectors they must refuse before starting;
-``--target xdp`` (clang, seconds per program) is left out.
+``--target xdp`` (clang, seconds per program) is left out and ``verify`` proves only
+its quick properties.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from pathlib import Path
 
 from tests.conftest import ROOT, run_cli
 
-EXAMPLES = 200  # about 15 s here; the distribution of outcomes is printed with -s
+EXAMPLES = 300  # about 10 s here; the distribution of outcomes is printed with -s
 SPECS = {p.name: p.read_text() for p in sorted((ROOT / "examples").glob("*.sg"))}
-SMALL = "embb_video.sg"  # the spec `verify` gets (one tenant: its proofs take about a second)
+SMALL = "embb_video.sg"  # the spec `verify` gets (one tenant, one device: quick proofs)
 JUNK = ["(", ")", "[", "]", "{", "}", "not ", " and ", " or ", ":", ",", "->", "==", "..", "/", "\n", "\t", "#",
         "02:00:00:00:01", "10.0.0", "0x", "99999999999999999999", "ms", "Gbps", "%", "\"", "'", ";", "&&",
         "\ufeff", "é", "\x00", "tenant", "nf", "graph", "slice", "place", "id", "for", "on", "site", "in"]
@@ -90,9 +92,13 @@ def pool(root: Path, rng: random.Random) -> list[str]:
         (root / f"c{i}.pcap").write_bytes(capture(rng))
     (root / "sc.yaml").write_bytes(rng.choice(SCENARIOS))
     (root / "dir").mkdir()
+    (root / "proj").mkdir()  # a user's folder: a spec and notes
+    (root / "proj" / "p.sg").write_text(SPECS[SMALL])
+    (root / "proj" / "notes.txt").write_text("mine\n")
     (root / "link.pcap").symlink_to("c0.pcap")
     os.link(root / "s0.sg", root / "hard.sg")
-    return names + [SMALL, "pdp.dpir.txt", "c0.pcap", "c1.pcap", "sc.yaml", "link.pcap", "hard.sg"]
+    return names + [SMALL, "pdp.dpir.txt", "c0.pcap", "c1.pcap", "sc.yaml", "link.pcap", "hard.sg", "proj/p.sg",
+                    "proj/notes.txt"]
 
 
 def argv_for(rng: random.Random, files: list[str]) -> list[str]:
@@ -113,7 +119,8 @@ def argv_for(rng: random.Random, files: list[str]) -> list[str]:
             return path(fresh)
         return rng.choice(inputs + [a for i in inputs for a in aliases.get(i, [])])
 
-    cmd = rng.choice(["check", "compile", "compile", "run", "run", "run", "verify", "simulate", "testbed", "deploy", "junk"])
+    cmd = rng.choice(["check", "compile", "compile", "run", "run", "run", "verify", "export", "simulate", "testbed",
+                      "deploy", "junk"])
     if cmd == "check":
         return ["check", *specs()] + rng.choice([[], ["--json"]])
     if cmd == "compile":
@@ -127,7 +134,11 @@ def argv_for(rng: random.Random, files: list[str]) -> list[str]:
     if cmd == "verify":
         given = rng.choice([SMALL, SMALL, "missing.sg", "c0.pcap", "s0.sg"])
         return (["verify", given, "-t", rng.choice(["bmv2", "tofino", "xdp"]), "-o", output(["out", "v"], [given])]
-                + rng.choice([[], ["--property", "disjointness"], ["--json"]]))
+                + ["--property", rng.choice(["disjointness", "resources"])] + rng.choice([[], ["--json"]]))  # the quick proofs
+    if cmd == "export":  # replaces its folder whole: never "proj" (the user's), "." or "dir/.."
+        given = specs() if rng.random() < 0.5 else ["proj/p.sg"]
+        return ["export", *given, "--to", rng.choice(["iml", "oakestra", "oakestra", "bpfman"]),
+                "-o", rng.choice(["exp", "exp", "dir", "proj", "proj", ".", "dir/..", rng.choice(files)])]
     if cmd == "simulate":  # only what must be refused before the (slow) runs start
         refuse = rng.choice([["--seeds", "0"], ["--policy", "nope"], ["--steps", "1"], ["--jobs", "0"],
                              ["--out", rng.choice(files)], ["--markdown", "sc.yaml"], ["--forecaster", ""]])
@@ -149,6 +160,17 @@ def _inode(p: Path) -> tuple[int, int] | None:
     return s.st_dev, s.st_ino
 
 
+def _under_an_output(root: Path, name: str, outputs: set[str]) -> bool:
+    """Whether the command was told it may write ``name``: it is an output, or inside
+    an output directory (where a file of the same name is fair game, unless an input)."""
+    real = os.path.realpath(root / name)
+    for o in outputs:
+        out = os.path.realpath(root / o)
+        if real == out or (os.path.isdir(out) and os.path.commonpath([real, out]) == out):
+            return True
+    return False
+
+
 def fuzz_case(seed: int) -> tuple[list[str], int, str, list[str]]:
     """Run example ``seed``: (argv, exit code, stdout + stderr, inputs that changed)."""
     rng = random.Random(seed)
@@ -164,11 +186,11 @@ def fuzz_case(seed: int) -> tuple[list[str], int, str, list[str]]:
         finally:
             os.chdir(cwd)
         outputs = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_FLAGS}
-        named_out = {_inode(root / o) for o in outputs} - {None}
         named_in = {_inode(root / a) for a in argv if a and a not in outputs} - {None}
-        may_change = named_out - named_in
-        changed = [f for f, digest in before.items()
-                   if _inode(root / f) not in may_change and hashlib.sha256((root / f).read_bytes()).hexdigest() != digest]
+        changed = [f for f, digest in before.items()  # deleted (never allowed), or rewritten where not allowed
+                   if not (root / f).is_file()
+                   or ((_inode(root / f) in named_in or not _under_an_output(root, f, outputs))
+                       and hashlib.sha256((root / f).read_bytes()).hexdigest() != digest)]
     return argv, code, out + err, changed
 
 
@@ -182,4 +204,4 @@ def test_the_cli_never_tracebacks_and_never_changes_an_input():
     print("outcomes (command, exit): count", dict(sorted(outcomes.items())))
     assert not failures, "\n\n".join(failures[:3])
     # The fuzz means something only if commands also succeed, not just fail fast.
-    assert sum(n for (cmd, code), n in outcomes.items() if code == 0 and cmd in ("compile", "run", "verify")) >= 10
+    assert sum(n for (cmd, code), n in outcomes.items() if code == 0 and cmd in ("compile", "run", "verify", "export")) >= 10

@@ -156,3 +156,42 @@ def test_an_output_directory_that_is_a_file_is_refused(tmp_path):
         StagedDir(spec, Inputs(), "--out")
     with pytest.raises(OutputError, match="v.sg is a file"):
         StagedDir(spec / "sub", Inputs(), "--out")
+
+
+def test_a_folder_replaced_whole_leaves_nothing_of_the_last_run_and_lists_what_it_wrote(tmp_path):
+    out = tmp_path / "exp"
+    with StagedDir(out, whole=True) as d:
+        d.write_text("a.yaml", "1")
+        d.write_text("p4/x.p4", "2")
+    with StagedDir(out, whole=True) as d:
+        d.write_text("b.yaml", "3")
+    assert _tree(out) == {"b.yaml": b"3", output.MANIFEST: (out / output.MANIFEST).read_bytes()}
+    assert "b.yaml" in (out / output.MANIFEST).read_text().splitlines()
+
+
+def test_a_folder_with_the_users_files_or_an_input_is_never_replaced_whole(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"holds files mantra did not write there \(notes.txt\)"):
+        StagedDir(mine, whole=True)
+    spec = tmp_path / "proj" / "site.sg"
+    spec.parent.mkdir()
+    spec.write_text("x")
+    with pytest.raises(OutputError, match="holds the input"):
+        StagedDir(tmp_path / "proj", Inputs([spec]), whole=True)
+    with pytest.raises(OutputError, match="holds the input"):
+        StagedDir(tmp_path, Inputs([spec]), whole=True)  # its parent, too
+    assert (mine / "notes.txt").read_text() == "mine" and spec.read_text() == "x"
+
+
+def test_a_failed_whole_folder_write_leaves_the_old_folder(tmp_path):
+    out = tmp_path / "exp"
+    with StagedDir(out, whole=True) as d:
+        d.write_text("a.yaml", "old")
+    before = _tree(out)
+    with pytest.raises(RuntimeError):
+        with StagedDir(out, whole=True) as d:
+            d.write_text("a.yaml", "new")
+            raise RuntimeError
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
