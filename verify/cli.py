@@ -77,33 +77,40 @@ def verify_command(files: Sequence[str], target: str, properties: Sequence[str] 
     merged = merge_site(frontend.load(files))
     if not merged:
         raise MantraError("the files declare no graphs: nothing to verify")
-    directory = Path(out_dir)
     show = _progress(err)
-    reports = []
-    texts = []
     # Everything lands in out_dir together, the proof caches included: an interrupted
     # run leaves the previous report, pcaps and caches as they were.
     with output.StagedDir(out_dir, inputs, "--out") as stage:
-        for m in merged:
-            show(f"{m.program.name}: {len(m.tenants)} tenant(s) on {target}")
-            cache_name = f"{m.program.name}.{target}.proofs.json"
-            if (directory / cache_name).is_file():
-                shutil.copyfile(directory / cache_name, stage.file(cache_name))
-            cache = ProofCache(stage.file(cache_name))
-            report = verify_merged(m, target, properties, cache, show)
-            cexs = [r.counterexample for r in report.results if r.counterexample is not None]
-            pcap_name = f"{m.program.name}.counterexamples.pcap"
-            if cexs:
-                write_pcap(stage.file(pcap_name), cexs)
-            stage.write_text(f"{m.program.name}.merged.dpir.json", m.program.to_json() + "\n")
-            reports.append(report)
-            texts.append(render(report, directory / pcap_name if cexs else None))
+        reports, texts = _verify_all(merged, target, properties, stage, Path(out_dir), show)
         stage.write_text("report.json", json.dumps([r.to_json() for r in reports], indent=2) + "\n")
     if as_json:
         print(json.dumps([r.to_json() for r in reports], indent=2), file=out)
     else:
         print("\n\n".join(texts), file=out)
     return 0 if all(r.proven for r in reports) else 1
+
+
+def _verify_all(merged, target: str, properties: Sequence[str] | None, stage: output.StagedDir, directory: Path,
+                show) -> tuple[list[DeviceReport], list[str]]:
+    """Each merged device proven, its files written into ``stage``; the reports and their
+    text (naming ``directory``, where the files end up)."""
+    reports = []
+    texts = []
+    for m in merged:
+        show(f"{m.program.name}: {len(m.tenants)} tenant(s) on {target}")
+        cache_name = f"{m.program.name}.{target}.proofs.json"
+        if (directory / cache_name).is_file():  # the stage starts from the cache in place
+            shutil.copyfile(directory / cache_name, stage.file(cache_name))
+        cache = ProofCache(stage.file(cache_name))
+        report = verify_merged(m, target, properties, cache, show)
+        cexs = [r.counterexample for r in report.results if r.counterexample is not None]
+        pcap = directory / f"{m.program.name}.counterexamples.pcap" if cexs else None
+        if pcap is not None:
+            write_pcap(stage.file(pcap.name), cexs)
+        stage.write_text(f"{m.program.name}.merged.dpir.json", m.program.to_json() + "\n")
+        reports.append(report)
+        texts.append(render(report, pcap))
+    return reports, texts
 
 
 __all__ = ["TARGETS", "render", "verify_command"]
