@@ -292,10 +292,9 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
 def _cmd_testbed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mantra6g import output
     from mantra6g.testbed.run import POLICIES, compare, run_policy, table
     from mantra6g.testbed.scenario import load_site
-
-    from mantra6g import output
 
     out = Path(args.out)
     if args.duration <= 0:
