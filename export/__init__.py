@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mantra6g import output
 from mantra6g.export.site import ENGINES, Bundle, ExportError, ExportOptions, Site, write_folder
 
 __all__ = ["ENGINES", "Bundle", "ExportError", "ExportOptions", "Site", "export_command", "export_site", "write_folder"]
@@ -46,9 +47,11 @@ def export_site(files: Sequence[str], engine: str, options: ExportOptions, devic
 def export_command(files: Sequence[str], engine: str, out_dir: str | None, options: ExportOptions,
                    device: str | None, out: TextIO) -> int:
     """``mantra export``: write one folder for the site and say what is in it."""
-    bundle = export_site(files, engine, options, device)
     target = Path(out_dir or f"out/export/{engine}")
-    write_folder(target, bundle.files)
+    inputs = output.Inputs(files)
+    output.check_replaceable(target, inputs, "--out")  # before the work: the folder is replaced whole
+    bundle = export_site(files, engine, options, device)
+    write_folder(target, bundle.files, inputs)
     for line in bundle.summary:
         out.write(line + "\n")
     out.write(f"wrote {len(bundle.files)} files to {target}/ (see {target}/README.md)\n")

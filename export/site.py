@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from mantra6g import output
 from mantra6g.errors import MantraError
 from mantra6g.synth import frontend
 from mantra6g.synth.compose import DeviceProgram, compile_specs
@@ -194,44 +192,20 @@ def yaml_docs(docs: Sequence[dict]) -> str:
     return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
 
 
-def write_folder(target: Path, files_out: Mapping[str, str | bytes]) -> None:
-    """Write a whole folder in one step: stage it beside ``target``, then swap it in.
-    A failure leaves the old folder (if any) as it was."""
-    target = Path(target)
-    parent = target.parent if str(target.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    except OSError as exc:
-        raise ExportError(f"cannot create {parent}: {exc.strerror}") from None
-    old = None
-    try:
-        for rel, data in files_out.items():
-            if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                raise ExportError(f"{rel}: outside the output folder")
-            path = stage / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(data, bytes):
-                path.write_bytes(data)
-            else:
-                path.write_text(data)
-            if rel.endswith(".sh"):
-                path.chmod(0o755)
-        stage.chmod(0o755)
-        if target.exists():
-            if not target.is_dir():
-                raise ExportError(f"{target} exists and is not a folder")
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=parent))
-            os.rename(target, old / "x")
-        os.rename(stage, target)
-    except (OSError, ValueError) as exc:
-        if old is not None and not target.exists():
-            os.rename(old / "x", target)
-        shutil.rmtree(stage, ignore_errors=True)
-        raise ExportError(f"cannot write {target}: {getattr(exc, 'strerror', None) or exc}") from None
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+def write_folder(target: Path, files_out: Mapping[str, str | bytes], inputs: output.Inputs | None = None) -> None:
+    """Write a whole folder in one step (:class:`mantra6g.output.StagedDir`, ``whole``):
+    staged beside ``target``, then swapped in. A failure leaves the old folder (if any)
+    as it was; a folder that holds an input or files mantra did not write is refused."""
+    with output.StagedDir(target, inputs, "--out", whole=True) as stage:
+        try:
+            for rel, data in files_out.items():
+                if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                    raise ExportError(f"{rel}: outside the output folder")
+                if isinstance(data, bytes):
+                    stage.write_bytes(rel, data)
+                else:
+                    stage.write_text(rel, data)
+                if rel.endswith(".sh"):
+                    stage.file(rel).chmod(0o755)
+        except OSError as exc:
+            raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None

@@ -1,18 +1,24 @@
 """The ``mantra`` command line.
 
 Each subcommand is a thin adapter: it parses flags, calls one public function of the
-package that owns the feature and prints the result. User mistakes surface as
-:class:`~mantra6g.errors.MantraError` and end with its exit code, never a traceback.
+package that owns the feature and prints the result. :func:`main` is the one place where
+failures become messages: user mistakes surface as :class:`~mantra6g.errors.MantraError`
+(or an ``OSError`` naming a file) and end with exit 2, bugs with exit 3 and a request
+to report them; never a traceback unless ``--debug``. Commands that write files do so
+through :mod:`mantra6g.output`, which never overwrites an input or leaves half a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from mantra6g import __version__
-from mantra6g.errors import MantraError
+from mantra6g.errors import MantraError, SpecError, os_error
+from mantra6g.source import shorten
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -286,10 +292,16 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
 def _cmd_testbed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mantra6g import output
     from mantra6g.testbed.run import POLICIES, compare, run_policy, table
     from mantra6g.testbed.scenario import load_site
 
     out = Path(args.out)
+    if args.duration <= 0:
+        raise MantraError(f"--duration {args.duration:g}: give the seconds of traffic to send, more than 0")
+    if getattr(args, "seeds", 1) < 1:
+        raise MantraError(f"--seeds {args.seeds}: give at least 1 seed")
+    output.check_dir(out, output.Inputs([args.scenario]), "--out")  # before the site is built
     config = load_site(args.scenario)
     if args.testbed_cmd == "run":
         rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config)]
@@ -318,19 +330,65 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _SUBCOMMANDS:
         add(sub)
+    _add_common(parser)
     return parser
 
 
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on every (sub)command, and each one's name for its messages."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an unexpected failure, show the Python traceback")
+    parser.set_defaults(prog=parser.prog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in dict.fromkeys(action.choices.values()):
+                _add_common(sp)
+
+
+REPORT = ("this is a bug in mantra, not a problem with your input: please report it to the Mantra "
+          "maintainers with this command line and its input files (add --debug for the traceback)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure ends here: a user's mistake (a
+    :class:`~mantra6g.errors.MantraError`, or a file the system would not read or write) is
+    ``mantra CMD: error: ...`` and exit 2 (spec errors keep their ``file:line:col`` form);
+    anything else is a bug: a short message asking for a report, exit 3, and the
+    traceback only with ``--debug``."""
     args = build_parser().parse_args(argv)
     run: Command = args.run
+    prog: str = args.prog
+    debug = getattr(args, "debug", False)
     try:
         return run(args)
-    except MantraError as exc:
+    except SpecError as exc:
+        _debug_traceback(debug)
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
+    except MantraError as exc:
+        _debug_traceback(debug)
+        print(f"{prog}: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        # The reader of our output went away (| head): stop quietly, and keep Python's
+        # exit-time flush from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file or directory the system refused: the user's to fix
+        _debug_traceback(debug)
+        print(f"{prog}: error: {os_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last resort: never a raw traceback
+        if debug:
+            traceback.print_exc()
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        print(f"{prog}: internal error: {shorten(what, 300)}\n{prog}: {REPORT}", file=sys.stderr)
+        return 3
+
+
+def _debug_traceback(debug: bool) -> None:
+    if debug:
+        traceback.print_exc()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mantra6g.source import SourceFile, Span
+if TYPE_CHECKING:  # source.py reads files and raises these errors; only the types are needed here
+    from mantra6g.source import SourceFile, Span
 
 
 class MantraError(Exception):
@@ -19,6 +21,24 @@ class MantraError(Exception):
         return f"error: {self}"
 
 
+def os_error(exc: OSError) -> str:
+    """An ``OSError`` as a user reads it: the file it is about, then what the system said."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return why
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{where}: {why}"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A second place a diagnostic points at (where an unclosed bracket was opened, where
+    the parser gave up), shown under the error with its own excerpt."""
+
+    message: str
+    span: Span
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem in a source file: where, what, and (optionally) how to fix it."""
@@ -26,12 +46,17 @@ class Diagnostic:
     message: str
     span: Span | None = None
     hint: str | None = None
+    notes: tuple[Note, ...] = ()
 
     def render(self, source: SourceFile | None = None) -> str:
         where = f"{self.span}: " if self.span else ""
         out = [f"{where}error: {self.message}"]
         if self.span is not None and source is not None and source.line_text(self.span.line):
             out.append(source.excerpt(self.span))
+        for note in self.notes:
+            out.append(f"{note.span}: note: {note.message}")
+            if source is not None and source.line_text(note.span.line):
+                out.append(source.excerpt(note.span))
         if self.hint:
             out.append(f"  = hint: {self.hint}")
         return "\n".join(out)

@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from mantra6g import output
 from mantra6g.errors import MantraError
 
 
@@ -317,7 +318,7 @@ class Lstm:
         buf = io.BytesIO()
         self._save(buf)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(buf.getvalue())
+        output.write_bytes(path, buf.getvalue())  # a run stopped mid-save leaves no half a model
 
     @classmethod
     def load(cls, path: str | Path) -> Lstm:

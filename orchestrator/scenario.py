@@ -17,10 +17,11 @@ from typing import Any
 
 import yaml
 
-from mantra6g.errors import MantraError
+from mantra6g.errors import MantraError, SpecError
 from mantra6g.orchestrator.infra import NodeRole, NodeSpec, SliceKind
 from mantra6g.orchestrator.placement import MigrationCost
 from mantra6g.orchestrator.policy import PolicyConfig, home_role, role_hosts
+from mantra6g.source import read_source
 
 
 class ScenarioError(MantraError):
@@ -151,12 +152,19 @@ def load_scenario(path: str | Path | None) -> Scenario:
     """Read a scenario file (``None``: the built-in defaults) and validate it."""
     if path is None:
         return Scenario()
-    path = Path(path)
+    return parse_scenario(read_scenario(path), str(path))
+
+
+def read_scenario(path: str | Path) -> str:
+    """A scenario file's text: UTF-8 (a BOM allowed), a bad byte reported at its
+    line:col (:func:`mantra6g.source.read_source`); a file that cannot be read is a
+    :class:`ScenarioError`."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
-    return parse_scenario(text, str(path))
+        return read_source(path).text
+    except SpecError:
+        raise
+    except MantraError as exc:
+        raise ScenarioError(f"cannot read scenario {exc}") from None
 
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mantra6g import output
 from mantra6g.orchestrator.controller import FORECAST_POLICIES, POLICIES
 from mantra6g.orchestrator.experiment import RunResult, run_experiment
 from mantra6g.orchestrator.forecast import FORECASTERS
 from mantra6g.orchestrator.report import aggregate, paired_reduction, plot, table, to_json
 from mantra6g.orchestrator.scenario import Scenario, ScenarioError, load_scenario
+from mantra6g.source import read_source
 
 
 NOTES_MARKER = "<!-- notes: everything from here on is kept when the report is regenerated -->"
@@ -39,6 +41,10 @@ def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, fo
         raise ScenarioError(f"--jobs {jobs}: give at least 1 job")
     pols = _choices(policies, POLICIES, "--policy")
     fcs = _choices(forecasters, FORECASTERS, "--forecaster")
+    inputs = output.Inputs([scenario_path])
+    output.check_dir(out, inputs, "--out")  # before the runs, not after them
+    if markdown:
+        output.check_file(markdown, inputs, "--markdown")
     scenario = load_scenario(scenario_path)
     if steps is not None:
         if steps < scenario.forecast.window + 2:
@@ -50,9 +56,9 @@ def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, fo
                              cache_dir=out_dir / "models")
     elapsed = time.perf_counter() - started
     agg = aggregate(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(to_json(results, agg))
-    pngs = plot(results, agg, out_dir)
+    with output.StagedDir(out_dir, inputs, "--out") as stage:
+        stage.write_text("results.json", to_json(results, agg))
+        pngs = [out_dir / p.name for p in plot(results, agg, stage.path)]
     if as_json:
         stdout.write(to_json(results, agg) + "\n")
     else:
@@ -70,10 +76,10 @@ def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, fo
         cmd = "mantra simulate " + " ".join(shlex.quote(a) for a in args)
         target = Path(markdown)
         # Hand-written notes below the marker survive regeneration.
-        old = target.read_text() if target.exists() else ""
+        old = read_source(target).text if target.exists() else ""
         notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else ""
-        target.write_text(_markdown(cmd, scenario_path, seeds, scenario, results, agg,
-                                    pols, fcs, elapsed) + ("\n" + notes if notes else ""))
+        output.write_text(target, _markdown(cmd, scenario_path, seeds, scenario, results, agg, pols, fcs, elapsed)
+                          + ("\n" + notes if notes else ""), inputs, "--markdown")
     return 0
 
 

@@ -27,10 +27,22 @@ from mantra6g.synth.ir import (
 )
 from mantra6g.synth.nf import KINDS
 from mantra6g.synth.nf import base as nfbase
-from mantra6g.synth.values import INVALID, Reporter, did_you_mean, format_quantity, quantity, to_int
+from mantra6g.synth.values import (
+    DIMENSIONS,
+    INVALID,
+    Reporter,
+    did_you_mean,
+    format_quantity,
+    quantity,
+    split_quantity,
+    to_int,
+)
 
 TENANT_IDS = (1, 65535)  # 0 means "no tenant" in the data plane's metadata
 MAX_SLICES = 255  # slice ids 1..255: the data plane carries them in 8 bits (meta.slice, the shim)
+# Branches from one NF lower to an if/else-if chain, one level deeper per branch, which
+# every pass over DP-IR (and clang, at 256 brackets) walks recursively.
+MAX_BRANCHES = 64
 PRIORITIES = (0, 7)
 
 
@@ -166,11 +178,11 @@ def _terms(terms: Sequence[ast.SlaTerm], allowed: dict[str, _SlaTerm], report: R
             continue
         seen[name] = t
         if spec.op is None and t.op is not None:
-            report.error(t.span, f"{name} takes a plain value", f"write: {name} {_example(name)}")
+            report.error(t.span, f"{name} takes a plain value", f"write: {name} {_value_for(t, spec)}")
             continue
         if spec.op is not None and t.op != spec.op:
             written = f"'{name} {t.op}'" if t.op else f"'{name}' without a comparator"
-            report.error(t.span, f"{written}: {name} is {spec.meaning}", f"write: {name} {spec.op} {_example(name)}")
+            report.error(t.span, f"{written}: {name} is {spec.meaning}", f"write: {name} {spec.op} {_value_for(t, spec)}")
             continue
         if spec.dimension is None:
             v = to_int(t.value, *PRIORITIES, report, name)
@@ -183,6 +195,18 @@ def _terms(terms: Sequence[ast.SlaTerm], allowed: dict[str, _SlaTerm], report: R
 
 def _example(name: str) -> str:
     return {"latency": "1 ms", "jitter": "100 us", "bandwidth": "100 Mbps", "reliability": "99.999 %", "priority": "7"}[name]
+
+
+def _value_for(t: ast.SlaTerm, spec: _SlaTerm) -> str:
+    """The value for a hint that corrects ``t``'s comparator: the user's own when it is
+    of the right kind (``latency >= 10 ms`` -> ``latency <= 10 ms``), else an example."""
+    v = t.value
+    if isinstance(v, ast.Literal):
+        if spec.dimension is None and v.kind == "int":
+            return v.text
+        if spec.dimension is not None and v.kind == "quantity" and split_quantity(v.text)[1] in DIMENSIONS[spec.dimension].units:
+            return v.text
+    return _example(t.name.name)
 
 
 def _slice_sla(decl: ast.SliceDecl, report: Reporter) -> Sla | None:
@@ -422,6 +446,13 @@ def _check_structure(
     for e in edges:
         succ[e.src].append(e)
     for name, out in succ.items():
+        conditional = [e for e in out if e.condition is not None]
+        if len(conditional) > MAX_BRANCHES:
+            report.error(
+                conditional[MAX_BRANCHES].span,
+                f"'{name}' has {len(conditional)} conditional next NFs, more than the {MAX_BRANCHES} an NF may have",
+                "branch in two steps (to an NF that branches further), or join conditions for one NF with 'or'",
+            )
         defaults = [e for e in out if e.condition is None]
         if len(defaults) > 1:
             report.error(

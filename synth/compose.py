@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from ipaddress import IPv4Address, IPv6Address
 
+from mantra6g.errors import MantraError
+from mantra6g.source import shorten
 from mantra6g.synth import dpir, expr as sx
 from mantra6g.synth.dpir import (
     Assign,
@@ -42,6 +44,7 @@ from mantra6g.synth.dpir import (
     UnOp,
 )
 from mantra6g.synth.dpir_check import validate
+from mantra6g.synth.expr import render
 from mantra6g.synth.headers import ETHER_TYPES, IP_PROTOCOLS, UDP_PORTS, lookup_field
 from mantra6g.synth.ir import NfInstance, ServiceGraph, ServiceSpec
 from mantra6g.synth.values import MacAddress
@@ -199,28 +202,68 @@ def field_width(path: str) -> int:
 
 
 def all_of(terms: list[Expr]) -> Expr:
-    out = terms[0]
-    for t in terms[1:]:
-        out = BinOp("&&", out, t)
-    return out
+    """The conjunction of ``terms`` (at least one)."""
+    return _balanced("&&", terms)
 
 
 def any_of(terms: list[Expr]) -> Expr:
-    out = terms[0]
-    for t in terms[1:]:
-        out = BinOp("||", out, t)
-    return out
+    """The disjunction of ``terms`` (at least one)."""
+    return _balanced("||", terms)
+
+
+def _balanced(op: str, terms: list[Expr]) -> Expr:
+    """``terms`` joined by the associative ``op`` as a balanced tree: 5000 or'ed tests
+    are 13 levels deep, not 5000, for every pass that walks DP-IR recursively. Up to three
+    terms the tree is the left-nested one, ``(a op b) op c``."""
+    level = list(terms)
+    while len(level) > 1:
+        pairs = [BinOp(op, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = pairs + level[2 * len(pairs) :]  # an odd one out joins the next level
+    return level[0]
+
+
+# Every pass over DP-IR (checks, emitters, JSON, the interpreter, the Z3 encoding) walks
+# expressions recursively, at two or three Python frames per level: a condition deeper
+# than this would overflow Python's stack in one of them.
+MAX_CONDITION_DEPTH = 128
+
+
+class ConditionTooDeep(MantraError):
+    """A match expression whose and/or groups nest too deeply once lowered."""
 
 
 def condition(e: sx.Expr) -> Expr:
     """A match expression as a DP-IR condition. A test on a header the packet does not
-    carry is false, so each field test is guarded by that header's validity."""
+    carry is false, so each field test is guarded by that header's validity.
+
+    Source nesting is bounded by the parser; many tests in every one of many nested
+    groups can still lower to a deep tree, which is refused (:data:`MAX_CONDITION_DEPTH`)."""
+    c = _condition(e)
+    depth = expr_depth(c)
+    if depth > MAX_CONDITION_DEPTH:
+        raise ConditionTooDeep(
+            f"the condition '{shorten(render(e), 80)}' is too large to compile: it lowers to {depth} nested "
+            f"levels of and/or, more than {MAX_CONDITION_DEPTH}; split it into several rules or branches")
+    return c
+
+
+def expr_depth(e: Expr) -> int:
+    """How deeply a DP-IR expression nests (a leaf is 1), without recursion."""
+    deepest, todo = 0, [(e, 1)]
+    while todo:
+        x, d = todo.pop()
+        deepest = max(deepest, d)
+        todo += [(c, d + 1) for c in (getattr(x, "left", None), getattr(x, "right", None), getattr(x, "operand", None)) if c is not None]
+    return deepest
+
+
+def _condition(e: sx.Expr) -> Expr:
     if isinstance(e, sx.AllOf):
-        return all_of([condition(t) for t in e.terms])
+        return all_of([_condition(t) for t in e.terms])
     if isinstance(e, sx.AnyOf):
-        return any_of([condition(t) for t in e.terms])
+        return any_of([_condition(t) for t in e.terms])
     if isinstance(e, sx.Not):
-        return UnOp("!", condition(e.term))
+        return UnOp("!", _condition(e.term))
     header = e.field.partition(".")[0]
     w = field_width(e.field)
     ref = Ref(e.field)

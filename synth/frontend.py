@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from mantra6g.errors import Diagnostic, MantraError, SpecError
-from mantra6g.source import SourceFile
+from mantra6g.errors import Diagnostic, SpecError
+from mantra6g.source import SourceFile, read_source
 from mantra6g.synth import ast, ir
 from mantra6g.synth.check import check_site
 from mantra6g.synth.expr import render
@@ -21,21 +21,6 @@ from mantra6g.synth.nf import KINDS
 from mantra6g.synth.nf.base import parts
 from mantra6g.synth.parser import parse
 from mantra6g.synth.values import format_quantity
-
-
-def read_source(path: str | Path) -> SourceFile:
-    """A file's text, or a :class:`MantraError` that says why it cannot be read."""
-    p = Path(path)
-    try:
-        return SourceFile(str(path), p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MantraError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise MantraError(f"{path}: is a directory; name the .sg files in it") from None
-    except UnicodeDecodeError as exc:
-        raise MantraError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise MantraError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def load_sources(sources: Sequence[SourceFile]) -> list[ir.ServiceSpec]:

@@ -15,13 +15,21 @@ from importlib import resources
 
 from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import LexerThread
 
-from mantra6g.errors import Diagnostic, SpecError
-from mantra6g.source import SourceFile, Span
+from mantra6g.errors import Diagnostic, Note, SpecError
+from mantra6g.source import SourceFile, Span, shorten
 from mantra6g.synth import ast
 
 UNITS_HINT = "units: ns us ms s | bps kbps Mbps Gbps Tbps | B KB MB GB KiB MiB GiB | %"
 _MAX_ERRORS = 50
+
+# Limits of the language (docs/language.md, "Limits"). Every stage after the parser
+# walks expressions recursively; MAX_NESTING keeps that far inside Python's stack.
+MAX_LINE = 10_000  # characters in one line
+MAX_NESTING = 64  # levels of ( ), [ ] and not, counted together
+_OPEN = {"LPAR": "(", "LSQB": "["}
+_CLOSE = {"RPAR": "LPAR", "RSQB": "LSQB"}
 
 # How terminals are named in messages; string terminals are shown as themselves.
 _TERMINAL_NAMES = {
@@ -53,32 +61,93 @@ def _lark() -> Lark:
     )
 
 
+@functools.cache
+def _lexer():
+    # What Lark.lex builds on every call (lark 1.3; LALR keeps no lexer of its own for
+    # lex()): built once, and driven through a LexerThread so lexing can resume.
+    return _lark()._build_lexer()
+
+
 def parse(text: str, filename: str = "<input>") -> ast.SpecFile:
     """Parse one file. Raises :class:`SpecError` listing every syntax error found."""
-    source = SourceFile(filename, text)
+    source = SourceFile(filename, text.removeprefix("\ufeff"))  # a byte-order mark is not text
     diagnostics: list[Diagnostic] = []
+    _check_lines(source, diagnostics)
     tokens = _tokens(source, diagnostics)
+    _check_nesting(source, tokens, diagnostics)
     tree = _parse_tokens(source, tokens, diagnostics)
     if diagnostics or tree is None:
         raise SpecError(diagnostics, {filename: source})
     return _ToAst(filename).transform(tree)
 
 
+def _check_lines(source: SourceFile, diagnostics: list[Diagnostic]) -> None:
+    for n, line in enumerate(source.text.split("\n"), start=1):
+        if len(line) > MAX_LINE:
+            diagnostics.append(Diagnostic(
+                f"line {n} is {len(line)} characters long; a line may have at most {MAX_LINE}",
+                Span(source.name, n, MAX_LINE + 1, n, MAX_LINE + 2),
+                "wrap it: newlines inside ( ) and [ ] do not end a statement",
+            ))
+
+
+def _check_nesting(source: SourceFile, tokens: list[Token], diagnostics: list[Diagnostic]) -> None:
+    """Report an expression nested deeper than :data:`MAX_NESTING` (once per statement),
+    at the ``(``, ``[`` or ``not`` that goes one level too deep."""
+    open_: list[Token] = []
+    reported = False
+    for tok in tokens:
+        t = tok.type
+        if t in ("LPAR", "LSQB", "NOT"):
+            if len(open_) >= MAX_NESTING and not reported:
+                kinds = [o.type for o in open_]
+                hint = max(
+                    (kinds.count("NOT"), "'not not X' is X: remove pairs of 'not'"),
+                    (kinds.count("LPAR"), "parentheses around a single test are not needed; or split the rule in two"),
+                    (kinds.count("LSQB"), "a list holds values, not other lists"),
+                )[1]
+                diagnostics.append(Diagnostic(
+                    f"expression nested too deeply: more than {MAX_NESTING} levels of ( ), [ ] and not",
+                    _tok_span(source, tok), hint,
+                ))
+                reported = True
+            open_.append(tok)
+        elif t in _CLOSE:
+            while open_ and open_[-1].type == "NOT":
+                open_.pop()
+            if open_:
+                open_.pop()
+        elif t in ("AND", "OR", "COMMA"):  # a 'not' binds tighter: its operand has ended
+            while open_ and open_[-1].type == "NOT":
+                open_.pop()
+        elif t in ("_NL", "LBRACE", "RBRACE"):  # the statement has ended
+            open_.clear()
+            reported = False
+
+
+def _tok_span(source: SourceFile, tok: Token) -> Span:
+    end = tok.end_column if tok.end_line == tok.line else tok.column + 1
+    return Span(source.name, tok.line, tok.column, tok.line, max(end, tok.column + 1))
+
+
 # ---------------------------------------------------------------- lexing
 
 
 def _tokens(source: SourceFile, diagnostics: list[Diagnostic]) -> list[Token]:
-    """Lex the whole file; a character no token can start is reported and blanked out."""
+    """Lex the whole file; a character no token can start is reported and skipped (as
+    a space would be). Lexing resumes after it, so a file full of them stays linear."""
     text = source.text
-    lark = _lark()
+    thread = LexerThread.from_text(_lexer(), text)
+    raw: list[Token] = []
     while True:
         try:
-            raw = list(lark.lex(text))
+            raw.extend(thread.lex(None))
             break
         except UnexpectedCharacters as e:
             if not any(d.span.line == e.line for d in diagnostics):  # one per line is enough
                 diagnostics.append(
-                    Diagnostic(
+                    _malformed_literal(source, e.line, e.column)
+                    or Diagnostic(
                         f"unexpected character {text[e.pos_in_stream]!r}",
                         Span(source.name, e.line, e.column, e.line, e.column + 1),
                         _char_hint(text[e.pos_in_stream]),
@@ -86,8 +155,10 @@ def _tokens(source: SourceFile, diagnostics: list[Diagnostic]) -> list[Token]:
                 )
             if len(diagnostics) >= _MAX_ERRORS:
                 return []
-            text = text[: e.pos_in_stream] + " " + text[e.pos_in_stream + 1 :]
+            thread.state.line_ctr.feed(text[e.pos_in_stream])  # the lexer stopped at it
     # Newlines inside (...) and [...] only wrap a long line; runs of newlines are one.
+    # No bracket holds a brace: one left open ends at the next '{' or '}', so that the
+    # statements after it are read as statements again.
     out: list[Token] = []
     depth = 0
     for tok in raw:
@@ -95,6 +166,8 @@ def _tokens(source: SourceFile, diagnostics: list[Diagnostic]) -> list[Token]:
             depth += 1
         elif tok.type in ("RPAR", "RSQB"):
             depth = max(0, depth - 1)
+        elif tok.type in ("LBRACE", "RBRACE"):
+            depth = 0
         elif tok.type == "_NL" and (depth > 0 or (out and out[-1].type == "_NL")):
             continue
         out.append(tok)
@@ -132,7 +205,7 @@ def _parse_tokens(
             parser.feed_token(tok)
         except UnexpectedToken as e:
             if tok.line not in bad_lines:
-                diagnostics.append(_syntax_error(source, tokens, i, e))
+                diagnostics.append(_syntax_error(source, tokens, checkpoint_at, i, e))
                 bad_lines.add(tok.line)
             if len(diagnostics) >= _MAX_ERRORS:
                 return None
@@ -178,7 +251,7 @@ def _describe(tok: Token) -> str:
         return "end of file"
     if tok.type == "_NL":
         return "end of line"
-    return repr(str(tok))
+    return repr(shorten(str(tok), 40))
 
 
 def _expected(names: set[str]) -> str:
@@ -205,10 +278,25 @@ def _expected(names: set[str]) -> str:
 _KEYWORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _syntax_error(source: SourceFile, tokens: list[Token], i: int, e: UnexpectedToken) -> Diagnostic:
+def _syntax_error(source: SourceFile, tokens: list[Token], start: int, i: int, e: UnexpectedToken) -> Diagnostic:
+    """The diagnostic for ``tokens[i]``, unexpected in the statement begun at ``start``."""
     tok = tokens[i]
-    end = tok.end_column if tok.end_line == tok.line else tok.column + 1
-    span = Span(source.name, tok.line, tok.column, tok.line, max(end, tok.column + 1))
+    span = _tok_span(source, tok)
+    message = f"unexpected {_describe(tok)}{_expected(set(e.expected))}"
+    unclosed = _unclosed_bracket(tokens, start, i)
+    if unclosed is not None:
+        opener = _OPEN[unclosed.type]
+        closer = ")" if opener == "(" else "]"
+        return Diagnostic(
+            f"this '{opener}' is never closed",
+            _tok_span(source, unclosed),
+            f"add the missing '{closer}' (newlines inside ( ) and [ ] do not end a statement)",
+            (Note(f"the parser gave up here: {message}", span),),
+        )
+    if tok.type in ("COLON", "DOT", "MINUS") or tok.type in ("INT", "NAME", "FLOAT", "IPV4"):
+        literal = _malformed_literal(source, tok.line, tok.column)
+        if literal is not None:
+            return literal
     hint = None
     prev = tokens[i - 1] if i > 0 else None
     if (
@@ -217,15 +305,114 @@ def _syntax_error(source: SourceFile, tokens: list[Token], i: int, e: Unexpected
         and prev.type in ("INT", "FLOAT")
         and prev.line == tok.line
     ):
-        hint = f"'{tok}' is not a unit; {UNITS_HINT}"
+        hint = f"'{shorten(str(tok), 40)}' is not a unit; {UNITS_HINT}"
     elif tok.type != "NAME" and _KEYWORD.match(str(tok)) and "NAME" in e.expected:
         hint = f"'{tok}' is a reserved word; choose another name"
-    elif tok.type == "LBRACE" and prev is not None and prev.type != "RPAR":
-        hint = "an nf declaration needs parentheses before its rules: KIND(...) { ... }"
-    return Diagnostic(f"unexpected {_describe(tok)}{_expected(set(e.expected))}", span, hint)
+    elif tok.type == "LBRACE":
+        hint = _block_hint(tokens, start, i)
+    return Diagnostic(message, span, hint)
+
+
+def _unclosed_bracket(tokens: list[Token], start: int, i: int) -> Token | None:
+    """The innermost ``(`` or ``[`` open at ``tokens[i]`` (in the statement begun at
+    ``start``) that nothing after it closes, or None."""
+    open_: list[Token] = []
+    for tok in tokens[start:i]:
+        if tok.type in _OPEN:
+            open_.append(tok)
+        elif tok.type in _CLOSE and open_:
+            open_.pop()
+    if not open_:
+        return None
+    depth = 0
+    for tok in tokens[i:]:
+        if tok.type in _OPEN:
+            depth += 1
+        elif tok.type in _CLOSE:
+            if depth == 0:  # the first closer at its level: its own, or a mismatched one
+                return None if _CLOSE[tok.type] == open_[-1].type else open_[-1]
+            depth -= 1
+        elif tok.type in ("LBRACE", "RBRACE"):  # no bracket holds a brace
+            return open_[-1]
+    return open_[-1]
+
+
+def _block_hint(tokens: list[Token], start: int, i: int) -> str | None:
+    """How the statement begun at ``start`` is written, when its ``{`` came too early;
+    in the user's own names where they gave them."""
+    words = tokens[start:i]
+    keyword = str(words[0]) if words else ""
+    name = str(words[1]) if len(words) > 1 and words[1].type == "NAME" else "NAME"
+    if keyword == "tenant":
+        # `tenant acme { id 1 }`: the id, if given in the block, is the user's id.
+        after = tokens[i + 1 : i + 3]
+        tid = str(after[1]) if len(after) == 2 and after[0].type == "ID" and after[1].type == "INT" else "N"
+        return f"a tenant is declared with its name and id before the block: tenant {name} id {tid} {{ ... }}"
+    if keyword == "slice":
+        return f"a slice is declared with its name before the block: slice {name} {{ latency <= 10 ms }}"
+    if keyword == "graph":
+        return f"a graph names the slice it serves before the block: graph {name} for TENANT.SLICE {{ ... }}"
+    if keyword == "nf" and i > 0 and tokens[i - 1].type == "NAME":
+        return f"an nf declaration needs parentheses before its rules: {tokens[i - 1]}(...) {{ ... }}"
+    return None
+
+
+_MAC_PART = re.compile(r"[0-9A-Za-z]{1,2}\Z")
+_HEX_PART = re.compile(r"[0-9A-Fa-f]{2}\Z")
+
+
+def _malformed_literal(source: SourceFile, line: int, column: int) -> Diagnostic | None:
+    """A diagnostic for a MAC or IPv4 address the lexer could not read (five bytes,
+    a 'g' among the hex digits, dashes; three numbers), or None if the text around
+    ``line:column`` does not look like one."""
+    text = source.line_text(line)
+    at = column - 1
+    for chars, check in (("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:-", _mac_problem),
+                         ("0123456789./", _ipv4_problem)):
+        lo = hi = at
+        while lo > 0 and text[lo - 1] in chars:
+            lo -= 1
+        while hi < len(text) and text[hi] in chars:
+            hi += 1
+        word = text[lo:hi]
+        problem = check(word) if word else None
+        if problem is not None:
+            return Diagnostic(f"'{shorten(word, 40)}' is not {problem[0]}", Span(source.name, line, lo + 1, line, hi + 1), problem[1])
+    return None
+
+
+def _mac_problem(word: str) -> tuple[str, str] | None:
+    parts = re.split("[:-]", word)
+    if len(parts) < 3 or not all(_MAC_PART.match(p) for p in parts):
+        return None
+    if sum(bool(re.fullmatch("[0-9A-Fa-f]+", p)) for p in parts) * 2 < len(parts):
+        return None  # mostly words: not an attempt at an address
+    example = "a MAC address is six two-digit hex bytes separated by ':', e.g. 02:00:00:00:00:01"
+    if "-" in word:
+        return "a MAC address", example.replace("separated by ':'", "separated by ':', not '-'")
+    if len(parts) != 6:
+        return "a MAC address", f"it has {len(parts)} bytes; {example}"
+    bad = next((p for p in parts if not _HEX_PART.match(p)), None)
+    return "a MAC address", f"'{bad}' is not a two-digit hex byte; {example}"
+
+
+def _ipv4_problem(word: str) -> tuple[str, str] | None:
+    address = word.partition("/")[0]
+    parts = address.split(".")
+    if len(parts) < 3 or len(parts) == 4 or ".." in word or not all(p.isdigit() for p in parts):
+        return None
+    what = "an IPv4 prefix" if "/" in word else "an IPv4 address"
+    return what, f"it has {len(parts)} numbers; an IPv4 address has four, e.g. 10.0.0.1"
 
 
 def _eof_error(source: SourceFile, tokens: list[Token], e: UnexpectedInput) -> Diagnostic:
+    unclosed = _unclosed_bracket(tokens, 0, len(tokens))
+    if unclosed is not None:
+        return Diagnostic(
+            f"unexpected end of file: this '{_OPEN[unclosed.type]}' is never closed",
+            _tok_span(source, unclosed),
+            f"add the missing '{')' if unclosed.type == 'LPAR' else ']'}'",
+        )
     open_braces: list[Token] = []
     for t in tokens:
         if t.type == "LBRACE":

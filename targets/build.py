@@ -3,6 +3,7 @@ interpreter (``mantra run``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -11,7 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mantra6g import output
 from mantra6g.errors import MantraError
+from mantra6g.pcap import read_pcap, write_pcap
 from mantra6g.synth import dpir, frontend
 from mantra6g.synth.compose import DeviceProgram, compile_specs
 from mantra6g.synth.interp import State, run
@@ -53,13 +56,22 @@ def _emitter(target: str) -> Callable:
 def compile_command(files: Sequence[str], target: str, out_dir: str, device: str | None, out: TextIO,
                     unclaimed: str = "drop") -> int:
     """Write every device program's artefacts for ``target`` into ``out_dir`` and print
-    what was made. The DP-IR (JSON and text) is always written beside them."""
+    what was made. The DP-IR (JSON and text) is always written beside them. The files of
+    all device programs appear together: if one program fails, ``out_dir`` is left as it
+    was (:class:`~mantra6g.output.StagedDir`)."""
+    inputs = output.Inputs(files)
+    output.check_dir(out_dir, inputs, "--out")
     programs = device_programs(files, device, unclaimed)
-    directory = Path(out_dir)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MantraError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
+    with output.StagedDir(out_dir, inputs, "--out") as stage:
+        made = _emit_all(programs, target, stage, Path(out_dir))
+    out.write(made)  # once every file is in place
+    return 0
+
+
+def _emit_all(programs: Sequence[DeviceProgram], target: str, stage: output.StagedDir, directory: Path) -> str:
+    """Each program's files for ``target``, written into ``stage``; what was made, as
+    ``mantra compile`` reports it (naming ``directory``, where the files end up)."""
+    out = io.StringIO()
     emit = _emitter(target)
     for dp in programs:
         start = time.perf_counter()
@@ -73,7 +85,7 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
             from mantra6g.targets import xdp
 
             try:
-                written, built = xdp.compile_to(dp.program, directory)
+                written, built = xdp.compile_to(dp.program, stage.path)
             except MantraError as exc:
                 raise MantraError(f"device program '{dp.name}' (xdp): {exc}") from None
             made = list(written) + [built.obj_file.name]
@@ -87,7 +99,7 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
             summary = result.summary
         elapsed = time.perf_counter() - start
         for name, text in files_out.items():
-            (directory / name).write_text(text)
+            stage.write_text(name, text)
         where = dp.device + (f" site {dp.site}" if dp.site else "")
         out.write(f"{dp.name} ({where}): {', '.join(dp.nfs)}\n")
         if summary is not None:
@@ -99,7 +111,7 @@ def compile_command(files: Sequence[str], target: str, out_dir: str, device: str
                 f"{len(p.registers)} registers, {len(p.counters)} counters, {len(p.meters)} meters\n"
             )
         out.write(f"  wrote {', '.join(sorted([*files_out, *made]))} to {directory}/ in {elapsed * 1e3:.0f} ms\n")
-    return 0
+    return out.getvalue()
 
 
 def run_command(
@@ -114,44 +126,35 @@ def run_command(
 ) -> int:
     """Push a pcap's packets through a device program in the interpreter; write the
     forwarded ones to a pcap and print where each packet went."""
-    from scapy.error import Scapy_Exception
-    from scapy.utils import PcapReader, wrpcap
-    from scapy.layers.l2 import Ether
-
+    if not 0 <= port < 512:
+        raise MantraError(f"--port {port}: a port is 0 to 511")
+    if Path(pcap_in).name in ("", ".."):  # '', '.', 'dir/..': no file to read or to name the output after
+        raise MantraError(f"--pcap {pcap_in!r}: name a capture file (.pcap or .pcapng)")
+    inputs = output.Inputs([*files, pcap_in])
+    target = pcap_out or str(Path(pcap_in).with_suffix("")) + ".out.pcap"
+    output.check_file(target, inputs, "--out")  # before the work, not after it
     programs = device_programs(files, device, unclaimed)
     if len(programs) > 1:
         names = ", ".join(p.name for p in programs)
         raise MantraError(f"the site has several device programs ({names}); choose one with --device")
     program = programs[0].program
-    if not 0 <= port < 512:
-        raise MantraError(f"--port {port}: a port is 0 to 511")
-    try:
-        reader = PcapReader(pcap_in)
-    except FileNotFoundError:
-        raise MantraError(f"{pcap_in}: no such file") from None
-    except (Scapy_Exception, OSError) as exc:
-        raise MantraError(f"{pcap_in}: not a pcap file ({exc})") from None
     state = State.initial(program)
-    forwarded = []
+    forwarded: list[tuple[int, bytes]] = []
     records = []
-    with reader:
-        for i, pkt in enumerate(reader, start=1):
-            now = int(pkt.time * 1_000_000_000)
-            result = run(program, bytes(pkt), port, now, state)
-            if result.to_host is not None:
-                records.append({"packet": i, "in_port": port, "to_host": True, "bytes": len(result.to_host)})
-                continue
-            if result.dropped:
-                reason = result.trace[-1] if result.trace else "dropped"
-                records.append({"packet": i, "in_port": port, "dropped": True, "reason": reason})
-                continue
-            for out_port, data in result.outputs:
-                sent = Ether(data)
-                sent.time = pkt.time
-                forwarded.append(sent)
-                records.append({"packet": i, "in_port": port, "out_port": out_port, "bytes": len(data)})
-    target = pcap_out or str(Path(pcap_in).with_suffix("")) + ".out.pcap"
-    wrpcap(target, forwarded)
+    for pkt in read_pcap(pcap_in):
+        i = pkt.number
+        result = run(program, pkt.data, port, pkt.time_ns, state)
+        if result.to_host is not None:
+            records.append({"packet": i, "in_port": port, "to_host": True, "bytes": len(result.to_host)})
+            continue
+        if result.dropped:
+            reason = result.trace[-1] if result.trace else "dropped"
+            records.append({"packet": i, "in_port": port, "dropped": True, "reason": reason})
+            continue
+        for out_port, data in result.outputs:
+            forwarded.append((pkt.time_ns, data))
+            records.append({"packet": i, "in_port": port, "out_port": out_port, "bytes": len(data)})
+    write_pcap(target, forwarded, inputs, "--out")
     if as_json:
         out.write(json.dumps({"program": program.name, "output": target, "packets": records}, indent=2) + "\n")
         return 0

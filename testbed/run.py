@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mantra6g import output
 from mantra6g.errors import MantraError
 
 POLICIES = ("static", "reactive", "predictive")
@@ -123,9 +124,10 @@ def compare(policies: list[str], seeds: list[int], duration_s: float, out: Path,
             rows.append(run_policy(policy, duration_s, seed, out / f"{policy}-{seed}", config=config))
             # Progress on stderr; the whole table is the command's output.
             print("done: " + table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    (out / "results.md").write_text(table(rows) + "\n")
-    _plot(rows, out / "violations.png")
+    output.write_text(out / "results.json", json.dumps([asdict(r) for r in rows], indent=1))
+    output.write_text(out / "results.md", table(rows) + "\n")
+    with output.replacing(out / "violations.png") as tmp:
+        _plot(rows, tmp)
     return rows
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from mantra6g.orchestrator.infra import NodeRole
-from mantra6g.orchestrator.scenario import ScenarioError, _convert, _where
+from mantra6g.orchestrator.scenario import ScenarioError, _convert, _where, read_scenario
 from mantra6g.testbed.fabric import SWITCH_KINDS
 from mantra6g.testbed.site import ENDPOINTS, NodeConfig, RackConfig, SiteConfig
 
@@ -101,8 +101,4 @@ def load_site(path: str | Path | None) -> SiteConfig:
     """Read a testbed scenario (``None``: the built-in defaults)."""
     if path is None:
         return SiteConfig()
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
-    return parse_site(text, str(path))
+    return parse_site(read_scenario(path), str(path))

@@ -32,3 +32,20 @@ def _no_address_resolution(monkeypatch):
         raise AssertionError("a test frame lacks Ether(dst=...): scapy would ARP on the host")
 
     monkeypatch.setattr(conf.neighbor, "resolve", refuse)
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """``mantra ARGV`` in this process (fast): exit code, stdout, stderr. Usage errors
+    (argparse's SystemExit) give their exit code like the real command."""
+    import contextlib
+    import io
+
+    from mantra6g.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    return code, out.getvalue(), err.getvalue()

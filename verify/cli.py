@@ -8,12 +8,14 @@ input errors (the CLI's :class:`~mantra6g.errors.MantraError` handling).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mantra6g import output
 from mantra6g.errors import MantraError
 from mantra6g.synth import frontend
 from mantra6g.synth.merge import merge_site
@@ -70,34 +72,45 @@ def verify_command(files: Sequence[str], target: str, properties: Sequence[str] 
     for p in properties or ():
         if p not in PROPERTIES:
             raise MantraError(f"unknown property '{p}'; choose from {', '.join(PROPERTIES)}")
+    inputs = output.Inputs(files)
+    output.check_dir(out_dir, inputs, "--out")  # before the proofs, not after them
     merged = merge_site(frontend.load(files))
     if not merged:
         raise MantraError("the files declare no graphs: nothing to verify")
-    directory = Path(out_dir)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MantraError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
     show = _progress(err)
-    reports = []
-    texts = []
-    for m in merged:
-        show(f"{m.program.name}: {len(m.tenants)} tenant(s) on {target}")
-        cache = ProofCache(directory / f"{m.program.name}.{target}.proofs.json")
-        report = verify_merged(m, target, properties, cache, show)
-        cexs = [r.counterexample for r in report.results if r.counterexample is not None]
-        pcap = directory / f"{m.program.name}.counterexamples.pcap" if cexs else None
-        if pcap is not None:
-            write_pcap(pcap, cexs)
-        (directory / f"{m.program.name}.merged.dpir.json").write_text(m.program.to_json() + "\n")
-        reports.append(report)
-        texts.append(render(report, pcap))
-    (directory / "report.json").write_text(json.dumps([r.to_json() for r in reports], indent=2) + "\n")
+    # Everything lands in out_dir together, the proof caches included: an interrupted
+    # run leaves the previous report, pcaps and caches as they were.
+    with output.StagedDir(out_dir, inputs, "--out") as stage:
+        reports, texts = _verify_all(merged, target, properties, stage, Path(out_dir), show)
+        stage.write_text("report.json", json.dumps([r.to_json() for r in reports], indent=2) + "\n")
     if as_json:
         print(json.dumps([r.to_json() for r in reports], indent=2), file=out)
     else:
         print("\n\n".join(texts), file=out)
     return 0 if all(r.proven for r in reports) else 1
+
+
+def _verify_all(merged, target: str, properties: Sequence[str] | None, stage: output.StagedDir, directory: Path,
+                show) -> tuple[list[DeviceReport], list[str]]:
+    """Each merged device proven, its files written into ``stage``; the reports and their
+    text (naming ``directory``, where the files end up)."""
+    reports = []
+    texts = []
+    for m in merged:
+        show(f"{m.program.name}: {len(m.tenants)} tenant(s) on {target}")
+        cache_name = f"{m.program.name}.{target}.proofs.json"
+        if (directory / cache_name).is_file():  # the stage starts from the cache in place
+            shutil.copyfile(directory / cache_name, stage.file(cache_name))
+        cache = ProofCache(stage.file(cache_name))
+        report = verify_merged(m, target, properties, cache, show)
+        cexs = [r.counterexample for r in report.results if r.counterexample is not None]
+        pcap = directory / f"{m.program.name}.counterexamples.pcap" if cexs else None
+        if pcap is not None:
+            write_pcap(stage.file(pcap.name), cexs)
+        stage.write_text(f"{m.program.name}.merged.dpir.json", m.program.to_json() + "\n")
+        reports.append(report)
+        texts.append(render(report, pcap))
+    return reports, texts
 
 
 __all__ = ["TARGETS", "render", "verify_command"]

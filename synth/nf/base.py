@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mantra6g.source import Span
 from mantra6g.synth import ast
-from mantra6g.synth.expr import AllOf, AnyOf, Compare, Expr, Not, check_expr, check_field, field_int
+from mantra6g.synth.expr import check_expr, check_field, field_int
 from mantra6g.synth.headers import lookup_field
 from mantra6g.synth.values import (
     INVALID,
@@ -226,11 +226,11 @@ class Match(ValueType):
         if expr is None:
             return INVALID
         if self.ternary:
-            bad = _negative_term(expr)
+            bad = _negative_term(value)
             if bad is not None:
                 report.error(
-                    value.span,
-                    f"{what} cannot use '{bad}': each rule becomes ternary table entries, which match "
+                    bad[1],
+                    f"{what} cannot use '{bad[0]}': each rule becomes ternary table entries, which match "
                     "values but not their absence",
                     "state the traffic to act on, or put a narrower rule with the opposite action first",
                 )
@@ -243,13 +243,14 @@ class Match(ValueType):
         return render(value)
 
 
-def _negative_term(expr: Expr) -> str | None:
-    if isinstance(expr, Not):
-        return "not"
-    if isinstance(expr, Compare) and expr.op == "!=":
-        return "!="
-    if isinstance(expr, (AllOf, AnyOf)):
-        for t in expr.terms:
+def _negative_term(node: ast.Expr) -> tuple[str, Span] | None:
+    """The first ``not`` or ``!=`` in an expression as written, and where it is."""
+    if isinstance(node, ast.Negation):
+        return "not", node.span
+    if isinstance(node, ast.Compare) and node.op == "!=":
+        return "!=", node.span
+    if isinstance(node, (ast.AllOf, ast.AnyOf)):
+        for t in node.terms:
             found = _negative_term(t)
             if found:
                 return found

@@ -11,6 +11,7 @@ rules the schemas encode are the engines' own (cited in each schema's descriptio
 from __future__ import annotations
 
 import copy
+import os
 import json
 import shlex
 import shutil
@@ -26,7 +27,7 @@ from mantra6g.cli import main
 from mantra6g.export import ENGINES, ExportError, ExportOptions, export_site
 from mantra6g.export.site import Site, dns_name, problems, write_folder
 from mantra6g.targets import bmv2, xdp
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -383,13 +384,28 @@ def test_the_output_folder_is_replaced_whole_or_not_at_all(tmp_path):
     target = tmp_path / "iml"
     write_folder(target, {"a.yaml": "old\n", "sub/b.txt": "x"})
     write_folder(target, {"c.yaml": "new\n", "blob.bin": b"\x00\x01"})
-    assert sorted(p.name for p in target.rglob("*")) == ["blob.bin", "c.yaml"]
+    written = [".mantra-output", "blob.bin", "c.yaml"]  # the manifest: what a later run may replace
+    assert sorted(p.name for p in target.rglob("*")) == written
     with pytest.raises(ExportError, match="cannot write"):
         write_folder(target, {"d.yaml": "x", "d.yaml/e": "y"})  # a file where a folder must go
     with pytest.raises(ExportError, match="outside the output folder"):
         write_folder(target, {"../escape": "x"})
-    assert sorted(p.name for p in target.rglob("*")) == ["blob.bin", "c.yaml"]
+    assert sorted(p.name for p in target.rglob("*")) == written
     assert [p.name for p in tmp_path.iterdir()] == ["iml"]  # no staging folder left behind
+
+
+def test_a_folder_holding_the_users_files_or_an_input_is_not_replaced(tmp_path, monkeypatch):
+    # `mantra export sub/site.sg -o sub` used to replace sub/ whole, the spec with it.
+    monkeypatch.chdir(tmp_path)
+    Path("sub").mkdir()
+    Path("sub/site.sg").write_text(Path(ROOT / "examples/embb_video.sg").read_text())
+    assert main(["export", "sub/site.sg", "--to", "iml", "-o", "sub"]) == 2
+    assert main(["export", "sub/site.sg", "--to", "iml", "-o", "."]) == 2
+    assert Path("sub/site.sg").is_file() and sorted(os.listdir("sub")) == ["site.sg"]
+    assert main(["export", "sub/site.sg", "--to", "iml", "-o", "out"]) == 0
+    Path("out/my-notes.txt").write_text("mine")  # the folder is no longer only mantra's
+    assert main(["export", "sub/site.sg", "--to", "iml", "-o", "out"]) == 2
+    assert Path("out/my-notes.txt").read_text() == "mine"
 
 
 def test_names_become_kubernetes_names_and_never_merge():
