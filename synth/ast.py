@@ -196,9 +196,20 @@ class GraphDecl:
 
 
 @dataclass(frozen=True)
+class DeviceDecl:
+    """``device CLASS [site S] { port … owner … | flow from … to … }``: the operator's plan."""
+
+    device: Ident
+    site: Ident | None
+    rules: tuple[Rule, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class SpecFile:
     """A whole ``.sg`` file."""
 
     name: str
     tenants: tuple[TenantDecl, ...]
     graphs: tuple[GraphDecl, ...]
+    devices: tuple[DeviceDecl, ...] = ()

@@ -14,9 +14,13 @@ from decimal import Decimal
 from mantra6g.source import Span
 from mantra6g.synth import ast
 from mantra6g.synth.expr import Expr, check_expr
+from mantra6g.synth.dpir import MAX_PORT
 from mantra6g.synth.ir import (
+    UPLINK,
     DeviceClass,
+    DevicePlan,
     Edge,
+    Flow,
     NfInstance,
     Placement,
     ServiceGraph,
@@ -109,7 +113,101 @@ def check_site(files: Sequence[ast.SpecFile]) -> tuple[list[ServiceSpec], list]:
             if g is not None:
                 graphs.append(g)
         specs.append(ServiceSpec(f.name, tuple(mine), tuple(graphs)))
+    placed = {_program_name(n.placement.device.value if n.placement else "any", n.placement.site if n.placement else None)
+              for s in specs for g in s.graphs for n in g.nfs if n.kind != "classifier"}
+    slices = {(t.name, sl.name) for t in tenants.values() if t is not None for sl in t.slices}
+    plans: dict[str, Span] = {}
+    for i, f in enumerate(files):
+        devices = tuple(d for d in (_device(decl, tenants, slices, placed, plans, report) for decl in f.devices) if d)
+        specs[i] = ServiceSpec(specs[i].source, specs[i].tenants, specs[i].graphs, devices)
     return specs, report.diagnostics
+
+
+def _program_name(device: str, site: str | None) -> str:
+    return device if site is None else f"{device}_{site}"
+
+
+def _device(decl: ast.DeviceDecl, tenants: dict, slices: set, placed: set[str], plans: dict[str, Span],
+            report: Reporter) -> DevicePlan | None:
+    """The operator's plan for a device: port owners and intended cross-tenant flows."""
+    before = len(report.diagnostics)
+    kind = decl.device.name
+    if kind not in {d.value for d in DeviceClass}:
+        report.error(decl.device.span, f"unknown device class '{kind}'",
+                     did_you_mean(kind, [d.value for d in DeviceClass]) or "device classes: pdp, smartnic, host")
+        return None
+    site = decl.site.name if decl.site else None
+    name = _program_name(kind, site)
+    if name in plans:
+        report.error(decl.span, f"device {kind}{' site ' + site if site else ''} has two plans", _first_at(plans[name]))
+        return None
+    plans[name] = decl.span
+    if name not in placed:
+        near = did_you_mean(name, sorted(placed))
+        report.error(decl.device.span, f"no graph places NFs on {kind}{' site ' + site if site else ''}",
+                     f"{near} (as a device program name)" if near else
+                     "a plan describes a device the site's graphs use (check the class and the site)")
+    owners: dict[int, tuple[str, Span]] = {}
+    flows: list[Flow] = []
+    for r in decl.rules:
+        if r.keyword.name == "port":
+            opts = {o.name.name: o for o in r.options}
+            unknown = [o for o in r.options if o.name.name != "owner"]
+            if unknown or "owner" not in opts or r.head is None:
+                report.error(unknown[0].span if unknown else r.span, "write a port plan as: port N owner TENANT",
+                             "N is a port (0..510) or a list [1, 2]; the owner a tenant of the site, or uplink")
+                continue
+            owner = opts["owner"].value
+            who = owner.text if isinstance(owner, ast.Literal) and owner.kind == "name" else None
+            if who != UPLINK and who not in tenants:
+                report.error(owner.span, f"'{who}' is neither a tenant of the site nor uplink",
+                             did_you_mean(str(who), [*tenants, UPLINK]) or "the owner is a tenant, or uplink")
+                continue
+            items = r.head.items if isinstance(r.head, ast.ListLit) else (r.head,)
+            for item in items:
+                port = to_int(item, 0, MAX_PORT, report, "port")
+                if port is INVALID:
+                    continue
+                if port in owners:
+                    report.error(item.span, f"port {port} is given twice", f"first at line {owners[port][1].line}")
+                    continue
+                owners[port] = (who, item.span)
+        elif r.keyword.name == "flow":
+            opts = {o.name.name: o.value for o in r.options}
+            if set(opts) != {"from", "to"} or r.head is not None:
+                report.error(r.span, "write an intended flow as: flow from TENANT[.SLICE] to TENANT[.SLICE]")
+                continue
+            ends = [_flow_end(opts[k], tenants, slices, report) for k in ("from", "to")]
+            if None in ends:
+                continue
+            (a, sa), (b, sb) = ends
+            if a == b:
+                report.error(r.span, "a flow names two tenants: a tenant's own traffic needs no declaration")
+                continue
+            flows.append(Flow(a, b, sa, sb, r.span))
+        else:
+            report.error(r.keyword.span, f"a device plan has no '{r.keyword.name}' statement",
+                         did_you_mean(r.keyword.name, ["port", "flow"]) or "device statements: port, flow")
+    if len(report.diagnostics) > before:
+        return None
+    return DevicePlan(DeviceClass(kind), site, tuple(sorted((p, o) for p, (o, _) in owners.items())), tuple(flows), decl.span)
+
+
+def _flow_end(value, tenants: dict, slices: set, report: Reporter) -> tuple[str, str | None] | None:
+    if isinstance(value, ast.Literal) and value.kind == "name":
+        tenant, sl = value.text, None
+    elif isinstance(value, ast.FieldRef):
+        tenant, sl = value.header, value.field
+    else:
+        report.error(value.span, "a flow's end is a tenant or TENANT.SLICE")
+        return None
+    if tenant not in tenants:
+        report.error(value.span, f"no tenant '{tenant}'", did_you_mean(tenant, list(tenants)))
+        return None
+    if sl is not None and (tenant, sl) not in slices:
+        report.error(value.span, f"tenant '{tenant}' has no slice '{sl}'")
+        return None
+    return tenant, sl
 
 
 def _first_at(span: Span | None) -> str | None:

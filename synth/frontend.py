@@ -110,6 +110,15 @@ def summary(specs: Sequence[ir.ServiceSpec]) -> str:
             for e in g.edges:
                 cond = f"[{render(e.condition)}] " if e.condition is not None else ""
                 lines.append(f"    {e.src} -> {cond}{e.dst}")
+        for d in spec.devices:
+            owners: dict[str, list[int]] = {}
+            for port, owner in d.ports:
+                owners.setdefault(owner, []).append(port)
+            ports = "; ".join(f"{o} {', '.join(map(str, ps))}" for o, ps in owners.items()) or "none"
+            lines.append(f"  device {d.device.value}{' site ' + d.site if d.site else ''}: ports {ports}")
+            for f in d.flows:
+                ends = [f"{t}.{s}" if s else t for t, s in ((f.src_tenant, f.src_slice), (f.dst_tenant, f.dst_slice))]
+                lines.append(f"    flow {ends[0]} -> {ends[1]}")
     return "\n".join(lines)
 
 

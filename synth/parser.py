@@ -468,7 +468,8 @@ class _ToAst(Transformer):
     def _start(self, children, span):
         tenants = tuple(c for c in children if isinstance(c, ast.TenantDecl))
         graphs = tuple(c for c in children if isinstance(c, ast.GraphDecl))
-        return ast.SpecFile(self.file, tenants, graphs)
+        devices = tuple(c for c in children if isinstance(c, ast.DeviceDecl))
+        return ast.SpecFile(self.file, tenants, graphs, devices)
 
     # -- tenants
     def _tenant(self, children, span):
@@ -501,6 +502,12 @@ class _ToAst(Transformer):
             tuple(c for c in body if isinstance(c, ast.PlaceDecl)),
             span,
         )
+
+    # -- the operator's device plan
+    def _device(self, children, span):
+        device, site, *rules = children
+        return ast.DeviceDecl(self._ident(device), self._ident(site) if site is not None else None,
+                              tuple(r for r in rules if isinstance(r, ast.Rule)), span)
 
     def _nf(self, children, span):
         name, kind, *rest = children
