@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     clang llvm libbpf-dev bpftool python3-bpfcc mininet bridge-utils ethtool iproute2 iperf3 tcpdump
     iputils-ping linux-headers-amd64 python3-venv python3-dev
+    python3-thrift  # simple_switch_CLI's client library, where BMv2 is installed by hand
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

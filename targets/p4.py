@@ -625,22 +625,23 @@ def indent_block(text: str, n: int) -> str:
     return "\n".join(INDENT * n + line if line else line for line in text.splitlines())
 
 
+def walk_body(body: Iterable[Stmt]) -> Iterable[Stmt]:
+    """Every statement of ``body``, nested ones (in ``If`` and ``Apply``) included."""
+    for s in body:
+        yield s
+        if isinstance(s, If):
+            yield from walk_body(s.then)
+            yield from walk_body(s.orelse)
+        elif isinstance(s, Apply):
+            yield from walk_body(s.on_hit)
+            yield from walk_body(s.on_miss)
+
+
 def walk(p: Program) -> Iterable[Stmt]:
     """Every statement of the control and the actions, nested ones included."""
-
-    def go(body: Iterable[Stmt]) -> Iterable[Stmt]:
-        for s in body:
-            yield s
-            if isinstance(s, If):
-                yield from go(s.then)
-                yield from go(s.orelse)
-            elif isinstance(s, Apply):
-                yield from go(s.on_hit)
-                yield from go(s.on_miss)
-
-    yield from go(p.control)
+    yield from walk_body(p.control)
     for a in p.actions:
-        yield from go(a.body)
+        yield from walk_body(a.body)
 
 
 def iter_exprs(e: Expr) -> Iterable[Expr]:

@@ -19,9 +19,11 @@ and ``p4c-bm2-ss --p4runtime-files`` gives the same message where it is present:
   names of one type taken in sorted order and a taken id probed linearly upwards; an
   ``@id`` fixes an id (given here as ``fixed_ids``), with its prefix forced to the
   type's. Match fields and action parameters are numbered 1, 2, … in order.
-* **what is listed**: p4c's frontend inlines actions called directly from the control
-  and drops declarations nothing uses, so only actions some table lists appear; every
-  table is applied once by construction. Registers, counters and meters always appear.
+* **what is listed**: the actions some table lists or the control calls directly (p4c
+  serialises the frontend's program, before the midend inlines direct calls), in
+  declaration order; p4c's frontend drops declarations nothing uses, and an action only
+  called directly has its parameters bound (no parameters listed). Every table is
+  applied once by construction. Registers, counters and meters always appear.
 * **tables**: ``size`` (1024 when unset), ``initial_default_action`` with its
   arguments as big-endian bytes padded to the parameter's width,
   ``const_default_action_id`` for a ``const default_action``, and ``is_const_table``
@@ -35,9 +37,9 @@ from collections.abc import Iterable, Mapping
 from google.protobuf import text_format
 
 from mantra6g.errors import MantraError
-from mantra6g.synth.dpir import Program, Table
+from mantra6g.synth.dpir import Call, Program, Table
 from mantra6g.synth.dpir_check import validate
-from mantra6g.targets.p4 import ident, key_name, qualified, width_of_key
+from mantra6g.targets.p4 import ident, key_name, qualified, walk_body, width_of_key
 
 from finsy.proto import p4i  # P4Runtime's generated protobuf classes, as finsy ships them
 
@@ -126,9 +128,19 @@ def _value_bytes(value: int, width: int) -> bytes:
 
 
 def used_actions(p: Program) -> list[str]:
-    """The actions p4c keeps: those a table lists, in declaration order."""
-    listed = {a for t in p.tables for a in t.actions}
-    return [a.name for a in p.actions if a.name in listed]
+    """The actions p4c keeps, in declaration order: those a table lists or the control
+    calls directly, and what those call in turn (an action nothing uses is dropped)."""
+
+    def calls(body) -> set[str]:
+        return {s.action for s in walk_body(body) if isinstance(s, Call)}
+
+    used = {a for t in p.tables for a in t.actions} | calls(p.control)
+    todo = list(used)
+    while todo:
+        for name in calls(p.action(todo.pop()).body) - used:
+            used.add(name)
+            todo.append(name)
+    return [a.name for a in p.actions if a.name in used]
 
 
 def p4info(p: Program, fixed_ids: Mapping[str, int] | None = None) -> p4i.P4Info:
@@ -136,6 +148,7 @@ def p4info(p: Program, fixed_ids: Mapping[str, int] | None = None) -> p4i.P4Info
     names to ``@id`` values (none of Mantra's programs sets one)."""
     validate(p)
     actions = used_actions(p)
+    listed = {a for t in p.tables for a in t.actions}
     symbols = {
         TABLE: [qualified(t.name) for t in p.tables],
         ACTION: [qualified(a) for a in actions],
@@ -159,7 +172,10 @@ def p4info(p: Program, fixed_ids: Mapping[str, int] | None = None) -> p4i.P4Info
         a = p.action(name)
         msg = info.actions.add()
         preamble(msg, ACTION, qualified(a.name))
-        for i, prm in enumerate(a.params, start=1):
+        # p4c's frontend (RemoveActionParameters) binds every parameter of an action
+        # only the control calls directly: it has none left to list.
+        params = a.params if a.name in listed else ()
+        for i, prm in enumerate(params, start=1):
             param = msg.params.add()
             param.id, param.name, param.bitwidth = i, ident(prm.name), prm.width
     for c in p.counters:
@@ -177,10 +193,10 @@ def p4info(p: Program, fixed_ids: Mapping[str, int] | None = None) -> p4i.P4Info
         preamble(msg, REGISTER, qualified(r.name))
         msg.type_spec.bitstring.bit.bitwidth = r.width
         msg.size = r.size
-    if p.tables or p.registers or p.counters or p.meters:
-        # p4c touches type_info for every table and extern instance, so it is
-        # present (and empty: DP-IR has no user-defined types) whenever they exist.
-        info.type_info.SetInParent()
+    # p4c touches type_info for every table, action parameter and extern function call,
+    # and the template's ingress always calls mark_to_drop(): it is always present (and
+    # empty: DP-IR has no user-defined types).
+    info.type_info.SetInParent()
     return info
 
 

@@ -15,9 +15,11 @@ its output, both :class:`~mantra6g.errors.MantraError`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,16 @@ def require(tool: str) -> Path:
     if path is None:
         raise ToolNotFound(tool)
     return path
+
+
+def cli_command(tool: str = "simple_switch_CLI") -> list[str]:
+    """How to run BMv2's Python CLI: with this interpreter when it has ``thrift`` (the
+    project's venv sees Debian's python3-thrift), since the script's ``#!/usr/bin/env
+    python3`` may find a Python without it first on ``PATH``."""
+    path = require(tool)
+    if importlib.util.find_spec("thrift") is not None:
+        return [sys.executable, str(path)]
+    return [str(path)]
 
 
 def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> str:

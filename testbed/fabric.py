@@ -184,7 +184,7 @@ class Bmv2Switch(Switch):
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             failed = r.returncode != 0
         else:
-            cmd = [str(toolchain.require("simple_switch_CLI")), "--thrift-port", str(self.thrift_port)]
+            cmd = [*toolchain.cli_command(), "--thrift-port", str(self.thrift_port)]
             with b.commands.open() as commands:
                 r = subprocess.run(cmd, stdin=commands, capture_output=True, text=True, timeout=60)
             # the CLI exits 0 and reports a bad command on its output

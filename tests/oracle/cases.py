@@ -97,13 +97,14 @@ def kind_cases() -> dict[str, list[Case]]:
 
 
 @functools.cache
-def chain_cases() -> list[Case]:
-    """``CHAIN_COUNT`` random chains of 1–5 NFs of every kind, ``CHAIN_PACKETS`` frames."""
-    rng = random.Random("oracle-chains")
+def chain_cases(kinds: tuple[str, ...] | None = None, count: int = CHAIN_COUNT) -> list[Case]:
+    """``count`` random chains of 1–5 NFs of ``kinds`` (default: every kind) over
+    ``CHAIN_PACKETS`` frames."""
+    rng = random.Random("oracle-chains" + (f"-{'-'.join(kinds)}" if kinds else ""))
     out = []
-    while len(out) < CHAIN_COUNT:
-        text, sig = chains.random_graph(rng)
-        case = Case(sig, text, draw(rng, CHAIN_PACKETS // CHAIN_COUNT))
+    while len(out) < count:
+        text, sig = chains.random_graph(rng, kinds)
+        case = Case(sig, text, draw(rng, CHAIN_PACKETS // count))
         try:
             case.spec
         except MantraError:  # e.g. two encapsulations in a row: mantra check refuses it

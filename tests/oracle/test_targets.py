@@ -1,7 +1,8 @@
 """Every target that runs here, judged by the reference model (tests/oracle/model.py:
 the RFCs and docs/nf/*.md with scapy doing parsing, lengths and checksums), not by
 another implementation of Mantra's: the interpreter, XDP in the kernel through
-BPF_PROG_TEST_RUN, and (tests/targets/test_bmv2_run.py) BMv2 where it is installed.
+BPF_PROG_TEST_RUN, and BMv2 (p4c-bm2-ss, simple_switch; tests/oracle/bmv2.py) where
+it is installed.
 
 ≥10,000 frames per NF kind and ≥10,000 over random chains of 1–5 NFs, of the classes
 real links carry (tests/oracle/traffic.py). A disagreement fails with the graph and the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 from mantra6g.synth.interp import State, run
+from tests.oracle import bmv2
 from tests.oracle.cases import Case, chain_cases, coverage, kind_cases, mismatches
 
 KINDS = list(kind_cases())
@@ -88,3 +90,31 @@ def test_xdp_in_the_kernel_agrees_with_the_reference_on_every_kind(kind, tmp_pat
 @pytest.mark.root
 def test_xdp_in_the_kernel_agrees_with_the_reference_on_random_chains(tmp_path):
     judge(chain_cases(), lambda case: _Xdp(case, tmp_path))
+
+
+NO_BMV2 = bmv2.missing()
+# BMv2's clock is the host's: the kinds whose output depends on time are judged on the
+# interpreter and XDP above, with the model's clock.
+TIMELESS_KINDS = [k for k in KINDS if k not in ("policer", "latency_monitor")]
+
+
+@pytest.mark.skipif(NO_BMV2 is not None, reason=NO_BMV2 or "")
+@pytest.mark.parametrize("kind", TIMELESS_KINDS)
+def test_bmv2_agrees_with_the_reference_on_every_kind(kind, tmp_path):
+    cases = kind_cases()[kind]
+    assert all(bmv2.timeless(c.program) for c in cases)
+    assert sum(len(c.frames) for c in cases) >= 10_000
+    found = bmv2.judge(cases, tmp_path)
+    assert not found, "\n".join(found[:5])
+
+
+@pytest.mark.skipif(NO_BMV2 is not None, reason=NO_BMV2 or "")
+def test_bmv2_agrees_with_the_reference_on_random_chains(tmp_path):
+    # Chains of the timeless kinds: fewer, longer cases than the interpreter's corpus,
+    # since each one is a p4c compile and a switch start.
+    cases = chain_cases(tuple(TIMELESS_KINDS[1:]), count=20)  # [0] is the classifier, in every chain
+    assert all(bmv2.timeless(c.program) for c in cases)
+    print(f"\n{sum(len(c.frames) for c in cases)} frames over {len(cases)} chains: {len(coverage(cases))} "
+          f"distinct (chain, frame class) combinations")
+    found = bmv2.judge(cases, tmp_path)
+    assert not found, "\n".join(found[:5])

@@ -72,9 +72,9 @@ def test_bmv2_forwards_like_the_interpreter(tmp_path, name):
         cmd += ["-i", f"{port}@p{port}"]
     switch = subprocess.Popen([*cmd, str(build.json)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        cli = str(toolchain.require("simple_switch_CLI"))
+        cli = toolchain.cli_command()
         for _ in range(50):  # until the Thrift server answers
-            done = subprocess.run([cli, "--thrift-port", str(thrift)], input=out.files[f"{name}.commands.txt"],
+            done = subprocess.run([*cli, "--thrift-port", str(thrift)], input=out.files[f"{name}.commands.txt"],
                                   capture_output=True, text=True)
             if done.returncode == 0 and "Could not connect" not in done.stdout + done.stderr:
                 break
