@@ -9,7 +9,9 @@ control-plane entries.
 How DP-IR's semantics map onto v1model (docs/targets.md has the long form):
 
 * drop-by-default: the ingress ends in ``mark_to_drop`` unless a ``Forward`` ran and no
-  ``Drop`` did; parser errors (``reject``, short packets) skip the program and drop;
+  ``Drop`` did; parser errors (``reject``, short packets) skip the program and drop; a
+  DP-IR ``reject`` is ``verify(false, error.NoMatch)``, since p4c-bm2-ss ignores an
+  explicit ``transition reject``;
 * ``Hash``: ``hash(t, HashAlgorithm.crc32, base, {inputs}, size)`` is BMv2's
   ``base + crc32 % size``, the interpreter's definition;
 * checksums are DP-IR fields the program keeps right itself: a one's-complement sum
@@ -119,6 +121,19 @@ class V1modelPrinter(P4Printer):
         # DP-IR metadata starts at zero on every packet.
         out = [f"meta.std.{n} = 0;" for n, _ in self.std_fields() if n not in ("ingress_port", "pkt_len")]
         return out + [f"meta.{ident(m.name)} = 0;" for m in self.p.metadata]
+
+    def reject_state(self) -> str:
+        # p4c-bm2-ss does not support an explicit ``transition reject`` (it warns, and
+        # BMv2 then runs the ingress with no parser error: the packet goes on as if
+        # accepted); ``verify(false, ...)`` sets the error the ingress checks.
+        return "parse_reject"
+
+    def parser_states(self, pkt: str = "pkt") -> list[str]:
+        states = super().parser_states(pkt)
+        if any("parse_reject" in st for st in states):
+            states.append("state parse_reject {\n" + INDENT + "verify(false, error.NoMatch);  // DP-IR reject\n"
+                          + INDENT + "transition accept;\n}")
+        return states
 
     def program_text(self) -> str:
         p = self.p
