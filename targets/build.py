@@ -53,27 +53,62 @@ def _emitter(target: str) -> Callable:
     return None
 
 
-def compile_command(files: Sequence[str], target: str, out_dir: str, device: str | None, out: TextIO,
+def targets_of(programs: Sequence[DeviceProgram], choices: str | Sequence[str]) -> dict[str, str]:
+    """The target of each device program (by name) from ``--target`` values: ``TARGET``
+    for every device, ``DEVICE=TARGET`` for the devices of a class (``smartnic``, as the
+    graphs' ``place`` names it) or one device program (``smartnic_factory_edge``); the
+    more specific wins. A device left without a target, an unknown device or target,
+    or two targets for the same device are refused with what to write."""
+    default, by_device = None, {}
+    for choice in [choices] if isinstance(choices, str) else choices:
+        device, eq, target = choice.rpartition("=")
+        if target not in TARGETS:
+            raise MantraError(f"--target {choice}: unknown target '{target}'; choose one of {', '.join(TARGETS)}")
+        if not eq:
+            if default not in (None, target):
+                raise MantraError(f"--target: two defaults ({default}, {target}); give one, and DEVICE=TARGET for the others")
+            default = target
+            continue
+        known = {dp.device for dp in programs} | {dp.name for dp in programs}
+        if device not in known:
+            raise MantraError(f"--target {choice}: no device '{device}' on this site; it has: {', '.join(sorted(known))}")
+        if by_device.get(device, target) != target:
+            raise MantraError(f"--target: two targets for '{device}' ({by_device[device]}, {target})")
+        by_device[device] = target
+    out = {}
+    for dp in programs:
+        target = by_device.get(dp.name) or by_device.get(dp.device) or default
+        if target is None:
+            raise MantraError(f"device program '{dp.name}' (on a {dp.device}) has no target: add --target "
+                              f"{dp.device}=TARGET, or --target TARGET for every device")
+        out[dp.name] = target
+    return out
+
+
+def compile_command(files: Sequence[str], target: str | Sequence[str], out_dir: str, device: str | None, out: TextIO,
                     unclaimed: str = "drop") -> int:
-    """Write every device program's artefacts for ``target`` into ``out_dir`` and print
-    what was made. The DP-IR (JSON and text) is always written beside them. The files of
-    all device programs appear together: if one program fails, ``out_dir`` is left as it
-    was (:class:`~mantra6g.output.StagedDir`)."""
+    """Write every device program's artefacts for its target (:func:`targets_of`) into
+    ``out_dir`` and print what was made. The DP-IR (JSON and text) is always written
+    beside them. The files of all device programs appear together: if one program
+    fails, ``out_dir`` is left as it was (:class:`~mantra6g.output.StagedDir`)."""
     inputs = output.Inputs(files)
     output.check_dir(out_dir, inputs, "--out")
     programs = device_programs(files, device, unclaimed)
+    targets = targets_of(programs, target)
     with output.StagedDir(out_dir, inputs, "--out") as stage:
-        made = _emit_all(programs, target, stage, Path(out_dir))
+        made = _emit_all(programs, targets, stage, Path(out_dir))
     out.write(made)  # once every file is in place
     return 0
 
 
-def _emit_all(programs: Sequence[DeviceProgram], target: str, stage: output.StagedDir, directory: Path) -> str:
-    """Each program's files for ``target``, written into ``stage``; what was made, as
+def _emit_all(programs: Sequence[DeviceProgram], targets: dict[str, str], stage: output.StagedDir,
+              directory: Path) -> str:
+    """Each program's files for its target, written into ``stage``; what was made, as
     ``mantra compile`` reports it (naming ``directory``, where the files end up)."""
     out = io.StringIO()
-    emit = _emitter(target)
     for dp in programs:
+        target = targets[dp.name]
+        emit = _emitter(target)
         start = time.perf_counter()
         files_out = {
             f"{dp.name}.dpir.json": dp.program.to_json() + "\n",

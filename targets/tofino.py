@@ -86,7 +86,8 @@ def _storage_width(name: str, w: int) -> int:
         if w <= s:
             return s
     raise P4BackendError(
-        f"register '{name}' holds {w} bits; Tofino-1 register cells are at most 32 bits (split it in two)"
+        f"register '{name}' holds {w} bits; Tofino-1 register cells are at most 32 bits: compile this "
+        f"device for another target (mantra compile -t CLASS=xdp|bmv2)"
     )
 
 

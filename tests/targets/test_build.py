@@ -39,11 +39,35 @@ def test_compile_tofino_reports_stages_and_refuses_what_it_cannot_hold(tmp_path)
     assert "device program 'host_factory_edge' (tofino)" in r.stderr and "32 bits" in r.stderr
 
 
+def test_each_device_class_gets_its_own_target(tmp_path):
+    """The SmartNIC's program for Tofino beside the host's for XDP, in one compile: a
+    class (as ``place`` names it) or a device program picks its target, the more
+    specific wins, and a device left without one is refused before anything is written."""
+    r = mantra("compile", "examples/urllc_factory.sg", "-t", "smartnic=tofino", "-t", "host=dpir", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "Pipeline(" in (tmp_path / "smartnic_factory_edge.p4").read_text()  # TNA
+    assert not (tmp_path / "host_factory_edge.p4").exists() and (tmp_path / "host_factory_edge.dpir.json").is_file()
+    out = tmp_path / "b"
+    r = mantra("compile", "examples/urllc_factory.sg", "-t", "tofino", "-t", "host_factory_edge=bmv2", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "V1Switch(" in (out / "host_factory_edge.p4").read_text()
+    assert "Pipeline(" in (out / "smartnic_factory_edge.p4").read_text()
+    for args, message in [
+        (["-t", "smartnic=tofino"], "device program 'host_factory_edge' (on a host) has no target: add --target host=TARGET"),
+        (["-t", "switch=tofino", "-t", "bmv2"], "no device 'switch' on this site; it has: host, host_factory_edge, smartnic"),
+        (["-t", "bmv2", "-t", "xdp"], "two defaults (bmv2, xdp)"),
+        (["-t", "host=bmv2", "-t", "host=xdp", "-t", "bmv2"], "two targets for 'host' (bmv2, xdp)"),
+    ]:
+        r = mantra("compile", "examples/urllc_factory.sg", *args, "-o", str(tmp_path / "refused"))
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "refused").exists()
+
+
 def test_compile_errors_are_clear(tmp_path):
     r = mantra("compile", "examples/urllc_factory.sg", "-t", "bmv2", "--device", "nope", "-o", str(tmp_path))
     assert r.returncode == 2 and "no device program 'nope'; this site has: smartnic_factory_edge, host_factory_edge" in r.stderr
     r = mantra("compile", "examples/urllc_factory.sg", "-t", "p4", "-o", str(tmp_path))
-    assert r.returncode == 2 and "invalid choice: 'p4'" in r.stderr
+    assert r.returncode == 2 and "unknown target 'p4'; choose one of bmv2, tofino, xdp, dpir" in r.stderr
     r = mantra("compile", "examples/broken/typos.sg", "-t", "bmv2", "-o", str(tmp_path))
     assert r.returncode == 2 and "unknown NF kind 'firewal'" in r.stderr
 
