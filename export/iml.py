@@ -10,7 +10,7 @@ How a site maps onto it (docs/export.md has the long form):
 * a ``NetworkFunctionConfig`` holding every runtime table's entries (those
   ``mantra compile`` writes to ``<name>.entries.json``; ``const`` tables are in the
   P4) and its default action, under P4Info names (``MantraIngress.<table>``,
-  ``hdr.ipv4.dst``, ``MantraIngress.<action>``), values in the form the field holds
+  ``ipv4_dst``, ``MantraIngress.<action>``), values in the form the field holds
   (``ipv4Address``, ``macAddress``, ``int``; masks as hex);
 * one ``BMv2Target`` per program (IML's BMv2 driver runs one pipeline per switch);
 * per graph two ``Application`` objects, the slice's traffic sources and

@@ -183,21 +183,23 @@ def field_ref(path: str) -> str:
 
 
 def key_text(path: str, match: str = "exact") -> str:
-    """A table key. A validity key is ``isValid()`` (a bool) when matched exactly;
-    other match kinds need bits, so it is cast to ``bit<1>`` and keeps its
-    control-plane name with ``@name``."""
+    """A table key, with its control-plane name (:func:`key_name`) as ``@name``. A
+    validity key is ``isValid()`` (a bool) when matched exactly; other match kinds need
+    bits, so it is cast to ``bit<1>``."""
+    name = f'@name("{key_name(path, match)}")'
     if path.endswith("." + VALID_SUFFIX) and match != "exact":
-        return f'(bit<1>){field_ref(path)}: {match} @name("{key_name(path, match)}")'
-    return f"{field_ref(path)}: {match}"
+        return f"(bit<1>){field_ref(path)}: {match} {name}"
+    return f"{field_ref(path)}: {match} {name}"
 
 
 def key_name(path: str, match: str = "exact") -> str:
-    """The control-plane (P4Info) name of the key ``key_text`` prints: the key's text,
-    as p4c's frontend names it (``tableKeyNames.cpp``), except that an exact
-    ``isValid()`` key is ``hdr.h.$valid$`` there; a cast one carries our ``@name``."""
-    if path.endswith("." + VALID_SUFFIX) and match == "exact":
-        return f"hdr.{ident(path.partition('.')[0])}.$valid$"
-    return field_ref(path)
+    """The control-plane (P4Info) name of a table key: the DP-IR path without dots
+    (``ipv4_dst``, ``meta_class``, ``tcp_valid`` for a validity key), given to p4c with
+    ``@name``. P4Runtime clients name a match field by its last dot-separated part
+    (finsy refuses a P4Info where ``hdr.udp.sport`` and ``hdr.tcp.sport`` share a table),
+    so the name has none."""
+    scope, _, name = path.partition(".")
+    return f"{ident(scope)}_{'valid' if name == VALID_SUFFIX else ident(name)}"
 
 
 # ---------------------------------------------------------------- entries

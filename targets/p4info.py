@@ -12,8 +12,8 @@ and ``p4c-bm2-ss --p4runtime-files`` gives the same message where it is present:
 * **names** are the fully qualified control-plane names: ``MantraIngress.<table>``,
   ``MantraIngress.<action>`` and ``MantraIngress.<register|counter|meter>`` (p4c's
   ``HierarchicalNames``); an action parameter keeps its own name; a match field is
-  named by its key expression (``hdr.ipv4.dst``, ``meta.std.ingress_port``; an exact
-  ``isValid()`` key is ``hdr.h.$valid$``, a cast one carries our ``@name``). The
+  named by the ``@name`` the printer gives every key (``ipv4_dst``, ``std_ingress_port``,
+  ``tcp_valid``: :func:`mantra6g.targets.p4.key_name`). The
   ``alias`` is the shortest dot-separated suffix no other symbol shares.
 * **ids**: ``(type prefix << 24) | (Jenkins one-at-a-time hash of the name & 0xffffff)``,
   names of one type taken in sorted order and a taken id probed linearly upwards; an

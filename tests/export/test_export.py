@@ -119,7 +119,7 @@ def test_iml_entries_translated_back_equal_what_mantra_compile_writes(bundles, e
 def test_iml_values_take_the_form_of_their_field(bundles):
     (nfc,) = [d for d in docs(bundles[("embb_video", "iml")]) if d["kind"] == "NetworkFunctionConfig"]
     entry = nfc["spec"]["tables"]["MantraIngress.video_downlink_rt_fib"]["entries"][0]
-    assert entry["matchFields"][0] == {"name": "hdr.ipv4.dst", "type": "LPM",
+    assert entry["matchFields"][0] == {"name": "ipv4_dst", "type": "LPM",
                                        "lpm": {"value": {"ipv4Address": "10.21.8.0"}, "prefixLen": "22"}}
     assert entry["action"]["parameters"] == [{"name": "next_hop", "macAddress": "02:00:00:00:21:81"},
                                              {"name": "port", "int": "3"}]
@@ -210,7 +210,7 @@ IML_BAD_VALUES = [
     ("NetworkFunctionConfig", F0 + ["matchFields", 0, "lpm", "prefixLen"], 22),  # a string in IML
     ("NetworkFunctionConfig", F0 + ["action", "parameters", 0], {"name": "next_hop", "macAddress": "02:00:00:00:21"}),
     ("NetworkFunctionConfig", F0 + ["action", "parameters", 0], {"name": "next_hop"}),
-    ("NetworkFunctionConfig", F0 + ["matchFields", 0], {"name": "hdr.ipv4.dst", "type": "Ternary",
+    ("NetworkFunctionConfig", F0 + ["matchFields", 0], {"name": "ipv4_dst", "type": "Ternary",
                                                          "ternary": {"value": {"int": "1"}, "mask": "ff-ff"}}),
     ("NetworkFunction", ["spec", "p4File"], "not base64 or a URL!"),
     ("NetworkFunction", ["metadata", "name"], "Video_Downlink"),

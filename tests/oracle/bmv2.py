@@ -1,6 +1,7 @@
 """BMv2 as a target of the reference model: a case's program compiled by p4c-bm2-ss and
 run on ``simple_switch --use-files`` (interface N reads ``pN_in.pcap`` and writes
-``pN_out.pcap``), its entries installed with ``simple_switch_CLI``.
+``pN_out.pcap``), its entries installed with ``simple_switch_CLI`` or, into
+``simple_switch_grpc``, over P4Runtime with finsy (``mantra6g.targets.p4runtime``).
 
     found = judge(cases, workdir)    # [] when BMv2 agrees with the reference model
 
@@ -57,10 +58,12 @@ class Built:
     case: Case
     work: Path
     json: Path
-    commands: str
+    p4info: Path
+    commands: str  # simple_switch_CLI input: the queue depth, and the entries unless over P4Runtime
+    p4runtime: bool  # entries and meter rates through finsy (targets/p4runtime.py) into simple_switch_grpc
 
 
-def build(case: Case, work: Path) -> Built:
+def build(case: Case, work: Path, p4runtime: bool = False) -> Built:
     """The case's program emitted for v1model and compiled by p4c-bm2-ss into ``work``."""
     p = case.program
     work.mkdir(parents=True, exist_ok=True)
@@ -71,8 +74,10 @@ def build(case: Case, work: Path) -> Built:
     compiled = toolchain.compile_bmv2(work / f"{stem}.p4", work)
     # Queues deep enough for the whole case: BMv2 drops what a full egress queue (64
     # packets by default) cannot take, which a loaded machine's slow egress threads hit.
-    commands = f"set_queue_depth {len(case.frames) + 1}\n" + out.files[f"{stem}.commands.txt"]
-    return Built(case, work, compiled.json, commands)
+    commands = f"set_queue_depth {len(case.frames) + 1}\n"
+    if not p4runtime:
+        commands += out.files[f"{stem}.commands.txt"]
+    return Built(case, work, compiled.json, compiled.p4info, commands, p4runtime)
 
 
 def run_built(b: Built) -> dict[int, list[bytes]]:
@@ -88,7 +93,7 @@ def run_built(b: Built) -> dict[int, list[bytes]]:
         for port in ports:
             _write(work / f"p{port}_in.pcap", by_port[port])
             (work / f"p{port}_out.pcap").unlink(missing_ok=True)
-        got, late = _switch(b.json, work, ports, b.commands, wait, want)
+        got, late = _switch(b, ports, wait, want)
         if not late:
             return got
         wait *= 2
@@ -105,25 +110,31 @@ def _write(f: Path, frames: list[tuple[int, bytes]]) -> None:
     f.write_bytes(b"".join(out))
 
 
-def judge(cases: list[Case], work: Path) -> list[str]:
-    """:func:`mismatches` over ``cases``; p4c compiles the next cases while BMv2 runs one."""
+def judge(cases: list[Case], work: Path, p4runtime: bool = False) -> list[str]:
+    """:func:`mismatches` over ``cases``; p4c compiles the next cases while BMv2 runs one.
+    ``p4runtime``: entries and meter rates go in over P4Runtime (finsy) instead of the CLI."""
     found = []
     with ThreadPoolExecutor(2) as pool:
-        builds = [pool.submit(build, c, work / f"case{k}") for k, c in enumerate(cases)]
+        builds = [pool.submit(build, c, work / f"case{k}", p4runtime) for k, c in enumerate(cases)]
         for f in builds:
             found += mismatches(f.result())
     return found
 
 
-def _switch(json: Path, work: Path, ports: list[int], commands: str, wait: int, want: int):
-    thrift = 20000 + os.getpid() % 20000
-    cmd = [str(toolchain.require("simple_switch")), "--use-files", str(wait), "--thrift-port", str(thrift),
+def _switch(b: Built, ports: list[int], wait: int, want: int):
+    work, commands = b.work, b.commands
+    thrift, grpc = 20000 + os.getpid() % 20000, 40000 + os.getpid() % 20000
+    binary = "simple_switch_grpc" if b.p4runtime else "simple_switch"
+    cmd = [str(toolchain.require(binary)), "--use-files", str(wait), "--thrift-port", str(thrift),
            "--device-id", str(os.getpid() % 1000)]
     for port in ports:
         cmd += ["-i", f"{port}@p{port}"]
+    cmd.append(str(b.json))
+    if b.p4runtime:
+        cmd += ["--", "--grpc-server-addr", f"127.0.0.1:{grpc}"]
     started = time.monotonic()
     log = open(work / "switch.log", "w")
-    switch = subprocess.Popen([*cmd, str(json)], cwd=work, stdout=log, stderr=subprocess.STDOUT)
+    switch = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:
         cli = toolchain.cli_command()
         while True:  # until the Thrift server answers
@@ -136,6 +147,10 @@ def _switch(json: Path, work: Path, ports: list[int], commands: str, wait: int, 
             if switch.poll() is not None or time.monotonic() - started > 30:
                 raise AssertionError(f"simple_switch did not come up:\n{(work / 'switch.log').read_text()}\n{text}")
             time.sleep(0.05)
+        if b.p4runtime:
+            from mantra6g.targets import p4runtime
+
+            p4runtime.install(f"127.0.0.1:{grpc}", b.case.program, b.p4info, b.json, device_id=os.getpid() % 1000)
         if time.monotonic() - started >= wait:
             return {}, True
         got: dict[int, list[bytes]] = {}

@@ -104,7 +104,7 @@ def test_const_entries_best_first_with_validity_and_range_keys():
     text = p4_text(acl())
     table = text[text.index("table acl {") :]
     table = table[: table.index("\n    }\n") + 6]
-    assert "hdr.tcp.isValid(): exact;" in table
+    assert "hdr.tcp.isValid(): exact @name(\"tcp_valid\");" in table
     assert "const default_action = deny();" in table
     entries = [line.strip() for line in table.splitlines() if line.strip().startswith("(")]
     assert entries == [
@@ -127,12 +127,12 @@ def test_runtime_entries_cli_p4runtime_and_json_agree():
     (fib,) = doc["tables"]  # the const acl table is in the P4, not here
     assert fib["table"] == "MantraIngress.fib"
     assert fib["entries"][0] == {
-        "match": [{"field": "hdr.ipv4.dst", "lpm": [0x0A020000, 16]}, {"field": "meta.class", "exact": 1}],
+        "match": [{"field": "ipv4_dst", "lpm": [0x0A020000, 16]}, {"field": "meta_class", "exact": 1}],
         "action": "MantraIngress.route",
         "params": {"port": 6},
     }
     script = out.files["acl.p4rt.py"]
-    assert "te.match['hdr.ipv4.dst'] = '0xa020000/16'" in script
+    assert "te.match['ipv4_dst'] = '0xa020000/16'" in script
     assert "te.priority" not in script
 
 
