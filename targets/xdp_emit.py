@@ -201,7 +201,7 @@ class Usage:
     """Which fields of each header instance the program needs, and a few facts about it."""
 
     declared: dict[str, set[str]]  # fields that have a local variable
-    loaded: dict[str, set[str]]  # fields loaded from the packet when the header is parsed
+    read: dict[str, set[str]]  # fields read (in the parser, the control or a table key)
     copies: list[tuple[str, str]]  # (dst, src) of every CopyHeader
     reads_ingress_port: bool  # the ingress port's value is read (not just sent back to)
     reads_egress_port: bool
@@ -263,7 +263,7 @@ def usage(p: Program) -> Usage:
     _closure(declared, [(s, d) for d, s in copies])
     return Usage(
         declared=declared,
-        loaded=loaded,
+        read=read,
         copies=copies,
         reads_ingress_port="std.ingress_port" in std_reads,
         reads_egress_port="std.egress_port" in std_reads,
@@ -408,13 +408,14 @@ class Printer:
         local = self.local(scope, name)
         body = [f"{local} = ({value}) & {mask(self.p.width_of(target))};"]
         src = self._sole_holder(layouts, scope)
-        if not layouts:
-            pass  # the packet is dropped whatever follows: only the value matters
+        contents = {lay.content[self.hidx[scope]] for lay in layouts}
+        if not layouts or contents == {FRESH}:
+            pass  # dropped whatever follows, or a pushed header: written whole at the deparse
         elif src is not None:
             (part,) = field_parts(self.p, scope, name)
             body += store_part(f"(data + o_{src})", part, local)
         else:
-            self.lazy[scope].add(name)
+            self.lazy[scope].add(name)  # written back where the header leaves
         if known:
             return body
         return [f"if ({self.valid(scope)}) {{", *(INDENT + x for x in body), "}"]
@@ -470,6 +471,7 @@ class Printer:
         if isinstance(s, CopyHeader):
             lines, after = self.layout_step(s, layouts)
             d, r = self.hidx[s.dst], self.hidx[s.src]
+            self.lazy[s.dst] |= self.lazy[s.src]  # values written before the copy travel with it
             out = [f"valid = (valid & ~BIT({d})) | (((valid >> {r}) & 1) << {d}); /* {s.dst} = {s.src} */"]
             for name in sorted(self.use.declared[s.dst]):
                 for dp, sp in zip(field_parts(p, s.dst, name), field_parts(p, s.src, name)):
@@ -670,8 +672,17 @@ class Printer:
         return out, join(hit_after + miss_after)
 
     # ------------------------------------------------------------ parser
+    def loaded(self) -> dict[str, set[str]]:
+        """Fields the parser loads: those read, and those written back from their locals
+        at the deparse (a copy takes its source's). Known once the control is printed."""
+        out = {h: self.use.read[h] | self.lazy[h] for h in self.use.read}
+        _closure(out, [(s, d) for d, s in self.use.copies])
+        return out
+
     def parser(self) -> list[str]:
+        """The parser states as labels; call it after the control (see :meth:`loaded`)."""
         p = self.p
+        loaded = self.loaded()
         out = ["goto st_start;"]
         for st in p.parser:
             out.append(f"st_{st.name}:")
@@ -683,7 +694,7 @@ class Printer:
                     f"o_{h} = off;",
                     f"valid |= BIT({self.hidx[h]});",
                 ]
-                for name in sorted(self.use.loaded[h]):
+                for name in sorted(loaded[h]):
                     for part in field_parts(p, h, name):
                         out.append(f"{part.cname} = {load_part(f'(data + o_{h})', part)};")
                 out.append(f"off += {n};")
@@ -709,7 +720,6 @@ class Printer:
         """Make the packet's headers what the program left them: nothing to do for headers
         still in their arriving bytes (their writes went there already), moved headers
         copied, pushed ones written whole, the head moved by the size difference."""
-        self._close_lazy()
         if not layouts:
             return []
         if len(layouts) == 1:
@@ -719,15 +729,6 @@ class Printer:
             body = self.deparse_layout(lay)
             out += [f"case {self.layout_id(lay.content)}: {{", *(INDENT + x for x in body), f"{INDENT}break;", "}"]
         return out + ["}"]
-
-    def _close_lazy(self) -> None:
-        changed = True
-        while changed:
-            changed = False
-            for d, s in self.use.copies:
-                if not self.lazy[s] <= self.lazy[d]:
-                    self.lazy[d] |= self.lazy[s]
-                    changed = True
 
     def deparse_layout(self, lay: Layout) -> list[str]:
         p, tr = self.p, self.tracker
