@@ -66,7 +66,9 @@ class XdpOutput:
 def specialise(p: Program) -> Program:
     """The program the XDP backend emits: ``p`` with its const tables compiled into code
     and its branches folded; the tables left are the program's maps."""
-    return p
+    from mantra6g.synth.tables import inline_const_tables
+
+    return inline_const_tables(p)
 
 
 def code_tables(p: Program) -> tuple[str, ...]:
