@@ -35,10 +35,6 @@ static __always_inline __u64 ones_fold(__u64 sum)
     return sum;
 }
 
-/* CRC-32 (IEEE 802.3, reflected, as zlib.crc32 and v1model's HashAlgorithm.crc32),
- * one lookup per byte in mantra_crc32_table, which a program that hashes defines. */
-#define CRC32_BYTE(crc, b) (mantra_crc32_table[((crc) ^ (b)) & 0xff] ^ ((crc) >> 8))
-
 struct counter {
     __u64 packets;
     __u64 bytes;

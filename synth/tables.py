@@ -27,6 +27,7 @@ updatable, e.g. to be driven by a control plane).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from mantra6g.synth import dpir
@@ -78,16 +79,17 @@ class _Key:
     valid_key: int | None  # index of the table's validity key for that header
 
 
-def _keys(p: Program, t: Table) -> list[_Key]:
+def _keys(p: Program, t: Table, key_expr: Callable[[int], Expr] | None) -> list[_Key]:
     valid_index = {k.field[: -len(VALID_SUFFIX) - 1]: i for i, k in enumerate(t.keys) if k.field.endswith(VALID_SUFFIX)}
     out = []
-    for k in t.keys:
+    for j, k in enumerate(t.keys):
         if k.field.endswith("." + VALID_SUFFIX):
             out.append(_Key(IsValid(k.field[: -len(VALID_SUFFIX) - 1]), 1, None, None))
         else:
             scope = k.field.partition(".")[0]
             header = scope if scope not in ("meta", "std") else None
-            out.append(_Key(Ref(k.field), p.width_of(k.field), header, valid_index.get(header)))
+            expr = key_expr(j) if key_expr is not None else Ref(k.field)
+            out.append(_Key(expr, p.width_of(k.field), header, valid_index.get(header)))
     return out
 
 
@@ -129,9 +131,10 @@ class _TooBig(Exception):
 
 
 class _Builder:
-    def __init__(self, p: Program, t: Table, on_hit: tuple[Stmt, ...], on_miss: tuple[Stmt, ...], max_nodes: int):
+    def __init__(self, p: Program, t: Table, on_hit: tuple[Stmt, ...], on_miss: tuple[Stmt, ...], max_nodes: int,
+                 key_expr: Callable[[int], Expr] | None = None):
         self.p, self.t = p, t
-        self.keys = _keys(p, t)
+        self.keys = _keys(p, t, key_expr)
         entries = dpir.ranked(t)
         if all(k.match == "exact" for k in t.keys):  # the first entry with a key wins
             seen, kept = set(), []
@@ -353,10 +356,12 @@ class _Builder:
 
 
 def decision_tree(p: Program, t: Table, on_hit: tuple[Stmt, ...] = (), on_miss: tuple[Stmt, ...] = (),
-                  max_nodes: int = MAX_NODES) -> tuple[Stmt, ...] | None:
+                  max_nodes: int = MAX_NODES, key_expr: Callable[[int], Expr] | None = None) -> tuple[Stmt, ...] | None:
     """The statements that do what ``apply t { hit: on_hit; miss: on_miss }`` does, as
-    ``if`` tests over the keys (None when more than ``max_nodes`` tests)."""
-    b = _Builder(p, t, on_hit, on_miss, max_nodes)
+    ``if`` tests over the keys (None when more than ``max_nodes`` tests). ``key_expr(j)``
+    is what the tests read for field key ``j`` (default: the field itself; a backend may
+    read copies taken before the tree)."""
+    b = _Builder(p, t, on_hit, on_miss, max_nodes, key_expr)
     try:
         return b.build()
     except _TooBig:
@@ -366,10 +371,21 @@ def decision_tree(p: Program, t: Table, on_hit: tuple[Stmt, ...] = (), on_miss: 
 # ---------------------------------------------------------------- the pass
 
 
-def inline_const_tables(p: Program, max_nodes: int = MAX_NODES) -> Program:
+def dense(p: Program, t: Table, max_slots: int = 65536) -> bool:
+    """Whether ``t`` is one exact key over a small range that its entries fill densely
+    (a Maglev lookup table): a target that can index a constant array (XDP's read-only
+    data) does better with one load than with a search."""
+    if len(t.keys) != 1 or t.keys[0].match != "exact" or len(t.entries) <= CHAIN:
+        return False
+    slots = max(e.matches[0].value for e in t.entries) + 1
+    return slots <= max_slots and slots <= 4 * len(t.entries) + 64
+
+
+def inline_const_tables(p: Program, max_nodes: int = MAX_NODES, keep: Callable[[Table], bool] | None = None) -> Program:
     """``p`` with every apply of a const table replaced by its decision tree; tables no
-    longer applied anywhere are removed (the others stay tables)."""
-    const = {t.name: t for t in p.tables if t.const}
+    longer applied anywhere are removed (the others stay tables: updatable ones, those
+    whose tree would be too large, and those ``keep`` says to keep)."""
+    const = {t.name: t for t in p.tables if t.const and not (keep is not None and keep(t))}
     too_big = {name for name, t in const.items() if decision_tree(p, t, max_nodes=max_nodes) is None}
     inlined = set(const) - too_big
 
@@ -392,4 +408,4 @@ def inline_const_tables(p: Program, max_nodes: int = MAX_NODES) -> Program:
     return replace(p, actions=actions, control=body(p.control), tables=tuple(t for t in p.tables if t.name not in inlined))
 
 
-__all__ = ["MAX_NODES", "TABLE_MODES", "decision_tree", "inline_const_tables", "with_tables"]
+__all__ = ["MAX_NODES", "TABLE_MODES", "decision_tree", "dense", "inline_const_tables", "with_tables"]

@@ -258,8 +258,12 @@ class BpfObject:
         return v.raw if ret == 0 else None
 
     def pin_maps(self, directory: str | Path) -> None:
+        """Pin every map but libbpf's internal ones (``.rodata``: constant data, nothing
+        to update; bpffs refuses names with a dot)."""
         Path(directory).mkdir(parents=True, exist_ok=True)
         for name, m in self._maps.items():
+            if "." in name:
+                continue
             target = Path(directory) / name
             if target.exists():
                 target.unlink()

@@ -3,12 +3,14 @@
 The generated C follows DP-IR's semantics (``synth/interp.py`` is the reference) and is
 specialised on what the compiler knows (``docs/xdp.md`` says what and why):
 
-* **const tables are code**: :func:`specialise` compiles tables whose entries are fixed
-  at compile time into decision trees (:mod:`mantra6g.synth.tables`) and folds what the
-  program's header layouts decide (:mod:`mantra6g.synth.optimise`); tables updatable at
-  run time stay BPF maps (a hash map per exact table, an LPM trie per longest-prefix
-  table, an array scanned in priority order per ternary/range table), and so do
-  registers (arrays), counters (per-CPU arrays) and meters (token buckets);
+* **const tables are code** (:func:`table_form`): a table whose entries are fixed at
+  compile time becomes a decision tree (:func:`mantra6g.synth.tables.decision_tree`), or
+  a constant array in read-only data when it is one dense exact key (a Maglev slot
+  table); tables updatable at run time stay BPF maps (a hash map per exact table, an LPM
+  trie per longest-prefix table, an array scanned in priority order per ternary/range
+  table), and so do registers (arrays), counters (per-CPU arrays) and meters (token
+  buckets). Branches the header layouts decide (:mod:`mantra6g.synth.layout`) are not
+  printed;
 * **the packet is read and written in place** (direct packet access, bounds checks the
   verifier follows): the parser loads the fields the program uses into locals, writes
   go straight into the bytes of headers that did not move, and only pushed, popped or
@@ -49,7 +51,8 @@ from mantra6g.synth.interp import TOKEN_SCALE
 from mantra6g.targets.xdp_emit import Printer, _Env, XdpBackendError, crc32_table, field_parts, state_maps, table_nargs
 
 MAX_MAPS = 64  # the kernel's limit of maps one BPF program may use (MAX_USED_MAPS)
-FIXED_MAPS = 4  # ports, port_of, ingress, test hooks (or .rodata)
+FIXED_MAPS = 6  # ports, port_of, ingress, scratch, test hooks, .rodata (const tables, CRC)
+ARRAY_BYTES = 1 << 19  # largest const table held as an array in read-only data
 
 
 @dataclass(frozen=True)
@@ -62,25 +65,30 @@ class XdpOutput:
 # ---------------------------------------------------------------- specialisation
 
 
-@functools.lru_cache(maxsize=64)
-def specialise(p: Program) -> Program:
-    """The program the XDP backend emits: ``p`` with its const tables compiled into code
-    and its branches folded; the tables left are the program's maps."""
-    from mantra6g.synth.tables import inline_const_tables
+@functools.lru_cache(maxsize=256)
+def table_form(p: Program, t: Table) -> str:
+    """How the XDP program holds table ``t``: ``map`` (updatable at run time, or a const
+    table too large for code), ``array`` (a const exact table with dense keys, in
+    read-only data: one load) or ``tree`` (a const table compiled into a decision tree,
+    :func:`mantra6g.synth.tables.decision_tree`)."""
+    from mantra6g.synth.tables import decision_tree, dense
 
-    return inline_const_tables(p)
+    if not t.const:
+        return "map"
+    if dense(p, t) and (max(e.matches[0].value for e in t.entries) + 1) * (8 + 8 * table_nargs(p, t)) <= ARRAY_BYTES:
+        return "array"
+    return "tree" if decision_tree(p, t) is not None else "map"
 
 
 def code_tables(p: Program) -> tuple[str, ...]:
-    """Tables of ``p`` that the XDP program holds as code (no map to fill or update)."""
-    kept = {t.name for t in specialise(p).tables}
-    return tuple(t.name for t in p.tables if t.name not in kept)
+    """Tables of ``p`` that the XDP program holds as code or constant data (no map to
+    fill or update)."""
+    return tuple(t.name for t in p.tables if table_form(p, t) != "map")
 
 
 def map_tables(p: Program) -> tuple[Table, ...]:
     """Tables of ``p`` that the XDP program keeps in BPF maps (``tbl_<name>``)."""
-    kept = {t.name for t in specialise(p).tables}
-    return tuple(t for t in p.tables if t.name in kept)
+    return tuple(t for t in p.tables if table_form(p, t) == "map")
 
 
 # ---------------------------------------------------------------- C
@@ -89,30 +97,32 @@ def map_tables(p: Program) -> tuple[Table, ...]:
 def emit_c(p: Program, test_hooks: bool = False) -> str:
     """The C source of ``p`` as an XDP program."""
     validate(p)
-    q = specialise(p)
-    maps = len(q.tables) + len(q.registers) + len(q.counters) + len(q.meters) + FIXED_MAPS
+    maps = len(map_tables(p)) + len(p.registers) + len(p.counters) + len(p.meters) + FIXED_MAPS
     if maps > MAX_MAPS:
         raise XdpBackendError(
             f"program '{p.name}' needs {maps} BPF maps (one per table kept as a map, register, counter and "
             f"meter, plus {FIXED_MAPS}); the kernel allows {MAX_MAPS} per program: place fewer chains on this device"
         )
-    pr = Printer(q, test_hooks)
+    pr = Printer(p, test_hooks, {t.name: table_form(p, t) for t in p.tables})
     start = pr.tracker.start()
     if start:
         pr.layout_id(start[0].content)
-    control, end = pr.stmts(q.control, start, _Env())
+    control, end = pr.stmts(p.control, start, _Env())
     deparse = pr.deparse(end)
     parser = pr.parser()
 
     locals_ = []
-    for h in q.headers:
+    for h in p.headers:
         names = sorted(pr.use.declared[h.name])
-        parts = [part.cname for n in names for part in field_parts(q, h.name, n)]
+        parts = [part.cname for n in names for part in field_parts(p, h.name, n)]
         if parts:
             locals_.append(f"__u64 {' = 0, '.join(parts)} = 0; /* {h.name} */")
-    locals_.append("__u32 " + ", ".join(f"o_{h.name} = 0" for h in q.headers) + "; /* where each header starts */")
-    if q.metadata:
-        locals_.append("__u64 " + ", ".join(f"m_{m.name} = 0" for m in q.metadata) + "; /* metadata */")
+    reached = pr.reached_offsets()
+    if reached:
+        locals_.append("__u32 " + ", ".join(f"o_{h} = 0" for h in reached) + "; /* where headers start */")
+        locals_.append("void " + ", ".join(f"*p_{h} = 0" for h in reached) + "; /* and their bytes */")
+    if p.metadata:
+        locals_.append("__u64 " + ", ".join(f"m_{m.name} = 0" for m in p.metadata) + "; /* metadata */")
     locals_.append("__u64 std_egress_port = 0, std_drop = 0, std_pkt_len = (data_end - data) & 0xffff;")
     locals_.append("__u64 forwarded = 0, to_host = 0, to_ingress = 0;")
     if pr.use.layout_changes:
@@ -120,7 +130,7 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
     if not test_hooks:
         locals_.append("__u64 now = 0; /* the clock, read on first use */")
 
-    kept = [t.name for t in q.tables]
+    kept = [t.name for t in map_tables(p)]
     inlined = code_tables(p)
     summary = [f"Tables compiled into code: {', '.join(inlined) or 'none'}.",
                f"Tables in maps (updatable at run time): {', '.join(kept) or 'none'}."]
@@ -137,14 +147,17 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
         summary=summary,
         test_hooks=test_hooks,
         header_bits="\n".join(f"/* {i:2}: {h.name} ({h.type}, {h.header_type.width // 8} bytes) */"
-                              for i, h in enumerate(q.headers)),
-        state_maps="\n".join(state_maps(q)),
-        tables_decl="\n".join(x for t in q.tables for x in pr.table_decl(t) + [""]).rstrip(),
-        crc_table="\n".join(crc32_table()) if pr.use.hashes else "",
+                              for i, h in enumerate(p.headers)),
+        state_maps="\n".join(state_maps(p)),
+        tables_decl="\n".join(x for t in p.tables for x in pr.table_decl(t) + [""]).rstrip(),
+        crc_table="\n".join(crc32_table(pr.crc_bytes)) if pr.crc_bytes else "",
         locals=block(locals_),
         parser=block(parser),
         control=block(control),
         deparse=block(deparse) if deparse else "",
+        forget=block(pr.forget()),
+        moving=max(1, len(reached)),
+        tree_keys=max([1] + [len(t.keys) for t in p.tables if table_form(p, t) == "tree"]),
     )
 
 

@@ -281,11 +281,15 @@ class _Env:
 
     params: dict[str, str] = field(default_factory=dict)
     widths: tuple[dpir.ActionParam, ...] = ()
+    keys: dict[str, tuple[str, int]] = field(default_factory=dict)  # "tkey.N": (C name, width)
 
 
 class Printer:
-    def __init__(self, p: Program, test_hooks: bool):
+    def __init__(self, p: Program, test_hooks: bool, forms: dict[str, str] | None = None):
         self.p = p
+        forms = forms or {}
+        self.arrays = {t for t, f in forms.items() if f == "array"}  # const tables in read-only data
+        self.trees = {t for t, f in forms.items() if f == "tree"}  # const tables as decision trees
         self.test_hooks = test_hooks
         self.hidx = {h.name: i for i, h in enumerate(p.headers)}
         if len(p.headers) > 32:
@@ -295,11 +299,60 @@ class Printer:
         self.layout_ids: dict[tuple[int, ...], int] = {}
         self.lazy: dict[str, set[str]] = {h.name: set() for h in p.headers}
         self.tmp = 0
+        self.crc_bytes = 0  # longest hash input: the CRC tables needed
         self.tables = {t.name: t for t in p.tables}
+        offsets: dict[str, set[int]] = {}
+        for path in self.tracker.paths:
+            for h, _ in path.extracts:
+                offsets.setdefault(h, set()).add(path.offset(h))
+        # Where a header always starts at the same place it is a constant, else a variable.
+        self.fixed = {h: next(iter(o)) for h, o in offsets.items() if len(o) == 1}
+        self.moving = sorted((h for h in offsets if h not in self.fixed), key=self.hidx.get)
+        self.reached: set[str] = set()  # moving headers whose offset the control or deparse uses
+        self.shortest = min((path.length for path in self.tracker.paths), default=0)
 
     def fresh(self, stem: str) -> str:
         self.tmp += 1
         return f"{stem}{self.tmp}"
+
+    def off(self, h: str) -> str:
+        """Where header ``h``'s arriving bytes start (bytes from the packet's start)."""
+        return str(self.fixed[h]) if h in self.fixed else f"o_{h}"
+
+    def ptr(self, h: str) -> str:
+        """Header ``h``'s arriving bytes. A header that moves between parse paths is
+        reached through one pointer, set once: a bounds check on it then covers every
+        later access, however clang merges or reorders them (the verifier tracks a
+        pointer's checked range by its identity, not by how it was computed)."""
+        if h in self.fixed:
+            return f"(data + {self.fixed[h]})"
+        self.reached.add(h)
+        return f"p_{h}"
+
+    def bounds(self, h: str, end: int) -> list[str]:
+        """The check that lets the verifier accept an access to bytes [0, end) of ``h``
+        (the parser checked them; after :meth:`forget` the verifier no longer knows it).
+        Not needed where every path parsed that far (the Ethernet header)."""
+        if h in self.fixed and self.fixed[h] + end <= self.shortest:
+            return []
+        return [f"if ({self.ptr(h)} + {end} > data_end)", f"{INDENT}return XDP_ABORTED; /* cannot happen */"]
+
+    def forget(self) -> list[str]:
+        """After the parser: what differs between its paths (validity, offsets) goes
+        through the per-CPU scratch map, so that the verifier checks the control once
+        for all parse paths instead of once per path (it keeps no map contents)."""
+        reached = self.reached_offsets()
+        out = ["/* the verifier checks what follows once, not once per parse path: see mantra_scratch */",
+               "sc->valid = valid;", "sc->off = off;"]
+        out += [f"sc->o[{i}] = o_{h};" for i, h in enumerate(reached)]
+        out += ["valid = *(volatile __u32 *)&sc->valid;", "off = *(volatile __u32 *)&sc->off & 0x1ff;"]
+        out += [f"o_{h} = *(volatile __u32 *)&sc->o[{i}] & 0x1ff;" for i, h in enumerate(reached)]
+        return out + [f"p_{h} = data + o_{h};" for h in reached]
+
+    def reached_offsets(self) -> list[str]:
+        """The moving headers whose offsets the program uses after the parser (known once
+        the control and deparse are printed); the others' offsets are not kept."""
+        return [h for h in self.moving if h in self.reached]
 
     def layout_id(self, content: tuple[int, ...]) -> int:
         return self.layout_ids.setdefault(content, len(self.layout_ids))
@@ -311,6 +364,11 @@ class Printer:
             raise XdpBackendError(f"{header}.{name} is wider than 64 bits: the XDP backend compares such fields "
                                   "only with == / != against constants")
         return parts[0].cname
+
+    def width(self, e: Expr, env: _Env) -> int:
+        if isinstance(e, Ref) and e.path in env.keys:
+            return env.keys[e.path][1]
+        return width(self.p, e, env.widths)
 
     def valid(self, header: str) -> str:
         return f"((valid >> {self.hidx[header]}) & 1)"
@@ -324,6 +382,8 @@ class Printer:
             scope, _, name = e.path.partition(".")
             if scope == "param":
                 return f"({env.params[name]})"
+            if scope == "tkey":
+                return env.keys[e.path][0]
             if scope == "meta":
                 return f"m_{name}"
             if scope == "std":
@@ -339,7 +399,7 @@ class Printer:
             inner = self.expr(e.operand, env)
             if e.op == "!":
                 return f"(__u64)!({inner})"
-            return f"(~({inner}) & {mask(width(self.p, e.operand, env.widths))})"
+            return f"(~({inner}) & {mask(self.width(e.operand, env))})"
         if e.op in ("==", "!=") and self._wide(e):
             return self._wide_compare(e)
         if e.op == "&&":
@@ -349,7 +409,7 @@ class Printer:
         a, b = self.expr(e.left, env), self.expr(e.right, env)
         if e.op in dpir.COMPARE_OPS:
             return f"(__u64)(({a}) {e.op} ({b}))"
-        w = width(self.p, e.left, env.widths)
+        w = self.width(e.left, env)
         if e.op in ("<<", ">>"):
             return f"(({b}) >= {w} ? 0 : ((({a}) {e.op} ({b})) & {mask(w)}))"
         return f"((({a}) {e.op} ({b})) & {mask(w)})"
@@ -413,7 +473,8 @@ class Printer:
             pass  # dropped whatever follows, or a pushed header: written whole at the deparse
         elif src is not None:
             (part,) = field_parts(self.p, scope, name)
-            body += store_part(f"(data + o_{src})", part, local)
+            body += self.bounds(src, (part.bit_offset + part.width + 7) // 8)
+            body += store_part(self.ptr(src), part, local)
         else:
             self.lazy[scope].add(name)  # written back where the header leaves
         if known:
@@ -562,21 +623,25 @@ class Printer:
         names = [self.fresh("in") for _ in s.inputs]
         lines = [f"__u64 {n} = {self.expr(e, env)};" for n, e in zip(names, s.inputs)]
         crc = self.fresh("crc")
-        lines.append(f"__u32 {crc} = 0xffffffff;")
-        # byte k of the big-endian concatenation of the inputs
+        n = total // 8
+        self.crc_bytes = max(self.crc_bytes, n)
+        # CRC-32 of a fixed-length message is affine in its bytes: the CRC of n zero bytes,
+        # xor each byte's own contribution (one lookup per byte, none waiting on another).
+        terms = [f"{crc32_of_zeros(n):#010x}"]
         starts = [sum(widths[:i]) for i in range(len(widths))]
-        for k in range(total // 8):
+        for k in range(n):  # byte k of the big-endian concatenation of the inputs
             lo, hi = 8 * k, 8 * k + 8
             bits = []
-            for n, st, w in zip(names, starts, widths):
+            for name, st, w in zip(names, starts, widths):
                 a, b = max(lo, st), min(hi, st + w)
                 if a >= b:
                     continue
-                piece = f"({n} >> {st + w - b})" if st + w - b else n
+                piece = f"({name} >> {st + w - b})" if st + w - b else name
                 piece = f"({piece} & {mask(b - a)})"
                 bits.append(f"({piece} << {hi - b})" if hi - b else piece)
-            lines.append(f"{crc} = CRC32_BYTE({crc}, {' | '.join(bits)});")
-        value = f"{s.base}ULL + (__u64)((~{crc}) % {s.size}U)"
+            terms.append(f"mantra_crc32_at[{n - 1 - k}][{' | '.join(bits)}]")
+        lines.append(f"__u32 {crc} = " + f"\n{INDENT * 2}^ ".join(terms) + ";")
+        value = f"{s.base}ULL + (__u64)({crc} % {s.size}U)"
         return ["{", *(INDENT + x for x in lines + self.assign(s.target, value, layouts)), "}"]
 
     # ------------------------------------------------------------ tables as maps
@@ -595,6 +660,16 @@ class Printer:
             raise XdpBackendError(f"table {t.name}: keys wider than 64 bits are not supported by the XDP backend")
         nargs = table_nargs(self.p, t)
         value = f"struct val_{t.name} {{ __u32 pad; __u32 action; __u64 args[{nargs}]; }};"
+        if t.name in self.arrays:
+            slots = max(e.matches[0].value for e in t.entries) + 1
+            rows = []
+            for e in t.entries:
+                args = list(e.action.args) + [0] * (nargs - len(e.action.args))
+                rows.append(f"{INDENT}[{e.matches[0].value}] = {{ 1, {t.actions.index(e.action.action)}, "
+                            f"{{ {', '.join(f'{a:#x}' for a in args)} }} }},")
+            return [f"/* table {t.name} (const, {len(t.entries)} entries): indexed by its key, "
+                    "pad = 1 where an entry is */", value,
+                    f"static const struct val_{t.name} tbl_{t.name}[{slots}] = {{", *rows, "};"]
         if kinds <= {"exact"}:
             nb = sum((w + 7) // 8 for w in widths)
             return [f"struct key_{t.name} {{ __u8 b[{max(nb, 1)}]; }};", value,
@@ -610,11 +685,22 @@ class Printer:
                 *_map("BPF_MAP_TYPE_ARRAY", t.size, "__u32", f"struct ent_{t.name}", f"tbl_{t.name}")]
 
     def apply(self, t: Table, s: Apply, layouts, env: _Env):
+        if t.name in self.trees:
+            return self.tree(t, s, layouts, env)
         kinds = {k.match for k in t.keys}
         widths = [self.key_width(k.field) for k in t.keys]
         val = self.fresh("val")
         out = [f"/* table {t.name} ({', '.join(f'{k.field}:{k.match}' for k in t.keys)}): a map */", "{"]
-        if kinds <= {"exact"}:
+        if t.name in self.arrays:
+            slots = max(e.matches[0].value for e in t.entries) + 1
+            k = self.fresh("k")
+            out = [f"/* table {t.name} ({t.keys[0].field}: exact, const): an array */", "{",
+                   f"{INDENT}__u64 {k} = {self.key_value(t.keys[0].field)};",
+                   f"{INDENT}barrier_var({k}); /* clang may know the bound; the verifier must see it */",
+                   f"{INDENT}const struct val_{t.name} *{val} = {k} < {slots} ? &tbl_{t.name}[{k}] : 0;",
+                   f"{INDENT}if ({val} && !{val}->pad)",
+                   f"{INDENT * 2}{val} = 0;"]
+        elif kinds <= {"exact"}:
             key = self.fresh("key")
             out.append(f"{INDENT}struct key_{t.name} {key} = {{}};")
             off = 0
@@ -671,6 +757,26 @@ class Printer:
                 *(INDENT * 2 + x for x in miss + miss_body), f"{INDENT}}}", "}"]
         return out, join(hit_after + miss_after)
 
+    def tree(self, t: Table, s: Apply, layouts, env: _Env):
+        """A const table as its decision tree. The tree tests copies of the keys taken
+        through the scratch map: what its branches prove about them stays with the
+        copies, so the verifier sees the packet's fields alike on every leaf."""
+        from mantra6g.synth.tables import decision_tree
+
+        keys, lines = {}, []
+        for j, k in enumerate(t.keys):
+            if k.field.endswith("." + VALID_SUFFIX):
+                continue
+            name = self.fresh("tk")
+            keys[f"tkey.{j}"] = (name, self.p.width_of(k.field))
+            lines += [f"sc->k[{j}] = {self.key_value(k.field)};", f"__u64 {name} = *(volatile __u64 *)&sc->k[{j}];"]
+        tree = decision_tree(self.p, t, s.on_hit, s.on_miss, key_expr=lambda j: Ref(f"tkey.{j}"))
+        inner = _Env(env.params, env.widths, {**env.keys, **keys})
+        body, after = self.stmts(tree, layouts, inner)
+        head = f"/* table {t.name} (const, {len(t.entries)} entries): a decision tree over " \
+               f"{', '.join(k.field for k in t.keys)} */"
+        return [head, "{", *(INDENT + x for x in lines + body), "}"], after
+
     # ------------------------------------------------------------ parser
     def loaded(self) -> dict[str, set[str]]:
         """Fields the parser loads: those read, and those written back from their locals
@@ -691,12 +797,12 @@ class Printer:
                 out += [
                     f"if (data + off + {n} > data_end)",
                     f"{INDENT}return XDP_DROP; /* too short for {h} */",
-                    f"o_{h} = off;",
+                    *([f"o_{h} = off;"] if h in self.reached else []),
                     f"valid |= BIT({self.hidx[h]});",
                 ]
                 for name in sorted(loaded[h]):
                     for part in field_parts(p, h, name):
-                        out.append(f"{part.cname} = {load_part(f'(data + o_{h})', part)};")
+                        out.append(f"{part.cname} = {load_part('(data + off)', part)};")
                 out.append(f"off += {n};")
             if st.verify is not None:
                 out += [f"if (!({self.expr(st.verify, _Env())}))", f"{INDENT}return XDP_DROP; /* malformed */"]
@@ -771,20 +877,20 @@ class Printer:
             moved.append((h, kind, always))
         if all(kind == "in place" for _, kind, _ in moved) and deltas == {0}:
             for h, _, always in moved:
-                lines += self.lazy_writes(h, f"(data + o_{names[lay.content[self.hidx[h]]]})", always)
+                lines += self.lazy_writes(h, names[lay.content[self.hidx[h]]], always)
             return lines
         for h, kind, always in moved:
             if kind != "moved":
                 continue
             src = names[lay.content[self.hidx[h]]]
             n = size[h]
-            copy = [f"__builtin_memcpy(sv_{h}, data + o_{src}, {n});"]
+            copy = [*self.bounds(src, n), f"__builtin_memcpy(sv_{h}, {self.ptr(src)}, {n});"]
             lines.append(f"__u8 sv_{h}[{n}];")
             lines += copy if always else [f"if ({self.valid(h)}) {{", *(INDENT + x for x in copy), "}"]
         # 2. writes into headers that stay where they are
         for h, kind, always in moved:
             if kind == "in place":
-                lines += self.lazy_writes(h, f"(data + o_{names[lay.content[self.hidx[h]]]})", always)
+                lines += self.lazy_writes(h, names[lay.content[self.hidx[h]]], always)
         # 3. the head moves by the size difference
         if len(deltas) == 1:
             (delta,) = deltas
@@ -803,11 +909,13 @@ class Printer:
                 continue
             pos = self.position(h, lay, plans, order)
             n = size[h]
-            body = [f"if (data + {pos} + {n} > data_end)", f"{INDENT}return XDP_DROP;"]
-            ptr = f"(data + {pos})"
+            body, ptr = [], f"(data + {pos})"
+            if not pos.isdigit():  # one pointer, checked and then used (see ptr())
+                body, ptr = [f"void *at_{h} = data + {pos};"], f"at_{h}"
+            body += [f"if ({ptr} + {n} > data_end)", f"{INDENT}return XDP_DROP;"]
             if kind == "moved":
-                body.append(f"__builtin_memcpy(data + {pos}, sv_{h}, {n});")
-                body += self.lazy_writes(h, ptr, True)
+                body.append(f"__builtin_memcpy({ptr}, sv_{h}, {n});")
+                body += self.lazy_writes(h, None, True, ptr)
             else:
                 body += self.whole_header(h, ptr)
             lines += body if always else [f"if ({self.valid(h)}) {{", *(INDENT + x for x in body), "}"]
@@ -831,17 +939,26 @@ class Printer:
             diffs = {pos - path.offset(y) for path, pos in at}
             if len(diffs) == 1:
                 (c,) = diffs
-                return f"o_{y}" + (f" + {c}" if c > 0 else f" - {-c}" if c < 0 else "")
+                if y in self.fixed:
+                    return str(self.fixed[y] + c)
+                self.reached.add(y)
+                if c < 0:  # never below 0 on a path that gets here; the mask lets the verifier see it
+                    return f"((o_{y} - {-c}) & 0x1ff)"
+                return f"o_{y}" + (f" + {c}" if c > 0 else "")
         before = order[: order.index(h)]
         return "(" + " + ".join(self.present_size(x, lay) for x in before if lay.content[self.hidx[x]] != GONE) + ")"
 
-    def lazy_writes(self, h: str, ptr: str, always: bool) -> list[str]:
+    def lazy_writes(self, h: str, src: str | None, always: bool, ptr: str | None = None) -> list[str]:
+        """Store the fields of ``h`` written where no single header held its bytes, into
+        the arriving bytes of ``src`` (or at ``ptr``, already checked)."""
         body = []
         for name in sorted(self.lazy[h]):
             for part in field_parts(self.p, h, name):
-                body += store_part(ptr, part, part.cname)
+                body += store_part(ptr or self.ptr(src), part, part.cname)
         if not body:
             return []
+        if ptr is None:
+            body = self.bounds(src, self.p.header(h).header_type.width // 8) + body
         return body if always else [f"if ({self.valid(h)}) {{", *(INDENT + x for x in body), "}"]
 
     def whole_header(self, h: str, ptr: str) -> list[str]:
@@ -897,17 +1014,28 @@ def state_maps(p: Program) -> list[str]:
     return out
 
 
-def crc32_table() -> list[str]:
-    """The CRC-32 lookup table (reflected polynomial 0xEDB88320), as C."""
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
-        table.append(c)
-    assert zlib.crc32(b"\x01") == table[(0xFFFFFFFF ^ 1) & 0xFF] ^ (0xFFFFFFFF >> 8) ^ 0xFFFFFFFF
-    rows = [", ".join(f"0x{x:08x}" for x in table[i:i + 6]) + "," for i in range(0, 256, 6)]
-    return ["static const __u32 mantra_crc32_table[256] = {", *(INDENT + r for r in rows), "};"]
+def crc32_of_zeros(n: int) -> int:
+    return zlib.crc32(bytes(n))
+
+
+def crc32_table(n: int) -> list[str]:
+    """``mantra_crc32_at[d][b]``: what byte ``b`` followed by ``d`` more bytes adds (xor)
+    to a message's CRC-32 (zlib's, v1model's crc32), for d < n. Exact because the CRC of
+    a fixed-length message is an affine function of its bits."""
+    table = [[zlib.crc32(bytes([b]) + bytes(d)) ^ zlib.crc32(bytes(d + 1)) for b in range(256)] for d in range(n)]
+    rng = __import__("random").Random(n)
+    for _ in range(16):  # the identity the program relies on
+        msg = bytes(rng.randrange(256) for _ in range(n))
+        x = crc32_of_zeros(n)
+        for k, b in enumerate(msg):
+            x ^= table[n - 1 - k][b]
+        assert x == zlib.crc32(msg)
+    out = [f"static const __u32 mantra_crc32_at[{n}][256] = {{"]
+    for d, row in enumerate(table):
+        out.append(f"{INDENT}{{ /* byte followed by {d} more */")
+        out += [INDENT * 2 + ", ".join(f"0x{x:08x}" for x in row[i:i + 8]) + "," for i in range(0, 256, 8)]
+        out.append(f"{INDENT}}},")
+    return out + ["};"]
 
 
 __all__ = ["Printer", "XdpBackendError", "crc32_table", "state_maps", "table_nargs", "usage"]
