@@ -352,7 +352,11 @@ class XdpBuild:
         lines = [f"xdp: {self.c_file.name} -> {self.obj_file.name}"]
         if self.code_tables:
             lines.append(f"  tables compiled into code: {', '.join(self.code_tables)}")
-        lines.append(f"  maps (updatable at run time): {', '.join(self.maps) or 'none'}")
+        tables = [m for m in self.maps if m.startswith("tbl_")]
+        lines.append(f"  tables in maps (updatable at run time): {', '.join(tables) or 'none'}")
+        state = [m for m in self.maps if not m.startswith("tbl_")]
+        if state:
+            lines.append(f"  state maps (registers, counters, meters): {', '.join(state)}")
         if self.compile_ms is not None:
             lines.append(f"  compiled in {self.compile_ms:.0f} ms (C and clang)")
         if self.instructions is not None:

@@ -658,6 +658,8 @@ class Printer:
         widths = [self.key_width(k.field) for k in t.keys]
         if any(w > 64 for w in widths):
             raise XdpBackendError(f"table {t.name}: keys wider than 64 bits are not supported by the XDP backend")
+        if t.name in self.trees:
+            return []  # code: no map, nothing to fill
         nargs = table_nargs(self.p, t)
         value = f"struct val_{t.name} {{ __u32 pad; __u32 action; __u64 args[{nargs}]; }};"
         if t.name in self.arrays:

@@ -60,6 +60,37 @@ def test_each_nf_kind_agrees_with_the_interpreter(kind, mode, tmp_path):
         k.close()
 
 
+@pytest.mark.parametrize("kind", ["router", "l2_forward", "firewall"])
+def test_runtime_tables_take_new_entries_in_their_maps(kind, tmp_path):
+    """A build with runtime tables keeps them in maps: writing another program's entries
+    (the same keys, each with the next entry's action) into the loaded maps, as a
+    control plane would, makes the running program behave as that other program does
+    in the interpreter, without reloading it."""
+    from dataclasses import replace
+
+    from mantra6g.targets.xdp import code_tables, table_entries
+
+    p = with_tables(program(kind), "runtime")
+    assert code_tables(p) == ()
+
+    def rotated(t):
+        actions = [e.action for e in t.entries]
+        return replace(t, entries=tuple(replace(e, action=a) for e, a in zip(t.entries, actions[1:] + actions[:1])))
+
+    p2 = replace(p, tables=tuple(rotated(t) for t in p.tables))
+    packets = corpus()
+    assert any(run(p, d, 1, 0).outputs != run(p2, d, 1, 0).outputs for d in packets if len(d) >= 14)
+    k = kernel(p, tmp_path)
+    try:
+        assert differences(p, k, packets) == []
+        for t in p2.tables:
+            for key, value in table_entries(p2, t):
+                k.obj.update(f"tbl_{t.name}", key, value)
+        assert differences(p2, k, packets) == []
+    finally:
+        k.close()
+
+
 def test_regressions_stay_fixed(tmp_path):
     """Packets that once made XDP and the interpreter disagree (kind, hex per line)."""
     cases = [ln.split() for ln in REGRESSIONS.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
