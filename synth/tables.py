@@ -381,11 +381,12 @@ def dense(p: Program, t: Table, max_slots: int = 65536) -> bool:
     return slots <= max_slots and slots <= 4 * len(t.entries) + 64
 
 
-def inline_const_tables(p: Program, max_nodes: int = MAX_NODES, keep: Callable[[Table], bool] | None = None) -> Program:
+def inline_const_tables(p: Program, max_nodes: int = MAX_NODES) -> Program:
     """``p`` with every apply of a const table replaced by its decision tree; tables no
-    longer applied anywhere are removed (the others stay tables: updatable ones, those
-    whose tree would be too large, and those ``keep`` says to keep)."""
-    const = {t.name: t for t in p.tables if t.const and not (keep is not None and keep(t))}
+    longer applied anywhere are removed (the others stay tables: updatable ones, and
+    those whose tree would be too large). The XDP backend prints the same trees where it
+    prints an apply (``targets/xdp_emit.py``); this pass gives them to any DP-IR tool."""
+    const = {t.name: t for t in p.tables if t.const}
     too_big = {name for name, t in const.items() if decision_tree(p, t, max_nodes=max_nodes) is None}
     inlined = set(const) - too_big
 
