@@ -1,50 +1,62 @@
-"""ns/packet of the generated XDP programs (BPF_PROG_TEST_RUN with repeat), per NF kind
-and for a 4-NF chain, next to two hand-written baselines measured in the same run.
+"""Generated XDP against hand-written XDP doing the same work, timed in one run.
 
-    sudo .venv/bin/python bench/xdp.py [--repeat 200000] [--rounds 5]
+    sudo .venv/bin/python bench/xdp.py [--repeat 200000] [--rounds 5] [--baselines DIR]
 
-Test runs with ``repeat`` reuse one buffer without restoring it, so a program that
-rewrites the packet would time its own output. Every generated program is therefore
-timed behind a *reset* program that restores the original bytes (and length) and
-tail-calls it; the reset's own cost (reset -> a program returning XDP_DROP) is measured
-in the same run and subtracted. Baselines: an ``XDP_DROP`` program (the test-run floor)
-and a hand-written forwarder (swap MACs, ``XDP_TX``). A benchmark prints figures; it
-never passes or fails on time.
+The hand-written libbpf programs of ``../shared/baselines/xdp/`` (their README; ``DIR``
+or ``MANTRA_BASELINES`` to point elsewhere) are built from that folder with the flags it
+states, loaded, and filled with its own map entries (``bench_helper.py``); Mantra
+compiles service graphs that do the same work on the same 64-byte UDP/IPv4 frame: an LPM
+router (MAC rewrite, TTL), a 32-rule 5-tuple ACL, a Maglev load balancer with DNAT, a
+GTP-U encap, and the chain ACL -> latency stamp -> LB -> GTP-U encap. Each generated
+program is built twice: with every table compiled into code (``--tables const``) and
+with every table a BPF map updatable at run time (``--tables runtime``, what the
+hand-written programs do).
+
+``BPF_PROG_TEST_RUN`` with ``repeat`` reuses one buffer without restoring it, so every
+program that rewrites the packet runs behind the baselines' reset harness
+(``bench_reset.c``), whose own cost (reset -> ``bench_noop`` minus ``XDP_DROP``) is
+measured in each round and subtracted; the programs are interleaved round by round so
+background load hits them alike. Figures are medians over rounds, in ns over the
+``XDP_DROP`` floor; "ratio" is generated / hand-written. Every program's verdict is
+checked, and the generated ones' output bytes against the interpreter. It also prints
+the verifier's instruction count and the compile time of every generated program,
+including each NF kind and the examples. A benchmark prints figures; it never passes
+or fails on time.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
+import os
+import platform
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the NF graphs and packets are the kernel tests' own
+sys.path.insert(0, str(ROOT))  # the NF graphs of the kernel tests
 
+from mantra6g.source import SourceFile  # noqa: E402
+from mantra6g.synth import frontend  # noqa: E402
+from mantra6g.synth.compose import compile_specs  # noqa: E402
 from mantra6g.synth.interp import run  # noqa: E402
+from mantra6g.synth.tables import with_tables  # noqa: E402
+from mantra6g.targets import bpf, xdp  # noqa: E402
 from mantra6g.targets.bpf import BpfObject  # noqa: E402
-from mantra6g.targets.xdp import KernelProgram, build  # noqa: E402
-from tests.targets.xdp_cases import GRAPHS, corpus, fuzz_base, program  # noqa: E402
 
+BASELINES = Path(os.environ.get("MANTRA_BASELINES", ROOT.parent / "shared" / "baselines" / "xdp"))
+CFLAGS = ["-O2", "-g", "-Wall", "-target", "bpf", f"-I/usr/include/{platform.machine()}-linux-gnu"]
+
+# Without the baselines folder: our own floor and reset step (bench/testbed.py uses them too).
 HEADER = '#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n#include "mantra_xdp.h"\n'
 DROP = HEADER + 'SEC("xdp") int drop(struct xdp_md *ctx) { return XDP_DROP; }\nchar LICENSE[] SEC("license") = "GPL";\n'
-FORWARD = HEADER + """
-/* The minimal forwarder a person would write: bounds check, swap MACs, send back. */
-SEC("xdp") int forward(struct xdp_md *ctx)
-{
-    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-    __u8 *eth = data, tmp[6];
-    if (data + 14 > end)
-        return XDP_DROP;
-    __builtin_memcpy(tmp, eth, 6);
-    __builtin_memcpy(eth, eth + 6, 6);
-    __builtin_memcpy(eth + 6, tmp, 6);
-    return XDP_TX;
-}
-char LICENSE[] SEC("license") = "GPL";
-"""
 RESET = HEADER + """
 struct pkt { __u32 len; __u8 data[256]; };
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, struct pkt); } orig SEC(".maps");
@@ -76,7 +88,7 @@ char LICENSE[] SEC("license") = "GPL";
 def compiled(work: Path, name: str, source: str) -> BpfObject:
     c = work / f"{name}.c"
     c.write_text(source)
-    return BpfObject.load(build(c, work / f"{name}.o"))
+    return BpfObject.load(xdp.build(c, work / f"{name}.o"))
 
 
 def timed(obj: BpfObject, packet: bytes, repeat: int, rounds: int) -> float:
@@ -85,6 +97,7 @@ def timed(obj: BpfObject, packet: bytes, repeat: int, rounds: int) -> float:
 
 
 def behind_reset(reset: BpfObject, target_fd: int, packet: bytes, repeat: int, rounds: int) -> float:
+    """Our own reset step (no baselines folder): restore ``packet``, tail-call the target."""
     reset.update("next", bytes(4), target_fd.to_bytes(4, "little"))
     reset.update("orig", bytes(4), len(packet).to_bytes(4, "little") + packet.ljust(256, b"\0"))
     verdict, _, _ = reset.test_run(packet, 1)
@@ -93,42 +106,253 @@ def behind_reset(reset: BpfObject, target_fd: int, packet: bytes, repeat: int, r
     return timed(reset, packet, repeat, rounds)
 
 
-def sample_packet(kind: str, p) -> bytes:
-    """The first test packet this program forwards (so the whole chain runs)."""
-    for data in fuzz_base(kind) + corpus():
-        if len(data) >= 14 and run(p, data, 1, 1_000_000).outputs:
-            return data
-    raise SystemExit(f"no corpus packet is forwarded by the {kind} program")
+# ---------------------------------------------------------------- the work, as service graphs
+
+TENANT = "tenant bench id 1 {\n    slice s {\n        latency <= 1 ms\n    }\n}\n"
+ACL_RULES = "\n".join(
+    [f"        deny ipv4.src in 10.0.1.0/24 and ipv4.dst == 10.0.2.1 and ipv4.proto == udp and udp.dport == {1000 + i}"
+     for i in range(31)] + ["        allow ipv4.src in 0.0.0.0/0"])
+ACL = f"firewall(default: allow) {{\n{ACL_RULES}\n    }}"
+LB = ("load_balancer(vip: 10.0.2.1, mode: dnat, hash: [ipv4.src, ipv4.dst, udp.sport, udp.dport, ipv4.proto]) {\n"
+      + "".join(f"        backend 10.0.3.{i + 1}\n" for i in range(4)) + "    }")
+ENCAP = "tunnel(protocol: gtpu, mode: encap, teid: 305419776, local: 172.16.0.1, remote: 172.16.1.1)"
+ROUTER = """router(mac: 02:00:00:00:00:12) {
+        route 10.0.0.0/8 via 02:00:00:00:0a:01 port 2
+        route 10.0.2.0/24 via 02:00:00:00:0a:02 port 1
+        route 10.0.2.128/25 via 02:00:00:00:0a:03 port 3
+    }"""
+INGRESS_PORT = 1  # the /24 route's port: the frame goes back out (XDP_TX, as the baselines)
+
+
+def graph(nfs: list[str]) -> str:
+    decls = "".join(f"    nf n{i} = {d}\n" for i, d in enumerate(nfs))
+    return (TENANT + "graph g for bench.s {\n    nf cls = classifier() {\n        match ipv4.dst in 10.0.0.0/8\n    }\n"
+            + decls + "    cls -> " + " -> ".join(f"n{i}" for i in range(len(nfs))) + "\n}\n")
+
+
+@dataclass(frozen=True)
+class Work:
+    name: str
+    baseline: str  # the hand-written program (its file name without .c)
+    via_reset: bool  # the baseline rewrites the packet: timed behind the reset harness
+    graph: str
+
+
+WORKS = (
+    Work("router: LPM, MAC rewrite, TTL", "xdp_fwd", True, graph([ROUTER])),
+    Work("ACL: 5-tuple, 32 rules", "xdp_acl", False, graph([ACL])),
+    Work("LB: Maglev, DNAT", "xdp_lb", False, graph([LB])),
+    Work("GTP-U encap", "xdp_gtpu_encap", True, graph([ENCAP])),
+    Work("chain: ACL > stamp > LB > encap", "xdp_chain4", True,
+         graph([ACL, "latency_monitor(role: source)", LB, ENCAP])),
+)
+
+
+def program(text: str, name: str):
+    (dp,) = compile_specs(frontend.load_sources([SourceFile(f"{name}.sg", text)]))
+    return dp.program
+
+
+# ---------------------------------------------------------------- loading
+
+
+class Baselines:
+    """The hand-written programs, built from their folder and filled with its entries."""
+
+    def __init__(self, folder: Path, work: Path):
+        spec = importlib.util.spec_from_file_location("bench_helper", folder / "bench_helper.py")
+        self.helper = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.helper)
+        self.packet = self.helper.PACKETS["pkt"]
+        self.objs: dict[str, BpfObject] = {}
+        for src in ("xdp_drop", "bench_reset", *(w.baseline for w in WORKS)):
+            obj = work / f"{src}.o"
+            r = subprocess.run(["clang", *CFLAGS, "-c", str(folder / f"{src}.c"), "-o", str(obj)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"clang failed on {folder / src}.c:\n{r.stderr}")
+            self.objs[src] = BpfObject.load(obj)
+        # bench_helper prints `map update pinned PREFIX/bl_<prog>_maps/<map> key hex .. value hex ..`
+        out = io.StringIO()
+        with redirect_stdout(out):
+            self.helper.cmd_maps("@")
+        for line in out.getvalue().splitlines():
+            words = line.split()
+            where, key_at, value_at = words[3], words.index("key"), words.index("value")
+            prog, name = where.split("/")[1][len("bl_"):-len("_maps")], where.split("/")[2]
+            src = "bench_reset" if prog == "bench_reset" else f"xdp_{prog}"
+            key = bytes(int(x, 16) for x in words[key_at + 2:value_at])
+            value = bytes(int(x, 16) for x in words[value_at + 2:])
+            if src in self.objs:
+                self.objs[src].update(name, key, value)
+        self.reset = self.objs["bench_reset"]
+        self.noop_fd = self.reset.program_fd("bench_noop")
+        self.drop = self.objs["xdp_drop"]
+
+    def check(self, name: str) -> None:
+        """The baseline's verdict and bytes on the timed packet, against its own model."""
+        verdict, out, _ = self.objs[name].test_run(self.packet)
+        if verdict != bpf.XDP_TX and name != "xdp_acl":
+            raise SystemExit(f"{name}: verdict {verdict} on the bench packet")
+        model = {"xdp_fwd": "fwd", "xdp_lb": "lb", "xdp_gtpu_encap": "gtpu_encap", "xdp_chain4": "chain4"}.get(name)
+        if model and out != self.helper.model(model):
+            raise SystemExit(f"{name}: output differs from bench_helper's model")
+
+
+def point(reset: BpfObject, fd: int) -> None:
+    reset.update("bench_nf", bytes(4), fd.to_bytes(4, "little"))
+
+
+@dataclass
+class Generated:
+    name: str
+    obj: BpfObject
+    instructions: int
+    compile_ms: float
+    maps: tuple[str, ...]
+
+
+def build_generated(p, work: Path, tag: str) -> Generated:
+    d = work / tag
+    d.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    out = xdp.emit(p)
+    c = d / f"{p.name}.c"
+    c.write_text(out.files[f"{p.name}.c"])
+    xdp.build(c, d / f"{p.name}.o")
+    ms = (time.perf_counter() - start) * 1e3
+    obj = BpfObject.load(d / f"{p.name}.o")
+    xdp.fill_maps(obj, p)
+    # The frame arrives on DP-IR port 1 (BPF_PROG_TEST_RUN's ingress is the loopback device).
+    obj.update("mantra_ingress", bytes(4), (1).to_bytes(4, "little") + INGRESS_PORT.to_bytes(4, "little"))
+    return Generated(tag, obj, obj.stats.instructions, ms, out.maps)
+
+
+def check_generated(p, g: Generated, packet: bytes, work: Path) -> None:
+    """Verdict XDP_TX, and the bytes the interpreter (with a test-hook build) gives."""
+    verdict, out, _ = g.obj.test_run(packet)
+    if verdict != bpf.XDP_TX:
+        raise SystemExit(f"{g.name}: verdict {verdict} on the bench packet, not XDP_TX")
+    want = run(p, packet, INGRESS_PORT, 1_000_000).outputs
+    k = xdp.KernelProgram(p, work / f"{g.name}-hooks")
+    try:
+        if k.run(packet, INGRESS_PORT, 1_000_000) != want or len(want) != 1:
+            raise SystemExit(f"{g.name}: the XDP program and the interpreter disagree on the bench packet")
+    finally:
+        k.close()
+    if len(out) != len(want[0][1]):
+        raise SystemExit(f"{g.name}: {len(out)} bytes out, the interpreter says {len(want[0][1])}")
+
+
+# ---------------------------------------------------------------- main
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--baselines", type=Path, default=BASELINES, help="the hand-written programs' folder")
     args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (BPF_PROG_TEST_RUN): sudo .venv/bin/python bench/xdp.py")
     work = Path(tempfile.mkdtemp(prefix="mantra-bench-xdp-"))
-    probe = bytes(corpus()[0])
-    drop, fwd, reset = compiled(work, "drop", DROP), compiled(work, "forward", FORWARD), compiled(work, "reset", RESET)
-    t_drop = timed(drop, probe, args.repeat, args.rounds)
-    t_fwd = timed(fwd, probe, args.repeat, args.rounds)
-    t_reset = behind_reset(reset, drop.fd, probe, args.repeat, args.rounds) - t_drop
-    fwd_net = t_fwd - t_drop
-    print(f"BPF_PROG_TEST_RUN, repeat {args.repeat}, median of {args.rounds} rounds (ns/packet)")
-    print(f"  baseline XDP_DROP (test-run floor)       {t_drop:7.1f}")
-    print(f"  baseline hand-written forwarder (MAC swap, XDP_TX) {t_fwd:7.1f}  ({fwd_net:.1f} over the floor)")
-    print(f"  reset step (restore bytes + tail call)   {t_reset:7.1f}  (subtracted below)")
-    print()
-    print(f"{'program':<22}{'bytes':>6}{'ns/pkt':>9}{'over floor':>12}{'x forwarder':>13}{'verifier insns':>16}")
+    load_before = os.getloadavg()
+    print(f"kernel {platform.release()}, {os.cpu_count()} CPUs, load average {load_before[0]:.2f} "
+          f"{load_before[1]:.2f} {load_before[2]:.2f} (other work on this machine shares the cores)")
+    if not (args.baselines / "bench_reset.c").is_file():
+        print(f"no hand-written baselines at {args.baselines}: generated programs only\n")
+        return kinds_and_examples(work, None, args)
+    base = Baselines(args.baselines, work)
+    for w in WORKS:
+        base.check(w.baseline)
+    packet = base.packet
+
+    gens: dict[tuple[str, str], Generated] = {}
+    for w in WORKS:
+        p = program(w.graph, w.baseline.removeprefix("xdp_"))
+        for mode in ("const", "runtime"):
+            q = with_tables(p, mode)
+            g = build_generated(q, work, f"{w.baseline}-{mode}")
+            check_generated(q, g, packet, work)
+            gens[(w.name, mode)] = g
+
+    reset, drop = base.reset, base.drop
+    samples: dict[str, list[float]] = {}
+
+    def sample(key: str, obj: BpfObject, fd: int | None = None) -> None:
+        ns = (obj.test_run(packet, args.repeat) if fd is None else obj.test_run_fd(fd, packet, args.repeat))[2]
+        samples.setdefault(key, []).append(ns)
+
+    def via_reset(key: str, fd: int) -> None:
+        point(reset, fd)
+        verdict = reset.test_run(packet, 1)[0]
+        if verdict != bpf.XDP_TX and "acl" not in key:
+            raise SystemExit(f"{key}: verdict {verdict} through the reset harness")
+        sample(key, reset)
+
+    for r in range(args.rounds):
+        sample("drop", drop)
+        via_reset("noop", base.noop_fd)
+        for w in WORKS:
+            if w.via_reset:
+                via_reset(w.baseline, base.objs[w.baseline].fd)
+            else:
+                sample(w.baseline, base.objs[w.baseline])
+            for mode in ("const", "runtime"):
+                via_reset(f"{w.baseline}-{mode}", gens[(w.name, mode)].obj.fd)
+        print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr)
+
+    # the harness's own cost, per round
+    harness = [n - d for n, d in zip(samples["noop"], samples["drop"])]
+    floor = statistics.median(samples["drop"])
+
+    def over(key: str, reset_: bool) -> float:
+        vals = samples[key]
+        if reset_:
+            vals = [v - h for v, h in zip(vals, harness)]
+        return statistics.median(vals) - floor
+
+    print(f"\nBPF_PROG_TEST_RUN, {args.rounds} rounds x {args.repeat} repeats, 64-byte UDP/IPv4 frame "
+          f"(bench_helper.py's); ns over the XDP_DROP floor ({floor:.0f} ns); reset harness "
+          f"{statistics.median(harness):.0f} ns, subtracted")
+    print(f"{'work':<34}{'hand-written':>13}{'Mantra const':>14}{'ratio':>7}{'Mantra runtime':>16}{'ratio':>7}"
+          f"{'verifier insns (const/runtime)':>32}")
+    for w in WORKS:
+        hand = over(w.baseline, w.via_reset)
+        c, rt = over(f"{w.baseline}-const", True), over(f"{w.baseline}-runtime", True)
+        gc, gr = gens[(w.name, "const")], gens[(w.name, "runtime")]
+        print(f"{w.name:<34}{hand:>13.1f}{c:>14.1f}{c / hand:>7.2f}{rt:>16.1f}{rt / hand:>7.2f}"
+              f"{f'{gc.instructions} / {gr.instructions}':>32}")
+    print("\nmaps of the runtime builds (const builds: none but the LB's flow-affinity register):")
+    for w in WORKS:
+        print(f"  {w.name:<34}{', '.join(gens[(w.name, 'runtime')].maps)}")
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    kinds_and_examples(work, gens, args)
+
+
+def kinds_and_examples(work: Path, gens, args) -> None:
+    """Verifier instructions and compile time of every generated program."""
+    from tests.targets.xdp_cases import GRAPHS
+    from tests.targets.xdp_cases import program as kind_program
+
+    rows = []
+    if gens:
+        rows += [(f"bench {g.name}", g.instructions, g.compile_ms) for g in gens.values()]
     for kind in GRAPHS:
-        p = program(kind)
-        k = KernelProgram(p, work / kind)
-        packet = sample_packet(kind, p)
-        k.obj.update("mantra_test", bytes(4), (1_000_000).to_bytes(8, "little") + (1).to_bytes(8, "little") + bytes(8))
-        t = behind_reset(reset, k.obj.fd, packet, args.repeat, args.rounds) - t_reset
-        over = t - t_drop
-        ratio = over / fwd_net if fwd_net > 0 else float("nan")
-        print(f"{kind:<22}{len(packet):>6}{t:>9.1f}{over:>12.1f}{ratio:>13.1f}{k.obj.stats.instructions:>16}")
-        k.close()
+        for mode in ("declared", "const", "runtime"):
+            g = build_generated(with_tables(kind_program(kind), mode), work / "kinds", f"{kind}-{mode}")
+            rows.append((f"kind {kind} ({mode})", g.instructions, g.compile_ms))
+            g.obj.close()
+    for path in sorted((ROOT / "examples").glob("*.sg")):
+        for dp in compile_specs(frontend.load([str(path)])):
+            g = build_generated(dp.program, work / "examples", f"{path.stem}-{dp.name}")
+            rows.append((f"example {path.name}: {dp.name}", g.instructions, g.compile_ms))
+            g.obj.close()
+    print(f"\n{'generated program':<58}{'verifier insns':>15}{'compile ms':>12}")
+    for name, insns, ms in rows:
+        print(f"{name:<58}{insns:>15}{ms:>12.0f}")
+    print(f"largest: {max(r[1] for r in rows)} instructions processed (the verifier's limit is 1,000,000)")
 
 
 if __name__ == "__main__":

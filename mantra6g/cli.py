@@ -80,7 +80,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from mantra6g.targets.build import compile_command
 
-    return compile_command(args.files, args.target, args.out, args.device, out=sys.stdout, unclaimed=args.unclaimed)
+    return compile_command(args.files, args.target, args.out, args.device, out=sys.stdout, unclaimed=args.unclaimed,
+                           tables=args.tables)
 
 
 def _add_compile(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +102,15 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", default="out/compile", metavar="DIR", help="output directory (default: out/compile)")
     p.add_argument("--device", metavar="NAME", help="only this device program (e.g. smartnic_factory_edge)")
     _add_unclaimed(p, "drop")
+    _add_tables(p)
     p.set_defaults(run=_cmd_compile)
+
+
+def _add_tables(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tables", choices=["declared", "const", "runtime"], default="declared",
+                   help="XDP: which tables stay BPF maps updatable at run time: as the NFs declare them "
+                   "(firewall rules compiled into code, routes, stations and load-balancer slots in maps), "
+                   "none (every table compiled into code) or all (default declared)")
 
 
 def _add_unclaimed(p: argparse.ArgumentParser, default: str) -> None:
@@ -168,7 +177,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     from mantra6g.targets.build import deploy_command
 
     return deploy_command(args.files, args.iface, args.netns, args.device, args.port, args.detach, out=sys.stdout,
-                          unclaimed=args.unclaimed)
+                          unclaimed=args.unclaimed, tables=args.tables)
 
 
 def _add_deploy(sub: argparse._SubParsersAction) -> None:
@@ -196,6 +205,7 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--detach", action="store_true", help="remove the XDP program from --iface")
     _add_unclaimed(p, "pass")
+    _add_tables(p)
     p.set_defaults(run=_cmd_deploy)
 
 

@@ -223,6 +223,19 @@ class BpfObject:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def program_fd(self, name: str) -> int:
+        """The fd of the object's program ``name`` (an object may hold several)."""
+        prog = lib().bpf_object__next_program(self._obj, None)
+        while prog:
+            if lib().bpf_program__name(prog).decode() == name:
+                return lib().bpf_program__fd(prog)
+            prog = lib().bpf_object__next_program(self._obj, prog)
+        raise BpfError(f"{self.path} has no program '{name}'")
+
+    def test_run_fd(self, fd: int, data: bytes, repeat: int = 1) -> tuple[int, bytes, int]:
+        """:meth:`test_run` of another program of this object (see :meth:`program_fd`)."""
+        return _test_run(fd, data, repeat)
+
     # -- maps
     def map_fd(self, name: str) -> int:
         m = self._maps.get(name)
@@ -245,8 +258,12 @@ class BpfObject:
         return v.raw if ret == 0 else None
 
     def pin_maps(self, directory: str | Path) -> None:
+        """Pin every map but libbpf's internal ones (``.rodata``: constant data, nothing
+        to update; bpffs refuses names with a dot)."""
         Path(directory).mkdir(parents=True, exist_ok=True)
         for name, m in self._maps.items():
+            if "." in name:
+                continue
             target = Path(directory) / name
             if target.exists():
                 target.unlink()
@@ -257,26 +274,31 @@ class BpfObject:
     # -- running
     def test_run(self, data: bytes, repeat: int = 1) -> tuple[int, bytes, int]:
         """BPF_PROG_TEST_RUN: (XDP verdict, output bytes, mean ns per run)."""
-        din = ctypes.create_string_buffer(data, len(data))
-        dout = ctypes.create_string_buffer(len(data) + 1024)
-        opts = _TestRunOpts(
-            sz=ctypes.sizeof(_TestRunOpts),
-            data_in=ctypes.cast(din, ctypes.c_void_p),
-            data_out=ctypes.cast(dout, ctypes.c_void_p),
-            data_size_in=len(data),
-            data_size_out=len(dout),
-            repeat=repeat,
-        )
-        ret = lib().bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
-        if ret != 0:
-            raise BpfError(f"BPF_PROG_TEST_RUN failed: {os.strerror(_errno(ret))}")
-        return opts.retval, dout.raw[: opts.data_size_out], opts.duration
+        return _test_run(self.fd, data, repeat)
 
     def attach(self, ifindex: int, mode: str = "native", replacing: int | None = None) -> None:
         """Attach to ``ifindex``, atomically replacing any XDP program already there; with
         ``replacing`` (a program fd, or -1 for "none"), only if that is what is attached
         (``XDP_FLAGS_REPLACE``): a program someone else attached meanwhile is not lost."""
         attach_fd(ifindex, self.fd, mode, replacing)
+
+
+def _test_run(prog_fd: int, data: bytes, repeat: int) -> tuple[int, bytes, int]:
+    """BPF_PROG_TEST_RUN of ``prog_fd``: (verdict, output bytes, mean ns per run)."""
+    din = ctypes.create_string_buffer(data, len(data))
+    dout = ctypes.create_string_buffer(len(data) + 1024)
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(din, ctypes.c_void_p),
+        data_out=ctypes.cast(dout, ctypes.c_void_p),
+        data_size_in=len(data),
+        data_size_out=len(dout),
+        repeat=repeat,
+    )
+    ret = lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts))
+    if ret != 0:
+        raise BpfError(f"BPF_PROG_TEST_RUN failed: {os.strerror(_errno(ret))}")
+    return opts.retval, dout.raw[: opts.data_size_out], opts.duration
 
 
 def attach_fd(ifindex: int, prog_fd: int, mode: str = "native", replacing: int | None = None) -> None:

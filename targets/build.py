@@ -9,6 +9,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -22,10 +23,16 @@ from mantra6g.synth.interp import State, run
 TARGETS = ("bmv2", "tofino", "xdp", "dpir")
 
 
-def device_programs(files: Sequence[str], device: str | None = None, unclaimed: str = "drop") -> list[DeviceProgram]:
+def device_programs(files: Sequence[str], device: str | None = None, unclaimed: str = "drop",
+                    tables: str = "declared") -> list[DeviceProgram]:
     """The site's device programs (all, or the one named ``device``); ``unclaimed``: what
-    they do with frames no classifier claims (``drop``, or ``pass`` to the host)."""
-    return choose(compile_specs(frontend.load(files), unclaimed), device)
+    they do with frames no classifier claims (``drop``, or ``pass`` to the host);
+    ``tables``: which tables are updatable at run time
+    (:func:`mantra6g.synth.tables.with_tables`)."""
+    from mantra6g.synth.tables import with_tables
+
+    chosen = choose(compile_specs(frontend.load(files), unclaimed), device)
+    return [replace(dp, program=with_tables(dp.program, tables)) for dp in chosen]
 
 
 def choose(programs: list[DeviceProgram], device: str | None) -> list[DeviceProgram]:
@@ -86,15 +93,18 @@ def targets_of(programs: Sequence[DeviceProgram], choices: str | Sequence[str]) 
 
 
 def compile_command(files: Sequence[str], target: str | Sequence[str], out_dir: str, device: str | None, out: TextIO,
-                    unclaimed: str = "drop") -> int:
+                    unclaimed: str = "drop", tables: str = "declared") -> int:
     """Write every device program's artefacts for its target (:func:`targets_of`) into
     ``out_dir`` and print what was made. The DP-IR (JSON and text) is always written
     beside them. The files of all device programs appear together: if one program
-    fails, ``out_dir`` is left as it was (:class:`~mantra6g.output.StagedDir`)."""
+    fails, ``out_dir`` is left as it was (:class:`~mantra6g.output.StagedDir`).
+    ``tables`` (XDP only): which tables stay updatable maps."""
     inputs = output.Inputs(files)
     output.check_dir(out_dir, inputs, "--out")
-    programs = device_programs(files, device, unclaimed)
+    programs = device_programs(files, device, unclaimed, tables)
     targets = targets_of(programs, target)
+    if tables != "declared" and set(targets.values()) != {"xdp"}:
+        raise MantraError(f"--tables {tables} is for --target xdp (the P4 targets keep the tables as declared)")
     with output.StagedDir(out_dir, inputs, "--out") as stage:
         made = _emit_all(programs, targets, stage, Path(out_dir))
     out.write(made)  # once every file is in place
@@ -216,6 +226,7 @@ def deploy_command(
     detach: bool,
     out: TextIO,
     unclaimed: str = "pass",
+    tables: str = "declared",
 ) -> int:
     """``mantra deploy``: compile to XDP and attach to an interface, or detach. Frames no
     classifier claims go on to the host's stack (``unclaimed="pass"``, so ARP, ND and the
@@ -227,7 +238,7 @@ def deploy_command(
         return 0
     if os.geteuid() != 0:
         raise MantraError("deploying XDP programs needs root (CAP_BPF and CAP_NET_ADMIN)")
-    programs = device_programs(files, device, unclaimed)
+    programs = device_programs(files, device, unclaimed, tables)
     if len(programs) > 1:
         names = ", ".join(p.name for p in programs)
         raise MantraError(f"the site has several device programs ({names}); choose one with --device")

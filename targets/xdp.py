@@ -1,23 +1,27 @@
 """XDP/eBPF backend: one ``SEC("xdp")`` C program per DP-IR program.
 
-The generated C follows DP-IR's semantics (``synth/interp.py`` is the reference):
+The generated C follows DP-IR's semantics (``synth/interp.py`` is the reference) and is
+specialised on what the compiler knows (``docs/xdp.md`` says what and why):
 
-* **parse**: the parser states become labelled blocks that copy each header out of the
-  packet with ``bpf_xdp_load_bytes`` after checking it fits (too short: ``XDP_DROP``)
-  into a per-CPU scratch area (``struct headers`` of byte arrays + a validity mask);
-* **control**: tables are BPF maps — a hash map per exact table, an LPM trie per
-  longest-prefix table, and an array scanned in priority order (bounded loop) per
-  ternary/range table; actions are inline functions; registers are arrays, counters
-  per-CPU arrays, meters token buckets in an array map (integer bit·ns arithmetic,
-  as the interpreter); ``bpf_ktime_get_ns()`` is the clock;
-* **deparse**: valid headers are serialised in deparse order, the packet head moves
-  with ``bpf_xdp_adjust_head`` by the size difference (push/pop, encap/decap) and the
-  header stack is written back with ``bpf_xdp_store_bytes``; checksums are fields the
-  program already keeps right (``OnesSum`` arithmetic), so nothing is summed here;
+* **const tables are code** (:func:`table_form`): a table whose entries are fixed at
+  compile time becomes a decision tree (:func:`mantra6g.synth.tables.decision_tree`), or
+  a constant array in read-only data when it is one dense exact key (a Maglev slot
+  table); tables updatable at run time stay BPF maps (a hash map per exact table, an LPM
+  trie per longest-prefix table, an array scanned in priority order per ternary/range
+  table), and so do registers (arrays), counters (per-CPU arrays) and meters (token
+  buckets). Branches the header layouts decide (:mod:`mantra6g.synth.layout`) are not
+  printed;
+* **the packet is read and written in place** (direct packet access, bounds checks the
+  verifier follows): the parser loads the fields the program uses into locals, writes
+  go straight into the bytes of headers that did not move, and only pushed, popped or
+  moved headers are deparsed (``bpf_xdp_adjust_head`` by the size difference; the C
+  printer is :mod:`mantra6g.targets.xdp_emit`);
 * **verdict**: dropped or never forwarded → ``XDP_DROP`` (``XDP_PASS`` to the kernel
   after ``ToHost``); out of the ingress port → ``XDP_TX``; another port →
   ``bpf_redirect_map`` through the ``mantra_ports`` devmap (DP-IR port → ifindex, filled
-  at deploy). The ingress port comes from ``mantra_port_of`` (ifindex → DP-IR port).
+  at deploy). The ingress port comes from ``mantra_ingress`` (the attached interface)
+  or else ``mantra_port_of`` (ifindex → DP-IR port), read only where it is needed, and
+  so is the clock (``bpf_ktime_get_ns``).
 
 With ``test_hooks=True`` the program takes its clock and ingress port from the
 ``mantra_test`` map and records the egress port there instead of redirecting, so that
@@ -27,505 +31,133 @@ With ``test_hooks=True`` the program takes its clock and ingress port from the
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from mantra6g.errors import MantraError
 from mantra6g.synth import dpir
-from mantra6g.synth.dpir import (
-    Apply,
-    Assign,
-    BinOp,
-    Call,
-    Cast,
-    Const,
-    CopyHeader,
-    Count,
-    Drop,
-    Expr,
-    Forward,
-    Hash,
-    If,
-    IsValid,
-    Lpm,
-    MeterExec,
-    OnesSum,
-    Program,
-    Range,
-    ReadTimestamp,
-    Ref,
-    RegisterRead,
-    RegisterWrite,
-    SetInvalid,
-    SetValid,
-    Stmt,
-    Table,
-    Ternary,
-    ToHost,
-    UnOp,
-)
-from mantra6g.synth.dpir_check import VALID_SUFFIX, validate, width
+from mantra6g.synth.dpir import Lpm, Program, Range, Table, Ternary
+from mantra6g.synth.dpir_check import VALID_SUFFIX, validate
 from mantra6g.synth.interp import TOKEN_SCALE
+from mantra6g.targets.xdp_emit import Printer, _Env, XdpBackendError, crc32_table, field_parts, state_maps, table_nargs
 
-OUT_MAX = 512  # bytes of headers the deparser can write
-HASH_MAX = 64  # bytes of hash input
 MAX_MAPS = 64  # the kernel's limit of maps one BPF program may use (MAX_USED_MAPS)
-FIXED_MAPS = 4  # scratch, ports, port_of, test hooks
-
-
-class XdpBackendError(MantraError):
-    """The DP-IR program uses something the XDP backend cannot express (yet)."""
-
-
-@dataclass(frozen=True)
-class FieldSlot:
-    header: str
-    bit_offset: int
-    width: int
+FIXED_MAPS = 6  # ports, port_of, ingress, scratch, test hooks, .rodata (const tables, CRC)
+ARRAY_BYTES = 1 << 19  # largest const table held as an array in read-only data
 
 
 @dataclass(frozen=True)
 class XdpOutput:
     files: dict[str, str]  # "<name>.c", "<name>.maps.json"
     maps: tuple[str, ...]
+    code_tables: tuple[str, ...] = ()  # tables compiled into the program (no map)
 
 
-# ---------------------------------------------------------------- layout
+# ---------------------------------------------------------------- specialisation
 
 
-def _field(p: Program, path: str) -> FieldSlot:
-    inst, _, name = path.partition(".")
-    ht = p.header(inst).header_type
-    off = 0
-    for f in ht.fields:
-        if f.name == name:
-            return FieldSlot(inst, off, f.width)
-        off += f.width
-    raise XdpBackendError(f"no field {path}")
+@functools.lru_cache(maxsize=256)
+def table_form(p: Program, t: Table) -> str:
+    """How the XDP program holds table ``t``: ``map`` (updatable at run time, or a const
+    table too large for code), ``array`` (a const exact table with dense keys, in
+    read-only data: one load) or ``tree`` (a const table compiled into a decision tree,
+    :func:`mantra6g.synth.tables.decision_tree`)."""
+    from mantra6g.synth.tables import decision_tree, dense
+
+    if not t.const:
+        return "map"
+    if dense(p, t) and (max(e.matches[0].value for e in t.entries) + 1) * (8 + 8 * table_nargs(p, t)) <= ARRAY_BYTES:
+        return "array"
+    return "tree" if decision_tree(p, t) is not None else "map"
 
 
-def _hbytes(p: Program, inst: str) -> int:
-    return p.header(inst).header_type.width // 8
+def code_tables(p: Program) -> tuple[str, ...]:
+    """Tables of ``p`` that the XDP program holds as code or constant data (no map to
+    fill or update)."""
+    return tuple(t.name for t in p.tables if table_form(p, t) != "map")
 
 
-def _cname(path: str) -> str:
-    scope, _, name = path.partition(".")
-    return f"s->m.{name}" if scope == "meta" else f"s->m.std_{name}"
+def map_tables(p: Program) -> tuple[Table, ...]:
+    """Tables of ``p`` that the XDP program keeps in BPF maps (``tbl_<name>``)."""
+    return tuple(t for t in p.tables if table_form(p, t) == "map")
 
 
-class _Printer:
-    def __init__(self, p: Program, test_hooks: bool):
-        self.p = p
-        self.test_hooks = test_hooks
-        self.hidx = {h.name: i for i, h in enumerate(p.headers)}
-        if len(p.headers) > 32:
-            raise XdpBackendError("more than 32 header instances")
-        self.tmp = 0
-
-    def fresh(self, stem: str) -> str:
-        self.tmp += 1
-        return f"{stem}{self.tmp}"
-
-    # ------------------------------------------------------------ expressions
-    def expr(self, e: Expr, params) -> str:
-        if isinstance(e, Const):
-            if e.width > 64:
-                raise XdpBackendError("constants wider than 64 bits appear only in wide comparisons")
-            return f"{e.value}ULL"
-        if isinstance(e, Ref):
-            scope, _, name = e.path.partition(".")
-            if scope == "param":
-                return f"p_{name}"
-            if scope in ("meta", "std"):
-                return _cname(e.path)
-            f = _field(self.p, e.path)
-            if f.width > 64:
-                raise XdpBackendError(f"{e.path} is {f.width} bits; the XDP backend compares such fields only with == / != against constants")
-            # An invalid header reads as 0; masked rather than branched, which keeps the
-            # verifier from forking its state at every field read.
-            return f"(get_bits(s->h.{scope}, {f.bit_offset}, {f.width}) & VALID_MASK({self.hidx[scope]}))"
-        if isinstance(e, IsValid):
-            return f"(__u64)VALID({self.hidx[e.header]})"
-        if isinstance(e, Cast):
-            return f"(({self.expr(e.operand, params)}) & MASK({e.width}))"
-        if isinstance(e, OnesSum):
-            return f"ones_fold({' + '.join(f'(({self.expr(t, params)}) & 0xffff)' for t in e.terms)})"
-        if isinstance(e, UnOp):
-            inner = self.expr(e.operand, params)
-            if e.op == "!":
-                return f"(__u64)!({inner})"
-            return f"(~({inner}) & MASK({width(self.p, e.operand, tuple(params))}))"
-        if e.op in ("==", "!=") and self._wide(e):
-            return self._wide_compare(e)
-        if e.op == "&&":
-            return f"(__u64)(({self.expr(e.left, params)}) && ({self.expr(e.right, params)}))"
-        if e.op == "||":
-            return f"(__u64)(({self.expr(e.left, params)}) || ({self.expr(e.right, params)}))"
-        a, b = self.expr(e.left, params), self.expr(e.right, params)
-        if e.op in dpir.COMPARE_OPS:
-            return f"(__u64)(({a}) {e.op} ({b}))"
-        w = width(self.p, e.left, tuple(params))
-        if e.op in ("<<", ">>"):
-            return f"(({b}) >= {w} ? 0 : ((({a}) {e.op} ({b})) & MASK({w})))"
-        return f"((({a}) {e.op} ({b})) & MASK({w}))"
-
-    def _wide(self, e: BinOp) -> bool:
-        refs = [x for x in (e.left, e.right, getattr(e.left, "left", None)) if isinstance(x, Ref)]
-        return any(
-            r.path.partition(".")[0] not in ("meta", "std", "param") and _field(self.p, r.path).width > 64 for r in refs
-        )
-
-    def _wide_compare(self, e: BinOp) -> str:
-        """``ref == C`` or ``(ref & M) == C`` on a field wider than 64 bits, byte by byte."""
-        left, right = e.left, e.right
-        mask = None
-        if isinstance(left, BinOp) and left.op == "&" and isinstance(left.left, Ref) and isinstance(left.right, Const):
-            left, mask = left.left, left.right.value
-        if not (isinstance(left, Ref) and isinstance(right, Const)):
-            raise XdpBackendError("wide fields are only compared with constants")
-        f = _field(self.p, left.path)
-        if f.bit_offset % 8 or f.width % 8:
-            raise XdpBackendError(f"{left.path} is not byte aligned")
-        n = f.width // 8
-        mask = (1 << f.width) - 1 if mask is None else mask
-        mb, vb = mask.to_bytes(n, "big"), (right.value & mask).to_bytes(n, "big")
-        start = f.bit_offset // 8
-        terms = [f"((s->h.{f.header}[{start + i}] & {mb[i]}) == {vb[i]})" for i in range(n) if mb[i]] or ["1"]
-        # An invalid header reads as 0.
-        zero_matches = int(right.value & mask == 0)
-        test = f"(VALID({self.hidx[f.header]}) ? ({' && '.join(terms)}) : {zero_matches})"
-        return f"(__u64){test}" if e.op == "==" else f"(__u64)!{test}"
-
-    # ------------------------------------------------------------ statements
-    def assign(self, target: str, value: str, params) -> list[str]:
-        scope, _, name = target.partition(".")
-        if scope in ("meta", "std"):
-            w = self.p.width_of(target)
-            return [f"{_cname(target)} = ({value}) & MASK({w});"]
-        f = _field(self.p, target)
-        if f.width > 64:
-            raise XdpBackendError(f"assigning the {f.width}-bit field {target}")
-        # Writing a field of an invalid header has no effect (as in P4 and the interpreter).
-        return [f"if (VALID({self.hidx[scope]})) set_bits(s->h.{scope}, {f.bit_offset}, {f.width}, {value});"]
-
-    def stmts(self, body, params) -> list[str]:
-        out: list[str] = []
-        for s in body:
-            out += self.stmt(s, params)
-        return out
-
-    def stmt(self, s: Stmt, params) -> list[str]:
-        p = self.p
-        if isinstance(s, Assign):
-            return self.assign(s.target, self.expr(s.value, params), params)
-        if isinstance(s, SetValid):
-            i = self.hidx[s.header]
-            return [f"__builtin_memset(s->h.{s.header}, 0, {_hbytes(p, s.header)}); s->valid |= BIT({i});"]
-        if isinstance(s, SetInvalid):
-            return [f"s->valid &= ~BIT({self.hidx[s.header]});"]
-        if isinstance(s, CopyHeader):
-            d, r = self.hidx[s.dst], self.hidx[s.src]
-            return [
-                f"if (VALID({r})) {{ __builtin_memcpy(s->h.{s.dst}, s->h.{s.src}, {_hbytes(p, s.dst)}); s->valid |= BIT({d}); }}",
-                f"else {{ s->valid &= ~BIT({d}); }}",
-            ]
-        if isinstance(s, Drop):
-            return ["s->m.std_drop = 1;"]
-        if isinstance(s, Forward):
-            return [f"s->m.std_egress_port = ({self.expr(s.port, params)}) & 0x1ff;", "s->m.forwarded = 1;"]
-        if isinstance(s, Hash):
-            total = sum(width(p, e, tuple(params)) for e in s.inputs)
-            n = total // 8
-            if n > HASH_MAX:
-                raise XdpBackendError(f"hash inputs of {n} bytes (at most {HASH_MAX})")
-            lines = [f"__builtin_memset(s->hash_in, 0, {HASH_MAX});"]
-            off = 0
-            for e in s.inputs:
-                w = width(p, e, tuple(params))
-                if w > 64:
-                    raise XdpBackendError("hash inputs wider than 64 bits")
-                lines.append(f"set_bits(s->hash_in, {off}, {w}, {self.expr(e, params)});")
-                off += w
-            value = f"{s.base}ULL + (__u64)(mantra_crc32({n}) % {s.size}U)"
-            return ["{"] + ["    " + x for x in lines + self.assign(s.target, value, params)] + ["}"]
-        if isinstance(s, RegisterRead):
-            reg = p.register(s.register)
-            v, look = self.element("__u64", f"reg_{reg.name}", s.index, reg.size, params)
-            return ["{", *look, *("    " + x for x in self.assign(s.target, f"({v} ? *{v} : 0)", params)), "}"]
-        if isinstance(s, RegisterWrite):
-            reg = p.register(s.register)
-            v, look = self.element("__u64", f"reg_{reg.name}", s.index, reg.size, params)
-            value = f"({self.expr(s.value, params)}) & MASK({reg.width})"
-            return ["{", *look, f"    if ({v}) *{v} = {value};", "}"]
-        if isinstance(s, Count):
-            c = p.counter(s.counter)
-            v, look = self.element("struct counter", f"ctr_{c.name}", s.index, c.size, params)
-            return ["{", *look, f"    if ({v}) {{ {v}->packets += 1; {v}->bytes += s->m.std_pkt_len; }}", "}"]
-        if isinstance(s, MeterExec):
-            m = p.meter(s.meter)
-            b, look = self.element("struct bucket", f"meter_{m.name}", s.index, m.size, params)
-            col = self.fresh("colour")
-            return [
-                "{",
-                *look,
-                f"    __u64 {col} = {dpir.RED};",
-                f"    if ({b}) {col} = meter_take({b}, s->now, s->m.std_pkt_len, {m.rate_bps}ULL, {m.burst_bytes}ULL);",
-                *("    " + x for x in self.assign(s.target, col, params)),
-                "}",
-            ]
-        if isinstance(s, ReadTimestamp):
-            return self.assign(s.target, "s->now", params)
-        if isinstance(s, ToHost):
-            return ["s->m.to_host = 1;"]
-        if isinstance(s, If):
-            out = [f"if ({self.expr(s.cond, params)}) {{"] + ["    " + x for x in self.stmts(s.then, params)]
-            if s.orelse:
-                out += ["} else {"] + ["    " + x for x in self.stmts(s.orelse, params)]
-            return out + ["}"]
-        if isinstance(s, Apply):
-            out = [f"if (apply_{s.table}(s)) {{"] + ["    " + x for x in self.stmts(s.on_hit, params)]
-            if s.on_miss:
-                out += ["} else {"] + ["    " + x for x in self.stmts(s.on_miss, params)]
-            return out + ["}"]
-        if isinstance(s, Call):
-            args = "".join(f", {a}ULL" for a in s.args)
-            return [f"act_{s.action}(s{args});"]
-        raise XdpBackendError(f"unknown statement {s!r}")  # pragma: no cover
-
-    def element(self, ctype: str, map_name: str, index: Expr, size: int, params) -> tuple[str, list[str]]:
-        """Lines that look up element ``index % size`` of an array map (as the interpreter
-        wraps indices), and the pointer variable that holds it (NULL if absent)."""
-        k, v = self.fresh("k"), self.fresh("e")
-        return v, [
-            f"    __u32 {k} = ({self.expr(index, params)}) % {size};",
-            f"    {ctype} *{v} = bpf_map_lookup_elem(&{map_name}, &{k});",
-        ]
-
-    # ------------------------------------------------------------ program parts
-    def action(self, a: dpir.Action) -> list[str]:
-        params = "".join(f", __u64 p_{x.name}" for x in a.params)
-        body = self.stmts(a.body, a.params)
-        return [f"static __always_inline void act_{a.name}(struct scratch *s{params})", "{"] + [
-            "    " + x for x in body
-        ] + ["}"]
-
-    def key_value(self, path: str) -> str:
-        if path.endswith("." + VALID_SUFFIX):
-            return f"(__u64)VALID({self.hidx[path[: -len(VALID_SUFFIX) - 1]]})"
-        return self.expr(Ref(path), ())
-
-    def key_width(self, path: str) -> int:
-        return 1 if path.endswith("." + VALID_SUFFIX) else self.p.width_of(path)
-
-    def table(self, t: Table) -> tuple[list[str], list[str]]:
-        """(map declarations, apply function)."""
-        kinds = {k.match for k in t.keys}
-        nargs = max([len(self.p.action(a).params) for a in t.actions] + [1])
-        widths = [self.key_width(k.field) for k in t.keys]
-        if any(w > 64 for w in widths):
-            raise XdpBackendError(f"table {t.name}: keys wider than 64 bits are not supported by the XDP backend")
-        dispatch = ["    switch (val->action) {"]
-        for i, a in enumerate(t.actions):
-            n = len(self.p.action(a).params)
-            args = "".join(f", val->args[{j}]" for j in range(n))
-            dispatch.append(f"    case {i}: act_{a}(s{args}); break;")
-        dispatch.append("    }")
-        default_args = "".join(f", {x}ULL" for x in t.default.args)
-        miss = [f"    act_{t.default.action}(s{default_args});", "    return 0;"]
-        value_struct = f"struct val_{t.name} {{ __u32 pad; __u32 action; __u64 args[{nargs}]; }};"
-        if kinds <= {"exact"}:
-            nb = sum((w + 7) // 8 for w in widths)
-            decl = [
-                f"struct key_{t.name} {{ __u8 b[{max(nb, 1)}]; }};",
-                value_struct,
-                "struct {",
-                "    __uint(type, BPF_MAP_TYPE_HASH);",
-                f"    __uint(max_entries, {t.size});",
-                f"    __type(key, struct key_{t.name});",
-                f"    __type(value, struct val_{t.name});",
-                f"}} tbl_{t.name} SEC(\".maps\");",
-            ]
-            fn = [f"static __always_inline int apply_{t.name}(struct scratch *s)", "{", f"    struct key_{t.name} key = {{}};"]
-            off = 0
-            for k, w in zip(t.keys, widths):
-                slot = (w + 7) // 8 * 8
-                fn.append(f"    set_bits(key.b, {off + slot - w}, {w}, {self.key_value(k.field)});")
-                off += slot
-            fn += [f"    struct val_{t.name} *val = bpf_map_lookup_elem(&tbl_{t.name}, &key);", "    if (!val) {", *("    " + x for x in miss), "    }"]
-            fn += dispatch + ["    return 1;", "}"]
-            return decl, fn
-        if kinds == {"lpm"} and len(t.keys) == 1:
-            w = widths[0]
-            if w % 8:
-                raise XdpBackendError(f"table {t.name}: LPM keys must be whole bytes")
-            decl = [
-                f"struct key_{t.name} {{ __u32 prefixlen; __u8 b[{w // 8}]; }};",
-                value_struct,
-                "struct {",
-                "    __uint(type, BPF_MAP_TYPE_LPM_TRIE);",
-                "    __uint(map_flags, BPF_F_NO_PREALLOC);",
-                f"    __uint(max_entries, {t.size});",
-                f"    __type(key, struct key_{t.name});",
-                f"    __type(value, struct val_{t.name});",
-                f"}} tbl_{t.name} SEC(\".maps\");",
-            ]
-            fn = [
-                f"static __always_inline int apply_{t.name}(struct scratch *s)",
-                "{",
-                f"    struct key_{t.name} key = {{ .prefixlen = {w} }};",
-                f"    set_bits(key.b, 0, {w}, {self.key_value(t.keys[0].field)});",
-                f"    struct val_{t.name} *val = bpf_map_lookup_elem(&tbl_{t.name}, &key);",
-                "    if (!val) {",
-                *("    " + x for x in miss),
-                "    }",
-            ] + dispatch + ["    return 1;", "}"]
-            return decl, fn
-        # Ternary/range (and mixed): entries in priority order, scanned.
-        nk = len(t.keys)
-        decl = [
-            f"struct ent_{t.name} {{ __u32 used; __u32 action; __u64 args[{nargs}]; __u64 v[{nk}]; __u64 m[{nk}]; }};",
-            "struct {",
-            "    __uint(type, BPF_MAP_TYPE_ARRAY);",
-            f"    __uint(max_entries, {t.size});",
-            "    __type(key, __u32);",
-            f"    __type(value, struct ent_{t.name});",
-            f"}} tbl_{t.name} SEC(\".maps\");",
-        ]
-        fn = [f"static __always_inline int apply_{t.name}(struct scratch *s)", "{"]
-        for i, k in enumerate(t.keys):
-            fn.append(f"    __u64 k{i} = {self.key_value(k.field)};")
-        fn += [f"    struct ent_{t.name} *val = 0;", f"    for (__u32 i = 0; i < {t.size}; i++) {{", "        __u32 idx = i;",
-               f"        struct ent_{t.name} *e = bpf_map_lookup_elem(&tbl_{t.name}, &idx);", "        if (!e || !e->used)", "            break;"]
-        conds = []
-        for i, k in enumerate(t.keys):
-            if k.match == "range":
-                conds.append(f"(k{i} >= e->v[{i}] && k{i} <= e->m[{i}])")
-            else:  # exact / ternary / lpm are all value & mask here
-                conds.append(f"((k{i} & e->m[{i}]) == (e->v[{i}] & e->m[{i}]))")
-        fn += [f"        if ({' && '.join(conds) or '1'}) {{", "            val = e;", "            break;", "        }", "    }",
-               "    if (!val) {", *("    " + x for x in miss), "    }"]
-        fn += dispatch + ["    return 1;", "}"]
-        return decl, fn
-
-    def parser(self) -> list[str]:
-        # The parse offset lives in the scratch map, so that after each header the
-        # verifier sees one range-checked scalar instead of one constant per path.
-        out = ["    s->parsed = 0;", "    goto st_start;"]
-        for st in self.p.parser:
-            out.append(f"st_{st.name}:")
-            for h in st.extract:
-                n = _hbytes(self.p, h)
-                out += [
-                    f"    if (RELOAD(s->parsed) + {n} > pkt_len)",
-                    "        return XDP_DROP; /* too short for this header */",
-                    f"    if (bpf_xdp_load_bytes(ctx, RELOAD(s->parsed), s->h.{h}, {n}) < 0)",
-                    "        return XDP_DROP;",
-                    f"    s->valid |= BIT({self.hidx[h]});",
-                    f"    s->off[{self.hidx[h]}] = s->parsed;",
-                    f"    s->parsed += {n};",
-                ]
-            if st.verify is not None:
-                out += [f"    if (!({self.expr(st.verify, ())}))", "        return XDP_DROP; /* malformed */"]
-            if st.select:
-                for i, e in enumerate(st.select):
-                    out.append(f"    __u64 sel_{st.name}_{i} = {self.expr(e, ())};")
-                for c in st.cases:
-                    masks = c.masks or tuple((1 << 64) - 1 for _ in c.values)
-                    conds = [
-                        f"(sel_{st.name}_{i} & {m & ((1 << 64) - 1)}ULL) == {v & m & ((1 << 64) - 1)}ULL"
-                        for i, (v, m) in enumerate(zip(c.values, masks))
-                    ]
-                    out.append(f"    if ({' && '.join(conds)})")
-                    out.append(f"        goto {self._state(c.next)};")
-            out.append(f"    goto {self._state(st.default)};")
-        out += ["st_reject:", "    return XDP_DROP;", "st_accept:", "    ;"]
-        return out
-
-    @staticmethod
-    def _state(name: str) -> str:
-        return f"st_{name}"
-
-
-def _maps_for_state(p: Program) -> list[str]:
-    out = []
-    for r in p.registers:
-        if r.width > 64:
-            raise XdpBackendError(f"register {r.name} is wider than 64 bits")
-        out += ["struct {", "    __uint(type, BPF_MAP_TYPE_ARRAY);", f"    __uint(max_entries, {r.size});",
-                "    __type(key, __u32);", "    __type(value, __u64);", f"}} reg_{r.name} SEC(\".maps\");"]
-    for c in p.counters:
-        out += ["struct {", "    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);", f"    __uint(max_entries, {c.size});",
-                "    __type(key, __u32);", "    __type(value, struct counter);", f"}} ctr_{c.name} SEC(\".maps\");"]
-    for m in p.meters:
-        out += ["struct {", "    __uint(type, BPF_MAP_TYPE_ARRAY);", f"    __uint(max_entries, {m.size});",
-                "    __type(key, __u32);", "    __type(value, struct bucket);", f"}} meter_{m.name} SEC(\".maps\");"]
-    return out
+# ---------------------------------------------------------------- C
 
 
 def emit_c(p: Program, test_hooks: bool = False) -> str:
     """The C source of ``p`` as an XDP program."""
     validate(p)
-    maps = len(p.tables) + len(p.registers) + len(p.counters) + len(p.meters) + FIXED_MAPS
+    maps = len(map_tables(p)) + len(p.registers) + len(p.counters) + len(p.meters) + FIXED_MAPS
     if maps > MAX_MAPS:
         raise XdpBackendError(
-            f"program '{p.name}' needs {maps} BPF maps (one per table, register, counter and meter, "
-            f"plus {FIXED_MAPS}); the kernel allows {MAX_MAPS} per program: place fewer chains on this device"
+            f"program '{p.name}' needs {maps} BPF maps (one per table kept as a map, register, counter and "
+            f"meter, plus {FIXED_MAPS}); the kernel allows {MAX_MAPS} per program: place fewer chains on this device"
         )
-    pr = _Printer(p, test_hooks)
-    header_struct = ["struct headers {"] + [f"    __u8 {h.name}[{_hbytes(p, h.name)}];" for h in p.headers] + ["};"]
-    meta_struct = ["struct metadata {"] + [f"    __u64 {m.name};" for m in p.metadata] + [
-        "    __u64 std_ingress_port;", "    __u64 std_egress_port;", "    __u64 std_drop;", "    __u64 std_pkt_len;",
-        "    __u64 forwarded;", "    __u64 to_host;", "};"]
-    tables_decl: list[str] = []
-    tables_fn: list[str] = []
-    for t in p.tables:
-        d, f = pr.table(t)
-        tables_decl += d + [""]
-        tables_fn += f + [""]
-    actions = []
-    for a in p.actions:
-        actions += pr.action(a) + [""]
-    control = pr.stmts(p.control, ())
-    deparse = []
-    for h in p.deparse:
-        i = pr.hidx[h]
-        n = _hbytes(p, h)
-        deparse += [
-            f"    if (VALID({i})) {{",
-            "        __u32 o = RELOAD(s->emitted);",
-            f"        if (o > {OUT_MAX - n})",
-            "            return XDP_DROP;",
-            f"        s->off[{i}] = o;",
-            f"        __builtin_memcpy(s->out + o, s->h.{h}, {n});",
-            f"        s->emitted = o + {n};",
-            "    }",
-        ]
+    pr = Printer(p, test_hooks, {t.name: table_form(p, t) for t in p.tables})
+    start = pr.tracker.start()
+    if start:
+        pr.layout_id(start[0].content)
+    control, end = pr.stmts(p.control, start, _Env())
+    deparse = pr.deparse(end)
+    parser = pr.parser()
+
+    locals_ = []
+    for h in p.headers:
+        names = sorted(pr.use.declared[h.name])
+        parts = [part.cname for n in names for part in field_parts(p, h.name, n)]
+        if parts:
+            locals_.append(f"__u64 {' = 0, '.join(parts)} = 0; /* {h.name} */")
+    reached = pr.reached_offsets()
+    if reached:
+        locals_.append("__u32 " + ", ".join(f"o_{h} = 0" for h in reached) + "; /* where headers start */")
+        locals_.append("void " + ", ".join(f"*p_{h} = 0" for h in reached) + "; /* and their bytes */")
+    if p.metadata:
+        locals_.append("__u64 " + ", ".join(f"m_{m.name} = 0" for m in p.metadata) + "; /* metadata */")
+    locals_.append("__u64 std_egress_port = 0, std_drop = 0, std_pkt_len = (data_end - data) & 0xffff;")
+    locals_.append("__u64 forwarded = 0, to_host = 0, to_ingress = 0;")
+    if pr.use.layout_changes:
+        locals_.append("__u32 layout = 0; /* which header layout the packet has (see the deparse) */")
+    if not test_hooks:
+        locals_.append("__u64 now = 0; /* the clock, read on first use */")
+
+    kept = [t.name for t in map_tables(p)]
+    inlined = code_tables(p)
+    summary = [f"Tables compiled into code: {', '.join(inlined) or 'none'}.",
+               f"Tables in maps (updatable at run time): {', '.join(kept) or 'none'}."]
     template = resources.files("mantra6g.ebpf").joinpath("xdp_program.c.j2").read_text()
     import jinja2
 
-    return jinja2.Template(template, keep_trailing_newline=True).render(
+    def block(lines: list[str]) -> str:
+        # parser states are labels, at the left margin
+        return "\n".join(x if re.fullmatch(r"st_\w+:", x) else "    " + x for x in lines)
+
+    return jinja2.Template(template, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True).render(
         name=p.name,
         doc=p.doc,
+        summary=summary,
         test_hooks=test_hooks,
-        header_struct="\n".join(header_struct),
-        meta_struct="\n".join(meta_struct),
-        nheaders=len(p.headers),
-        state_maps="\n".join(_maps_for_state(p)),
-        tables_decl="\n".join(tables_decl),
-        actions="\n".join(actions),
-        tables_fn="\n".join(tables_fn),
-        parser="\n".join(pr.parser()),
-        control="\n".join("    " + x for x in control),
-        deparse="\n".join(deparse),
-        token_scale=TOKEN_SCALE,
-        out_max=OUT_MAX,
-        hash_max=HASH_MAX,
+        header_bits="\n".join(f"/* {i:2}: {h.name} ({h.type}, {h.header_type.width // 8} bytes) */"
+                              for i, h in enumerate(p.headers)),
+        state_maps="\n".join(state_maps(p)),
+        tables_decl="\n".join(x for t in p.tables for x in pr.table_decl(t) + [""]).rstrip(),
+        crc_table="\n".join(crc32_table(pr.crc_bytes)) if pr.crc_bytes else "",
+        locals=block(locals_),
+        parser=block(parser),
+        control=block(control),
+        deparse=block(deparse) if deparse else "",
+        forget=block(pr.forget()),
+        moving=max(1, len(reached)),
+        tree_keys=max([1] + [len(t.keys) for t in p.tables if table_form(p, t) == "tree"]),
     )
 
 
@@ -588,9 +220,10 @@ def table_entries(p: Program, t: Table, entries=None) -> list[tuple[bytes, bytes
 
 
 def entries_json(p: Program) -> str:
-    """Every table's map entries (hex), for inspection and for loaders other than ours."""
+    """The entries of every table kept as a map (hex), for inspection and for loaders
+    other than ours (the other tables are in the code)."""
     return json.dumps(
-        {t.name: [{"key": k.hex(), "value": v.hex()} for k, v in table_entries(p, t)] for t in p.tables},
+        {t.name: [{"key": k.hex(), "value": v.hex()} for k, v in table_entries(p, t)] for t in map_tables(p)},
         indent=2,
     )
 
@@ -629,19 +262,21 @@ def build(c_file: Path, obj_file: Path) -> Path:
 def emit(p: Program, test_hooks: bool = False) -> XdpOutput:
     """The C source and the map entries of ``p``."""
     c = emit_c(p, test_hooks)
-    maps = tuple(f"tbl_{t.name}" for t in p.tables) + tuple(f"reg_{r.name}" for r in p.registers) + tuple(
+    maps = tuple(f"tbl_{t.name}" for t in map_tables(p)) + tuple(f"reg_{r.name}" for r in p.registers) + tuple(
         f"ctr_{c.name}" for c in p.counters
     ) + tuple(f"meter_{m.name}" for m in p.meters)
-    return XdpOutput({f"{p.name}.c": c, f"{p.name}.maps.json": entries_json(p) + "\n"}, maps)
+    return XdpOutput({f"{p.name}.c": c, f"{p.name}.maps.json": entries_json(p) + "\n"}, maps, code_tables(p))
 
 
 # ---------------------------------------------------------------- in the kernel
 
 
 def map_fill(p: Program) -> list[tuple[str, bytes, bytes]]:
-    """(map, key, value) for every table's entries and every meter bucket, full (as the
-    interpreter starts them): what a loader writes before the program runs."""
-    out = [(f"tbl_{t.name}", key, value) for t in p.tables for key, value in table_entries(p, t)]
+    """(map, key, value) for the entries of every table kept as a map and every meter
+    bucket, full (as the interpreter starts them): what a loader writes before the
+    program runs. This and :func:`table_entries` are the one place that knows the maps'
+    layouts (``docs/xdp.md``)."""
+    out = [(f"tbl_{t.name}", key, value) for t in map_tables(p) for key, value in table_entries(p, t)]
     for m in p.meters:
         full = (m.burst_bytes * TOKEN_SCALE).to_bytes(8, "little") + bytes(8)
         out += [(f"meter_{m.name}", i.to_bytes(4, "little"), full) for i in range(m.size)]
@@ -710,9 +345,20 @@ class XdpBuild:
     instructions: int | None  # processed by the verifier (None: not loaded, no root)
     stack_depth: int | None
     note: str = ""
+    code_tables: tuple[str, ...] = ()  # tables compiled into the program
+    compile_ms: float | None = None  # C emit and clang
 
     def render(self) -> str:
-        lines = [f"xdp: {self.c_file.name} -> {self.obj_file.name}", f"  maps: {', '.join(self.maps) or 'none'}"]
+        lines = [f"xdp: {self.c_file.name} -> {self.obj_file.name}"]
+        if self.code_tables:
+            lines.append(f"  tables compiled into code: {', '.join(self.code_tables)}")
+        tables = [m for m in self.maps if m.startswith("tbl_")]
+        lines.append(f"  tables in maps (updatable at run time): {', '.join(tables) or 'none'}")
+        state = [m for m in self.maps if not m.startswith("tbl_")]
+        if state:
+            lines.append(f"  state maps (registers, counters, meters): {', '.join(state)}")
+        if self.compile_ms is not None:
+            lines.append(f"  compiled in {self.compile_ms:.0f} ms (C and clang)")
         if self.instructions is not None:
             lines.append(f"  verifier: {self.instructions} instructions processed, stack {self.stack_depth} bytes")
         if self.note:
@@ -722,11 +368,13 @@ class XdpBuild:
 
 def compile_to(p: Program, directory: Path) -> tuple[dict[str, str], XdpBuild]:
     """Write C, object and map entries; load the object once (as root) for the verifier's figures."""
+    start = time.perf_counter()
     out = emit(p)
     for name, text in out.files.items():
         (directory / name).write_text(text)
     c_file, obj_file = directory / f"{p.name}.c", directory / f"{p.name}.o"
     build(c_file, obj_file)
+    elapsed = (time.perf_counter() - start) * 1e3
     insns = stack = None
     note = ""
     if os.geteuid() == 0:
@@ -736,7 +384,7 @@ def compile_to(p: Program, directory: Path) -> tuple[dict[str, str], XdpBuild]:
             insns, stack = obj.stats.instructions, obj.stats.stack_depth
     else:
         note = "not loaded: the verifier's figures need root"
-    return out.files, XdpBuild(c_file, obj_file, out.maps, insns, stack, note)
+    return out.files, XdpBuild(c_file, obj_file, out.maps, insns, stack, note, out.code_tables, elapsed)
 
 
 def _ifindex(iface: str) -> int:
@@ -795,6 +443,8 @@ def deploy(p: Program, obj_file: Path, iface: str, netns: str | None, ports: dic
         for port, idx in indexes.items():
             obj.update("mantra_ports", port.to_bytes(4, "little"), idx.to_bytes(4, "little"))
             obj.update("mantra_port_of", idx.to_bytes(4, "little"), port.to_bytes(4, "little"))
+            if idx == ifindex:  # the interface it runs on: no hash lookup per packet
+                obj.update("mantra_ingress", bytes(4), idx.to_bytes(4, "little") + port.to_bytes(4, "little"))
         ensure_bpffs()
         pins = pin_dir(iface, netns)
         staging = pins.with_name(pins.name + "~new")

@@ -108,6 +108,30 @@ def test_compile_xdp_writes_c_object_and_entries_with_verifier_figures(tmp_path)
     assert "verifier:" in r.stdout and "instructions processed, stack" in r.stdout
 
 
+def test_compile_xdp_tables_option_says_which_tables_are_maps(tmp_path):
+    """``--tables``: the build lists which tables are compiled into code and which stay
+    maps; libbpf, reading the object's ELF, finds exactly those maps in it."""
+    from mantra6g.targets.bpf import inspect
+
+    device = "smartnic_factory_edge"
+    tables = {"motion_control_fw_acl", "motion_control_lb_maglev", "motion_control_lb_backends"}
+    found = {}
+    for mode in ("declared", "const", "runtime"):
+        out = tmp_path / mode
+        r = mantra("compile", "examples/urllc_factory.sg", "-t", "xdp", "--device", device, "--tables", mode,
+                   "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        in_maps = {m.removeprefix("tbl_") for m in inspect(out / f"{device}.o").maps if m.startswith("tbl_")}
+        assert set(json.loads((out / f"{device}.maps.json").read_text())) == in_maps
+        line = next(ln for ln in r.stdout.splitlines() if "tables in maps" in ln)
+        assert set(line.split(": ", 1)[1].replace("none", "").replace("tbl_", "").split(", ")) - {""} == in_maps
+        found[mode] = in_maps
+    assert found["runtime"] == tables and found["const"] == set()
+    assert found["declared"] == tables - {"motion_control_fw_acl"}  # the firewall's rules are const
+    r = mantra("compile", "examples/urllc_factory.sg", "-t", "bmv2", "--tables", "const", "-o", str(tmp_path))
+    assert r.returncode == 2 and "--tables const is for --target xdp" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_deploy_errors_are_clear():
     r = mantra("deploy", "examples/embb_video.sg", "--iface", "nope0")
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mantra6g.synth.interp import State, run
+from mantra6g.synth.tables import TABLE_MODES, with_tables
 from tests.targets.xdp_cases import GRAPHS, corpus, fuzz_base, mutate, program
 
 pytestmark = pytest.mark.root
@@ -44,13 +46,47 @@ def differences(p, k, packets, start_ns: int = 1_000_000) -> list[str]:
     return found
 
 
+@pytest.mark.parametrize("mode", TABLE_MODES)
 @pytest.mark.parametrize("kind", list(GRAPHS))
-def test_each_nf_kind_agrees_with_the_interpreter(kind, tmp_path):
-    p = program(kind)
+def test_each_nf_kind_agrees_with_the_interpreter(kind, mode, tmp_path):
+    """Tables as the NFs declare them, all const (decision trees, constant arrays in the
+    code) and all runtime (BPF maps filled as at deploy)."""
+    p = with_tables(program(kind), mode)
     k = kernel(p, tmp_path)
     try:
         assert differences(p, k, corpus() * 2) == []
-        assert k.obj.stats.instructions < 1_000_000
+        assert k.obj.stats.instructions < 100_000
+    finally:
+        k.close()
+
+
+@pytest.mark.parametrize("kind", ["router", "l2_forward", "firewall"])
+def test_runtime_tables_take_new_entries_in_their_maps(kind, tmp_path):
+    """A build with runtime tables keeps them in maps: writing another program's entries
+    (the same keys, each with the next entry's action) into the loaded maps, as a
+    control plane would, makes the running program behave as that other program does
+    in the interpreter, without reloading it."""
+    from dataclasses import replace
+
+    from mantra6g.targets.xdp import code_tables, table_entries
+
+    p = with_tables(program(kind), "runtime")
+    assert code_tables(p) == ()
+
+    def rotated(t):
+        actions = [e.action for e in t.entries]
+        return replace(t, entries=tuple(replace(e, action=a) for e, a in zip(t.entries, actions[1:] + actions[:1])))
+
+    p2 = replace(p, tables=tuple(rotated(t) for t in p.tables))
+    packets = corpus()
+    assert any(run(p, d, 1, 0).outputs != run(p2, d, 1, 0).outputs for d in packets if len(d) >= 14)
+    k = kernel(p, tmp_path)
+    try:
+        assert differences(p, k, packets) == []
+        for t in p2.tables:
+            for key, value in table_entries(p2, t):
+                k.obj.update(f"tbl_{t.name}", key, value)
+        assert differences(p2, k, packets) == []
     finally:
         k.close()
 
@@ -68,15 +104,17 @@ def test_regressions_stay_fixed(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["declared", "const"])
 @pytest.mark.parametrize("kind", list(GRAPHS))
-def test_mutated_and_noise_packets_agree_with_the_reference_model(kind, tmp_path):
+def test_mutated_and_noise_packets_agree_with_the_reference_model(kind, mode, tmp_path):
     """Byte-flipped, cut, extended and random packets (what tests/oracle's realistic
     frames do not reach): XDP and the interpreter agree with the reference model
-    (tests/oracle/model.py, scapy), and hence with each other."""
+    (tests/oracle/model.py, scapy, which knows nothing of how tables are compiled), and
+    hence with each other; with the tables as declared and all compiled into code."""
     from tests.oracle.model import ChainModel
     from tests.targets.xdp_cases import spec
 
-    p = program(kind)
+    p = with_tables(program(kind), mode)
     model = ChainModel(spec(kind).graphs[0])
     k = kernel(p, tmp_path)
     rng = random.Random(f"xdp-fuzz-{kind}")
@@ -205,5 +243,7 @@ def test_a_device_that_needs_too_many_maps_is_refused_with_the_reason():
     from compile import generate
 
     (dp,) = compile_specs(frontend.load_sources([SourceFile("g.sg", generate(20))]))
-    with pytest.raises(XdpBackendError, match="needs 144 BPF maps .* the kernel allows 64 per program"):
+    # 20 chains: their runtime tables, registers, counters and meters (const tables are code)
+    with pytest.raises(XdpBackendError, match=r"needs (\d+) BPF maps .* the kernel allows 64 per program") as err:
         emit_c(dp.program)
+    assert int(re.search(r"needs (\d+)", str(err.value)).group(1)) > 64
