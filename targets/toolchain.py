@@ -104,7 +104,7 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
 @dataclass(frozen=True)
 class Bmv2Build:
     json: Path  # the BMv2 JSON simple_switch loads
-    p4info: Path  # P4Runtime P4Info (text) for p4runtime-shell
+    p4info: Path  # P4Runtime P4Info (text)
 
 
 def p4test(p4_file: Path) -> str:

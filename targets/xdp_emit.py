@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from mantra6g.errors import MantraError
 from mantra6g.synth import dpir
 from mantra6g.synth.dpir import (
-    Action,
     Apply,
     Assign,
     BinOp,
@@ -44,7 +43,6 @@ from mantra6g.synth.dpir import (
     MeterExec,
     OnesSum,
     Program,
-    Range,
     ReadTimestamp,
     Ref,
     RegisterRead,

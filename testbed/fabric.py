@@ -9,7 +9,7 @@ entries are pushed at start
 * ``bmv2``: to ``simple_switch`` through ``simple_switch_CLI`` (the emitted
   ``commands.txt``, over Thrift);
 * ``bmv2_grpc``: to ``simple_switch_grpc`` over P4Runtime (the emitted ``p4rt.py``
-  script, with p4runtime-shell), which also pushes the pipeline.
+  script, with finsy), which also pushes the pipeline.
 
 BMv2 is not installable on our machines: the tools are looked up (``MANTRA_P4C``,
 ``MANTRA_SIMPLE_SWITCH`` or ``PATH``, see :mod:`mantra6g.targets.toolchain`) before the
@@ -19,7 +19,6 @@ checked against the interpreter everywhere (tests/testbed/test_fabric.py).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -75,7 +74,7 @@ class FabricBuild:
     json: Path
     p4info: Path
     commands: Path  # simple_switch_CLI input
-    p4rt: Path  # p4runtime-shell script
+    p4rt: Path  # finsy script (P4Runtime)
 
 
 def require_tools(kind: str) -> None:
@@ -89,9 +88,6 @@ def require_tools(kind: str) -> None:
         toolchain.require("simple_switch_CLI")
     else:
         toolchain.require("simple_switch_grpc")
-        if importlib.util.find_spec("p4runtime_sh") is None:
-            raise MantraError("switch: bmv2_grpc pushes entries with p4runtime-shell, which is not installed: "
-                              "pip install -e '.[p4runtime]' (or use switch: bmv2, entries via simple_switch_CLI)")
 
 
 def build_fabric(name: str, stations: Mapping[str, int], workdir: Path) -> FabricBuild:

@@ -118,3 +118,16 @@ def test_bmv2_agrees_with_the_reference_on_random_chains(tmp_path):
           f"distinct (chain, frame class) combinations")
     found = bmv2.judge(cases, tmp_path)
     assert not found, "\n".join(found[:5])
+
+
+NO_GRPC = NO_BMV2 or (None if bmv2.toolchain.find("simple_switch_grpc") else "simple_switch_grpc not found (BMv2 with PI)")
+
+
+@pytest.mark.skipif(NO_GRPC is not None, reason=NO_GRPC or "")
+@pytest.mark.parametrize("kind", ["router", "load_balancer"])
+def test_bmv2_over_p4runtime_agrees_with_the_reference(kind, tmp_path):
+    """The pipeline, entries and meter configs go in over P4Runtime (finsy, into
+    simple_switch_grpc) instead of the CLI: the router's LPM and the load balancer's
+    Maglev and backend tables, judged by the reference model."""
+    found = bmv2.judge(kind_cases()[kind], tmp_path, p4runtime=True)
+    assert not found, "\n".join(found[:5])

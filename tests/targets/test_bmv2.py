@@ -74,7 +74,7 @@ def test_meters_are_configured_so_yellow_never_happens():
     # 8000 bit/s = 1000 B/s = 0.001 B/µs; CIR = PIR and CBS = PBS
     assert out.files["stateful.commands.txt"] == "meter_set_rates MantraIngress.m 0 0.001:100 0.001:100\n"
     script = out.files["stateful.p4rt.py"]
-    assert "me.cir = 1000" in script and "me.pir = 1000" in script and "me.pburst = 100" in script
+    assert "config=fy.P4MeterConfig(**{'cir': 1000, 'cburst': 100, 'pir': 1000, 'pburst': 100})" in script
     meters = json.loads(out.files["stateful.entries.json"])["meters"]
     assert meters == [{"meter": "MantraIngress.m", "index": 0, "rate_bps": 8000, "burst_bytes": 100}]
 
@@ -132,8 +132,8 @@ def test_runtime_entries_cli_p4runtime_and_json_agree():
         "params": {"port": 6},
     }
     script = out.files["acl.p4rt.py"]
-    assert "te.match['ipv4_dst'] = '0xa020000/16'" in script
-    assert "te.priority" not in script
+    assert "match=fy.P4TableMatch({'ipv4_dst': (167903232, 16), 'meta_class': 1})" in script
+    assert "priority=0)" in script and "priority=1" not in script  # LPM/exact: no priority
 
 
 def test_runtime_ternary_entries_get_opposite_cli_and_p4runtime_priorities():
@@ -150,7 +150,7 @@ def test_runtime_ternary_entries_get_opposite_cli_and_p4runtime_priorities():
     # P4Runtime: the highest priority wins
     assert [e["priority"] for e in acl_entries] == [3, 2, 1]
     assert [e["action"] for e in acl_entries] == ["MantraIngress.deny", "MantraIngress.allow", "MantraIngress.allow"]
-    assert "te.priority = 3" in out.files["acl.p4rt.py"]
+    assert "action=fy.P4TableAction('MantraIngress.deny'), priority=3)" in out.files["acl.p4rt.py"]
 
 
 def test_summary_counts_tables_entries_and_externs():
