@@ -95,10 +95,11 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
         "entries, or only the DP-IR (JSON and text, always written too).",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="service-graph (.sg) files, one site")
-    p.add_argument("--target", "-t", required=True, action="append", metavar="[DEVICE=]TARGET",
+    p.add_argument("--target", "-t", action="append", default=[], metavar="[DEVICE=]TARGET",
                    help=f"what to emit ({', '.join(TARGETS)}): for every device, or DEVICE=TARGET for a "
-                   "device class (as 'place' names it: smartnic, host, ...) or one device program; "
-                   "repeat it, e.g. -t smartnic=tofino -t host=xdp")
+                   "device class (as 'place' names it: pdp, smartnic, host) or one device program; "
+                   "repeat it, e.g. -t smartnic=tofino -t host=xdp (default: pdp -> bmv2, smartnic "
+                   "and host -> xdp)")
     p.add_argument("--out", "-o", default="out/compile", metavar="DIR", help="output directory (default: out/compile)")
     p.add_argument("--device", metavar="NAME", help="only this device program (e.g. smartnic_factory_edge)")
     _add_unclaimed(p, "drop")

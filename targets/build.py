@@ -21,6 +21,9 @@ from mantra6g.synth.compose import DeviceProgram, compile_specs
 from mantra6g.synth.interp import State, run
 
 TARGETS = ("bmv2", "tofino", "xdp", "dpir")
+# What a device class is compiled for when no --target names it: a programmable switch
+# runs P4 (BMv2, the one that runs anywhere), a SmartNIC or a server runs XDP.
+DEFAULT_TARGETS = {"pdp": "bmv2", "smartnic": "xdp", "host": "xdp", "any": "bmv2"}
 
 
 def device_programs(files: Sequence[str], device: str | None = None, unclaimed: str = "drop",
@@ -64,8 +67,9 @@ def targets_of(programs: Sequence[DeviceProgram], choices: str | Sequence[str]) 
     """The target of each device program (by name) from ``--target`` values: ``TARGET``
     for every device, ``DEVICE=TARGET`` for the devices of a class (``smartnic``, as the
     graphs' ``place`` names it) or one device program (``smartnic_factory_edge``); the
-    more specific wins. A device left without a target, an unknown device or target,
-    or two targets for the same device are refused with what to write."""
+    more specific wins, and a device no value names gets its class's default
+    (:data:`DEFAULT_TARGETS`). An unknown device or target, or two targets for the same
+    device, are refused with what to write."""
     default, by_device = None, {}
     for choice in [choices] if isinstance(choices, str) else choices:
         device, eq, target = choice.rpartition("=")
@@ -84,11 +88,7 @@ def targets_of(programs: Sequence[DeviceProgram], choices: str | Sequence[str]) 
         by_device[device] = target
     out = {}
     for dp in programs:
-        target = by_device.get(dp.name) or by_device.get(dp.device) or default
-        if target is None:
-            raise MantraError(f"device program '{dp.name}' (on a {dp.device}) has no target: add --target "
-                              f"{dp.device}=TARGET, or --target TARGET for every device")
-        out[dp.name] = target
+        out[dp.name] = by_device.get(dp.name) or by_device.get(dp.device) or default or DEFAULT_TARGETS[dp.device]
     return out
 
 

@@ -53,7 +53,6 @@ def test_each_device_class_gets_its_own_target(tmp_path):
     assert "V1Switch(" in (out / "host_factory_edge.p4").read_text()
     assert "Pipeline(" in (out / "smartnic_factory_edge.p4").read_text()
     for args, message in [
-        (["-t", "smartnic=tofino"], "device program 'host_factory_edge' (on a host) has no target: add --target host=TARGET"),
         (["-t", "switch=tofino", "-t", "bmv2"], "no device 'switch' on this site; it has: host, host_factory_edge, smartnic"),
         (["-t", "bmv2", "-t", "xdp"], "two defaults (bmv2, xdp)"),
         (["-t", "host=bmv2", "-t", "host=xdp", "-t", "bmv2"], "two targets for 'host' (bmv2, xdp)"),
@@ -61,6 +60,22 @@ def test_each_device_class_gets_its_own_target(tmp_path):
         r = mantra("compile", "examples/urllc_factory.sg", *args, "-o", str(tmp_path / "refused"))
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert not (tmp_path / "refused").exists()
+
+
+def test_without_a_target_every_device_gets_its_class_default(tmp_path):
+    """``mantra compile examples/*.sg``: a SmartNIC or a host is compiled for XDP (C and a
+    BPF object clang built), an unplaced graph and a switch for BMv2."""
+    from tests.conftest import EXAMPLES
+
+    for path in EXAMPLES:
+        out = tmp_path / path.stem
+        r = mantra("compile", str(path), "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        for dp in ("smartnic", "host"):
+            for line in r.stdout.splitlines():
+                if line.startswith(f"{dp}_") and f"({dp} site" in line:
+                    name = line.split()[0]
+                    assert (out / f"{name}.o").is_file() and not (out / f"{name}.p4").exists(), line
 
 
 def test_compile_errors_are_clear(tmp_path):
