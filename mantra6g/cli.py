@@ -175,7 +175,17 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from mantra6g.targets.build import deploy_command
+    from mantra6g.targets.build import deploy_command, p4runtime_deploy_command
+
+    if args.target == "bmv2":
+        if not args.p4runtime:
+            raise MantraError("--target bmv2 deploys over P4Runtime: add --p4runtime HOST:PORT")
+        return p4runtime_deploy_command(args.files, args.p4runtime, args.device, args.device_id, args.out,
+                                        out=sys.stdout)
+    if args.p4runtime:
+        raise MantraError("--p4runtime is for --target bmv2 (XDP deploys onto --iface)")
+    if not args.iface:
+        raise MantraError("--target xdp deploys onto an interface: add --iface IF")
 
     return deploy_command(args.files, args.iface, args.netns, args.device, args.port, args.detach, out=sys.stdout,
                           unclaimed=args.unclaimed, tables=args.tables)
@@ -184,17 +194,25 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "deploy",
-        help="attach a compiled XDP program to a network interface",
+        help="attach a compiled XDP program to a network interface, or bring a P4Runtime switch to a program",
         description="Compile one device program to XDP, load it (the verifier's log is shown if "
         "it is rejected), fill its maps and attach it in native mode, atomically replacing the "
         "program that is there (and only that one). Maps are pinned under "
         "/sys/fs/bpf/mantra/NETNS/IFACE once the program runs; if anything fails, the old "
         "program keeps running with its pinned maps as they were. Frames no classifier claims "
-        "go on to the host's stack unless --unclaimed drop. Needs root.",
+        "go on to the host's stack unless --unclaimed drop. Needs root. With --target bmv2 "
+        "--p4runtime HOST:PORT the program is compiled with p4c-bm2-ss and a P4Runtime switch "
+        "(simple_switch_grpc) is brought to it: the pipeline is loaded only if the switch runs "
+        "another one, and the runtime entries are changed in place (inserted, modified, deleted).",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="service-graph (.sg) files, one site")
-    p.add_argument("--target", choices=["xdp"], default="xdp", help="only xdp deploys from here")
-    p.add_argument("--iface", required=True, help="the interface to attach to")
+    p.add_argument("--target", choices=["xdp", "bmv2"], default="xdp",
+                   help="xdp (onto --iface) or bmv2 (over --p4runtime) (default xdp)")
+    p.add_argument("--iface", help="xdp: the interface to attach to")
+    p.add_argument("--p4runtime", metavar="HOST:PORT", help="bmv2: the P4Runtime server (simple_switch_grpc)")
+    p.add_argument("--device-id", type=int, default=1, metavar="N", help="bmv2: the P4Runtime device id (default 1)")
+    p.add_argument("--out", "-o", default="out/deploy", metavar="DIR",
+                   help="bmv2: where the compiled program is kept (default out/deploy)")
     p.add_argument("--netns", metavar="NS", help="the network namespace the interface is in")
     p.add_argument("--device", metavar="NAME", help="the device program, when the site has several")
     p.add_argument(

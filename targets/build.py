@@ -251,6 +251,39 @@ def deploy_command(
     return 0
 
 
+def p4runtime_deploy_command(files: Sequence[str], address: str, device: str | None, device_id: int, out_dir: str,
+                             out: TextIO, unclaimed: str = "drop") -> int:
+    """``mantra deploy --target bmv2 --p4runtime ADDR``: compile the device program for
+    v1model (p4c-bm2-ss), then bring the P4Runtime switch at ``address`` to it —
+    the pipeline loaded only if the switch runs another one, the runtime entries
+    changed in place (:func:`mantra6g.targets.p4runtime.deploy`). The build is kept in
+    ``out_dir`` (stable paths, so the same program gives the same pipeline cookie)."""
+    from mantra6g.targets import bmv2, p4runtime, toolchain
+    from mantra6g.targets.p4 import ident
+
+    programs = device_programs(files, device, unclaimed)
+    if len(programs) > 1:
+        names = ", ".join(p.name for p in programs)
+        raise MantraError(f"the site has several device programs ({names}); choose one with --device")
+    dp = programs[0]
+    try:
+        emitted = bmv2.emit(dp.program)
+    except MantraError as exc:
+        raise MantraError(f"device program '{dp.name}' (bmv2): {exc}") from None
+    directory = Path(out_dir) / dp.name
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MantraError(f"--out {out_dir}: {exc.strerror}") from None
+    for name, text in emitted.files.items():
+        (directory / name).write_text(text)
+    stem = ident(dp.program.name)
+    built = toolchain.compile_bmv2(directory / f"{stem}.p4", directory)
+    done = p4runtime.deploy(address, dp.program, directory / f"{stem}.p4info.txtpb", built.json, device_id)
+    out.write(f"{dp.name} -> P4Runtime {address} (device {device_id}): {done.render()}\n")
+    return 0
+
+
 def _port_map(specs: Sequence[str], iface: str) -> dict[int, str]:
     """``--port 1=veth1`` flags as {1: "veth1"}; without any, the interface is port 0."""
     if not specs:

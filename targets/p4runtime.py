@@ -17,6 +17,8 @@ finsy is asyncio; :func:`install` runs its own event loop, so the caller need no
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import finsy as fy
@@ -25,6 +27,7 @@ from mantra6g.errors import MantraError
 from mantra6g.synth.dpir import Program
 from mantra6g.targets import p4
 from mantra6g.targets.bmv2 import meter_configs
+from mantra6g.targets.p4 import qualified
 
 
 def _updates(program: Program) -> list[tuple[str, str, dict, dict, int]]:
@@ -45,19 +48,129 @@ def _updates(program: Program) -> list[tuple[str, str, dict, dict, int]]:
     return out
 
 
-def entities(program: Program) -> list:
-    """The P4Runtime updates that install ``program``'s runtime state: an insert per
-    runtime entry, then a modify per meter index."""
-    out = []
+def _entities(program: Program) -> tuple[list, list]:
+    """``program``'s runtime table entries and meter entries, as finsy objects."""
+    tables, meters = [], []
     for kind, name, match, data, priority in _updates(program):
         if kind == "table":
             params = dict(data)
             action = params.pop("action")
-            out.append(+fy.P4TableEntry(name, match=fy.P4TableMatch(match), action=fy.P4TableAction(action, **params),
-                                        priority=priority))
+            tables.append(fy.P4TableEntry(name, match=fy.P4TableMatch(match),
+                                          action=fy.P4TableAction(action, **params), priority=priority))
         else:
-            out.append(~fy.P4MeterEntry(name, index=match["index"], config=fy.P4MeterConfig(**data)))
-    return out
+            meters.append(fy.P4MeterEntry(name, index=match["index"], config=fy.P4MeterConfig(**data)))
+    return tables, meters
+
+
+def entities(program: Program) -> list:
+    """The P4Runtime updates that install ``program``'s runtime state on an empty
+    pipeline: an insert per runtime entry, then a modify per meter index."""
+    tables, meters = _entities(program)
+    return [+e for e in tables] + [~m for m in meters]
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What :func:`deploy` did: whether the pipeline was (re)loaded, and the entry
+    changes it wrote."""
+
+    pipeline_loaded: bool
+    inserted: int
+    modified: int
+    deleted: int
+    meters: int
+
+    def render(self) -> str:
+        how = "pipeline loaded" if self.pipeline_loaded else "pipeline kept (same P4Info and JSON)"
+        return (f"{how}; entries: {self.inserted} inserted, {self.modified} modified, {self.deleted} deleted; "
+                f"{self.meters} meter cells configured")
+
+
+def _key(schema, entry) -> tuple:
+    msg = entry.encode(schema).table_entry
+    return msg.table_id, msg.priority, tuple(sorted(f.SerializeToString(deterministic=True) for f in msg.match))
+
+
+def _action(schema, entry) -> bytes:
+    return entry.encode(schema).table_entry.action.SerializeToString(deterministic=True)
+
+
+def deploy(address: str, program: Program, p4info: Path, p4blob: Path, device_id: int = 1,
+           timeout: float = 30.0) -> Deployed:
+    """Bring the switch at ``address`` to ``program``: load the pipeline only if the
+    switch runs another one (finsy compares the pipeline cookie), then make its runtime
+    entries those of ``program`` with the fewest writes — insert the new, modify those
+    whose action or arguments changed, delete those ``program`` no longer has — so
+    traffic and state (counters, registers, other entries) are undisturbed by an entry
+    change. One P4Runtime write batch; a refused batch raises :class:`MantraError`."""
+    tables, meters = _entities(program)
+    runtime = {qualified(t.name) for t in program.tables if not t.const}
+    options = fy.SwitchOptions(p4info=p4info, p4blob=p4blob, device_id=device_id)
+
+    async def running_cookie() -> int | None:
+        # A session without a pipeline of its own only reads the switch's. finsy (pinned)
+        # has no public call for the cookie; this is the one its own p4force check uses.
+        async with fy.Switch(program.name, address, fy.SwitchOptions(device_id=device_id)) as sw:
+            try:
+                reply = await sw._get_pipeline_config_request()
+            except fy.P4ClientError as exc:
+                if exc.is_pipeline_missing:
+                    return None
+                raise
+            return reply.config.cookie.cookie if reply.config.HasField("cookie") else None
+
+    async def go() -> Deployed:
+        before = await running_cookie()
+        async with fy.Switch(program.name, address, options) as sw:
+            loaded = before != sw.p4info.p4cookie
+            schema = sw.p4info
+            have = {}
+            async for e in sw.read(fy.P4TableEntry()):
+                if schema.tables[e.table_id].name in runtime:
+                    have[_key(schema, e)] = e
+            want = {_key(schema, e): e for e in tables}
+            inserts = [+e for k, e in want.items() if k not in have]
+            modifies = [~e for k, e in want.items() if k in have and _action(schema, have[k]) != _action(schema, e)]
+            deletes = [-e for k, e in have.items() if k not in want]
+            updates = deletes + modifies + inserts + [~m for m in meters]
+            if updates:
+                await sw.write(updates)
+            return Deployed(loaded, len(inserts), len(modifies), len(deletes), len(meters))
+
+    return _run(address, go(), timeout)
+
+
+class _LastError(logging.Handler):
+    """finsy reports an error of its background session task in its log and cancels the
+    caller: the last error logged is what the switch said."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage().splitlines()[0]
+        if record.exc_info and record.exc_info[1] is not None:
+            self.message = str(record.exc_info[1]).strip()
+
+
+def _run(address: str, coroutine, timeout: float):
+    finsy_log = logging.getLogger("finsy")
+    last = _LastError()
+    finsy_log.addHandler(last)
+    try:
+        return asyncio.run(asyncio.wait_for(coroutine, timeout))
+    except asyncio.CancelledError:
+        raise MantraError(f"P4Runtime at {address} ended the session: {last.message or 'no reason given'} "
+                          f"(is --device-id the switch's?)") from None
+    except TimeoutError:
+        raise MantraError(f"P4Runtime at {address}: no answer within {timeout:g} s (is the switch running?)") from None
+    except fy.P4ClientError as exc:
+        raise MantraError(f"P4Runtime at {address} refused the program's state: {exc}") from None
+    except OSError as exc:
+        raise MantraError(f"P4Runtime at {address}: {exc}") from None
+    finally:
+        finsy_log.removeHandler(last)
 
 
 def script(program: Program) -> str:
@@ -85,6 +198,7 @@ Generated by Mantra (pip install finsy). Priorities follow P4Runtime: the higher
 
 import argparse
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import finsy as fy
@@ -146,12 +260,5 @@ def install(address: str, program: Program, p4info: Path, p4blob: Path | None = 
             if updates:
                 await sw.write(updates)
 
-    try:
-        asyncio.run(asyncio.wait_for(go(), timeout))
-    except TimeoutError:
-        raise MantraError(f"P4Runtime at {address}: no answer within {timeout:g} s (is the switch running?)") from None
-    except fy.P4ClientError as exc:
-        raise MantraError(f"P4Runtime at {address} refused the program's state: {exc}") from None
-    except OSError as exc:
-        raise MantraError(f"P4Runtime at {address}: {exc}") from None
+    _run(address, go(), timeout)
     return len(updates)

@@ -100,9 +100,9 @@ def run_built(b: Built) -> dict[int, list[bytes]]:
 
 
 def _write(f: Path, frames: list[tuple[int, bytes]]) -> None:
-    """A pcap of ``frames`` (index, bytes): BMv2 reads its inputs merged by timestamp, so
-    frame i is stamped i × 50 µs and the frames go in in the case's order (50 µs apart,
-    as it paces by the timestamps, keeps the queues short)."""
+    """A pcap of ``frames`` (index, bytes): BMv2 reads its inputs merged by timestamp (as
+    fast as it can: --use-files does not replay in real time), so frame i is stamped
+    i × 50 µs and the frames go in in the case's order."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
     for i, data in frames:
         us = 1_000_000 + i * 50
