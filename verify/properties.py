@@ -35,7 +35,7 @@ from mantra6g.synth.dpir import Program
 from mantra6g.synth.ir import UPLINK
 from mantra6g.synth.merge import MergedProgram, TenantProgram
 from mantra6g.verify.counterexample import Counterexample, from_model
-from mantra6g.verify.encode import Encoder, Inputs, Run, _refs, condition, emitted, parse_preserving, reading_only
+from mantra6g.verify.encode import Encoder, Env, Inputs, Run, _refs, condition, emitted, parse_preserving, reading_only
 
 PROPERTIES = ("disjointness", "parsing", "isolation", "equivalence", "validity", "unclaimed", "resources")
 KIND_OF_ACCESS = {"meta": "meta", "table": "table", "action": "action", "register": "register", "counter": "counter",
@@ -118,11 +118,24 @@ def claimed(m: MergedProgram, env, inputs: Inputs) -> list[tuple[str, z3.BoolRef
     return out
 
 
+def own_parses(m: MergedProgram, inputs: Inputs) -> dict[str, tuple[z3.BoolRef, Env]]:
+    """Each tenant's own parse of the packet; tenants with the same parser share one
+    encoding (every program compose makes has the standard parser)."""
+    by_parser: dict[tuple, tuple[z3.BoolRef, Env]] = {}
+    out = {}
+    for u in m.tenants:
+        key = (u.program.parser, u.program.headers)
+        if key not in by_parser:
+            by_parser[key] = Encoder(u.program, inputs).parse()
+        out[u.tenant] = by_parser[key]
+    return out
+
+
 def traffic_of(m: MergedProgram, t: TenantProgram, inputs: Inputs) -> z3.BoolRef:
     """The packets of ``t``, from the tenants' own programs (not the merge): ``t``'s own
     parser accepts the packet, and the first claim that matches it — each claim read
     by its tenant's own parser — is one of ``t``'s."""
-    parses = {u.tenant: Encoder(u.program, inputs).parse() for u in m.tenants}
+    parses = own_parses(m, inputs)
     wins, earlier = [], []
     for claim, owner in m.order:
         parsed, env = parses[owner]
@@ -193,7 +206,7 @@ def check_disjointness(m: MergedProgram) -> PropertyResult:
 
     def go():
         inputs = Inputs.for_programs([m.program])
-        parses = {u.tenant: Encoder(u.program, inputs).parse() for u in m.tenants}
+        parses = own_parses(m, inputs)
         by_level: dict[int, dict[str, list[z3.BoolRef]]] = {}
         for c, owner in m.order:
             parsed, env = parses[owner]
@@ -310,23 +323,24 @@ def check_isolation(m: MergedProgram, t: TenantProgram, parts: tuple[str, ...] =
             mine = [(c, w) for (c, owner), (_, w) in zip(m.order, claimed(m, initial, tr.inputs)) if owner == t.tenant]
             wins_out = list(zip(m.order, claimed(m, out_env, again)))
             flows = m.plan.flows if m.plan else ()
-            for u in others:
-                leaks = []
-                for (claim, owner), (_, win) in wins_out:
-                    if owner != u.tenant:
-                        continue
-                    # An intended flow is allowed exactly as declared: from that slice to that one.
-                    intended = [w for c, w in mine if any(f.allows((t.tenant, c.slice), (u.tenant, claim.slice)) for f in flows)]
-                    leaks.append(z3.And(win, z3.Not(z3.Or(intended))) if intended else win)
-                if not leaks:
+            into = {u.tenant for u in others}
+            leaks: list[tuple[str, z3.BoolRef]] = []
+            for (claim, owner), (_, win) in wins_out:
+                if owner not in into:
                     continue
-                model = _solve(*base, tr.run.forwarded, reparsed, z3.Or(leaks), short=tr.inputs.length)
-                if model is not None:
-                    cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
-                                     f"a packet of {t.tenant} leaves as traffic that {u.tenant} claims (parsed and "
-                                     f"classified again: e.g. a DNAT, encap or decap into {u.tenant}'s traffic); "
-                                     f"declare the flow if it is intended", other=u.tenant)
-                    return "violated", cex, ""
+                # An intended flow is allowed exactly as declared: from that slice to that one.
+                intended = [w for c, w in mine if any(f.allows((t.tenant, c.slice), (owner, claim.slice)) for f in flows)]
+                leaks.append((owner, z3.And(win, z3.Not(z3.Or(intended))) if intended else win))
+            # One query for every other tenant at once: does any of them take what leaves?
+            model = _solve(*base, tr.run.forwarded, reparsed, z3.Or([w for _, w in leaks]),
+                           short=tr.inputs.length) if leaks else None
+            if model is not None:
+                u = _first_true(model, leaks)
+                cex = from_model(model, tr.inputs, tr.run, tr.program, "isolation", t.tenant,
+                                 f"a packet of {t.tenant} leaves as traffic that {u} claims (parsed and "
+                                 f"classified again: e.g. a DNAT, encap or decap into {u}'s traffic); "
+                                 f"declare the flow if it is intended", other=u)
+                return "violated", cex, ""
         if allowed is None:
             return "proven", None, NO_PLAN
         return "proven", None, f"leaves only by its ports and the uplinks: {sorted(allowed) or 'none'}"
@@ -452,7 +466,7 @@ def check_unclaimed(m: MergedProgram, unclaimed: str = "drop") -> PropertyResult
 
     def go():
         inputs = Inputs.for_programs([m.program])
-        parses = {u.tenant: Encoder(u.program, inputs).parse() for u in m.tenants}
+        parses = own_parses(m, inputs)
         claims = [z3.And(parses[o][0], condition(by_name(m, o).program, c.classifier, parses[o][1], inputs))
                   for c, o in m.order]
         run = Encoder(m.program, inputs, "any", tag="merged").run()
