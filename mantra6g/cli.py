@@ -40,7 +40,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     return simulate_command(args.scenario, seeds=args.seeds, policies=args.policy,
                             forecasters=args.forecaster, out=args.out, jobs=args.jobs,
-                            steps=args.steps, as_json=args.json, markdown=args.markdown)
+                            steps=args.steps, as_json=args.json, markdown=args.markdown,
+                            first_seed=args.first_seed)
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
@@ -53,12 +54,15 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("scenario", nargs="?", metavar="SCENARIO", help="scenario YAML (default: built-in)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="evaluation seeds 1..N (default 3)")
+    p.add_argument("--first-seed", type=int, default=1, metavar="S",
+                   help="first seed (default 1); 100000 and up are validation seeds for tuning")
     p.add_argument("--policy", default="static,reactive,predictive",
-                   help="comma-separated: static, reactive, predictive, global "
-                   "(default static,reactive,predictive)")
-    p.add_argument("--forecaster", default="lstm,quantile",
-                   help="comma-separated forecasters for predictive policies: last, ewma, holt, "
-                   "arima, lstm, quantile (default lstm,quantile)")
+                   help="comma-separated: static, balanced, reactive[@f], reactive-smooth[@f], "
+                   "predictive[@cost], global[@cost], predictive-paper, global-paper; @f: trigger at "
+                   "f x SLA, @cost: the migration cost in violating steps (default static,reactive,predictive)")
+    p.add_argument("--forecaster", default="lstm,holt",
+                   help="comma-separated forecasters for the forecast policies: last, ewma, holt, "
+                   "arima, lstm (default lstm,holt)")
     p.add_argument("--out", default="out/simulate", metavar="DIR",
                    help="directory for results.json, PNG plots and cached LSTM weights "
                    "(default out/simulate)")
