@@ -190,43 +190,79 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("testbed", help="run the orchestrator's policies on a real XDP site in Mininet (root)",
                        description="Build the edge site in Mininet (LinuxBridge switches, tbf links), place the "
                        "URLLC chain with the orchestrator and deploy it as XDP, send seeded traffic and let a "
-                       "policy drive it; compare runs all policies.")
+                       "policy drive it; compare runs every policy on every scenario and seed; train fits the "
+                       "forecasters on training runs.")
     tsub = p.add_subparsers(dest="testbed_cmd", required=True)
-    for name in ("run", "compare"):
+    for name in ("run", "compare", "train"):
         q = tsub.add_parser(name)
-        q.add_argument("scenario", nargs="?", metavar="SCENARIO",
+        q.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                        help="site scenario YAML (default: the built-in site, as in examples/testbed/default.yaml)")
-        q.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds of traffic (default 20)")
+        q.add_argument("--duration", type=float, default=20.0 if name == "run" else 40.0, metavar="S",
+                       help="seconds of traffic per run (default 20 for run, 40 otherwise)")
         q.add_argument("--out", default="out/testbed", metavar="DIR", help="results directory (default out/testbed)")
+        q.add_argument("--train-seeds", type=int, default=2, metavar="N",
+                       help="training seeds per scenario for the forecasters (default 2; one fewer calibrates)")
         if name == "run":
-            q.add_argument("--policy", default="predictive", choices=["static", "reactive", "predictive"])
+            q.add_argument("--policy", default="predictive", metavar="POLICY",
+                           help="static, balanced, reactive[@f], reactive-smooth, predictive[@cost], predictive-paper")
+            q.add_argument("--forecaster", default="lstm", help="for forecast policies: holt, lstm, lstm-nocontext")
             q.add_argument("--seed", type=int, default=1)
-        else:
+        elif name == "compare":
             q.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 1..N (default 1)")
             q.add_argument("--policies", default="static,reactive,predictive", metavar="LIST",
                            help="comma-separated policies (default static,reactive,predictive)")
+            q.add_argument("--forecasters", default="lstm", metavar="LIST",
+                           help="comma-separated forecasters for the forecast policies (default lstm)")
     p.set_defaults(run=_cmd_testbed)
 
 
 def _cmd_testbed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mantra6g.testbed.run import POLICIES, compare, run_policy, table
+    from mantra6g.orchestrator.policy import PolicyError, PolicySpec
+    from mantra6g.testbed.run import TESTBED_FORECASTERS, compare, run_policy, summary_table, table, train
     from mantra6g.testbed.scenario import load_site
 
     out = Path(args.out)
-    config = load_site(args.scenario)
+    paths = args.scenarios or [None]
+    scenarios = [(Path(p).stem if p else "default", load_site(p)) for p in paths]
+    if len({n for n, _ in scenarios}) != len(scenarios):
+        raise MantraError("two scenario files have the same name; the report names scenarios by file name")
+    if args.testbed_cmd == "train":
+        models = train([c for _, c in scenarios], out / "models", args.train_seeds, args.duration)
+        print(f"trained {', '.join(models.forecasters)} on {args.train_seeds} seed(s) per scenario; "
+              f"models in {out / 'models'}")
+        return 0
     if args.testbed_cmd == "run":
-        rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config)]
-    else:
-        policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-        bad = [p for p in policies if p not in POLICIES]
-        if bad or not policies:
-            raise MantraError(f"--policies: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(POLICIES)}")
-        rows = compare(policies, list(range(1, args.seeds + 1)), args.duration, out, config=config)
+        if len(scenarios) != 1:
+            raise MantraError("testbed run takes one scenario; use testbed compare for several")
+        name, config = scenarios[0]
+        try:
+            spec = PolicySpec.parse(args.policy)
+        except PolicyError as exc:
+            raise MantraError(f"--policy: {exc}") from None
+        needs = spec.kind.needs_forecaster or spec.name == "reactive-smooth"
+        models = train([config], out / "models", args.train_seeds, 40.0) if needs else None
+        rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config,
+                           models=models, forecaster=args.forecaster, scenario=name)]
+        print(table(rows))
+        return 0
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    forecasters = [f.strip() for f in args.forecasters.split(",") if f.strip()]
+    try:
+        policies = [str(PolicySpec.parse(p)) for p in policies]
+    except PolicyError as exc:
+        raise MantraError(f"--policies: {exc}") from None
+    bad = [f for f in forecasters if f not in TESTBED_FORECASTERS]
+    if not policies or bad or not forecasters:
+        raise MantraError(f"--forecasters: unknown {', '.join(bad) or '(none given)'}; choose from "
+                          f"{', '.join(TESTBED_FORECASTERS)}" if bad or not forecasters else "--policies: none given")
+    rows = compare(scenarios, policies, list(range(1, args.seeds + 1)), args.duration, out, forecasters,
+                   args.train_seeds)
+    print(summary_table(rows))
+    print()
     print(table(rows))
-    if args.testbed_cmd != "run":
-        print(f"wrote {out}/results.md, {out}/results.json and the plot {out}/violations.png")
+    print(f"wrote {out}/results.md, {out}/results.json and the plots {out}/*-cdf.png, {out}/*-timeseries.png")
     return 0
 
 

@@ -115,6 +115,7 @@ class Controller:
         self.trace.observed.append(last.copy())
         nan = np.full((len(chains), horizon), np.nan)
         point, band, within, expected = nan, nan, np.full(len(chains), np.nan), np.full(len(chains), np.nan)
+        load = np.nan_to_num(window["utilisation"][:, -1])  # the chains' bottlenecks now
         ready = history.shape[1] >= self._window and not np.isnan(history).any()
         if self.forecaster is not None and ready:
             started = time.perf_counter()
@@ -123,9 +124,9 @@ class Controller:
             w = self.forecaster.window
             point = self.forecaster.predict(history[:, -w:], horizon, context[:, -w:])
             if self.risk is not None:
-                steps = self.risk.probabilities(point, sla, slices)
-                within = self.risk.within_horizon(point, sla, slices)
-                band = self.risk.quantile(point, sla, slices, 0.95)
+                steps = self.risk.probabilities(point, sla, slices, load)
+                within = self.risk.within_horizon(point, sla, slices, load)
+                band = self.risk.quantile(point, sla, slices, 0.95, load)
                 expected = self._expected(steps)
             self.trace.inference_s.append(time.perf_counter() - started)
         self.trace.forecasts.append(point)
@@ -189,19 +190,20 @@ class Controller:
         index = {n: i for i, n in enumerate(names)}
         if trigger == "observed" and self.spec.kind.placement == "algorithm1":
             # Reactive: the violation it saw is taken to persist over the horizon; a move
-            # that meets the feasibility rule ends it.
+            # that meets the feasibility rule ends it. It has no estimate for other chains.
             stay = {c: float(cfg.benefit_steps) for c in flagged}
-            return Assessment(stay, lambda chain, ratio, delay: 0.0, cost)
+            return Assessment(stay, lambda chain, ratio, delay, utilisation: 0.0, cost)
         if trigger != "risk":
             return None
 
-        def after(chain: str, ratio: float, delay_ms: float) -> float:
+        def after(chain: str, ratio: float, delay_ms: float, utilisation: float) -> float:
             i = index[chain]
             moved = point[i:i + 1] * ratio
             moved[0, 0] += delay_ms  # the switch step pays the migration delay
-            return float(self._expected(self.risk.probabilities(moved, sla[i:i + 1], [slices[i]]))[0])
+            p = self.risk.probabilities(moved, sla[i:i + 1], [slices[i]], np.array([utilisation]))
+            return float(self._expected(p)[0])
 
-        return Assessment({c: float(expected[index[c]]) for c in flagged}, after, cost)
+        return Assessment({c: float(expected[i]) for c, i in index.items()}, after, cost)
 
 
 def run(infra: Infrastructure, controller: Controller) -> ControlTrace:

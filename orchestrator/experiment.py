@@ -121,10 +121,10 @@ def train_forecaster(name: str, scenario: Scenario, cache_dir: Path | None = Non
     cfg = lstm_config(scenario)
     model = make_forecaster(name, f.window, arima_order=f.arima_order, lstm=cfg)
     path = None
-    if cache_dir is not None and name == "lstm":
-        key = hashlib.sha256(json.dumps([asdict(scenario), asdict(cfg), 2], sort_keys=True,
+    if cache_dir is not None and name.startswith("lstm"):
+        key = hashlib.sha256(json.dumps([asdict(scenario), asdict(cfg), name, 2], sort_keys=True,
                                         default=str).encode()).hexdigest()[:16]
-        path = Path(cache_dir) / f"lstm-{key}.pt"
+        path = Path(cache_dir) / f"{name}-{key}.pt"
         if path.exists():
             return Lstm.load(path)
     model.fit(series if series is not None else training_series(scenario))

@@ -349,7 +349,7 @@ class Lstm:
         import torch
 
         torch.save({"state": self._net.state_dict(), "scale": self.scale,
-                    "config": self.config.__dict__}, buf)
+                    "config": self.config.__dict__, "name": self.name}, buf)
 
     @classmethod
     def _load(cls, buf: io.BytesIO) -> Lstm:
@@ -360,6 +360,7 @@ class Lstm:
         model._net.load_state_dict(data["state"])
         model._net.eval()
         model.scale = float(data["scale"])
+        model.name = str(data.get("name", "lstm"))
         return model
 
     def save(self, path: str | Path) -> None:
@@ -375,23 +376,33 @@ class Lstm:
         return cls._load(io.BytesIO(Path(path).read_bytes()))
 
 
-# Regimes: where the point forecast sits relative to the SLA. Forecast errors near the SLA
-# (a node close to saturation) are wider and skewed; far below it they are jitter.
-REGIME_EDGES = (0.4, 0.7, 1.0)
-MIN_STRATUM = 200  # fewer calibration residuals than this: use the slice's pooled ones
+# Regimes: where the point forecast sits relative to the SLA, and how loaded the chain's
+# bottleneck is (its utilisation, a leading indicator). Forecast errors near the SLA or
+# near saturation are wider and skewed; far below it and on an idle path they are jitter.
+REGIME_EDGES = (0.4, 0.7, 1.0)  # forecast / SLA
+LOAD_EDGES = (0.8, 0.95)  # bottleneck utilisation
+MIN_STRATUM = 100  # fewer calibration residuals than this: the next coarser table
+
+
+def _regimes(forecast: np.ndarray, sla: np.ndarray, utilisation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (np.searchsorted(REGIME_EDGES, forecast / sla, side="right"),
+            np.searchsorted(LOAD_EDGES, np.nan_to_num(utilisation), side="right"))
 
 
 class ViolationRisk:
     """Calibrated probability that a chain breaks its SLA, on top of a fitted forecaster.
 
     Split conformal: the forecaster's errors on calibration runs it was not trained on,
-    in units of the SLA, ``r = (y - forecast) / SLA``, are kept per slice, per regime
-    (:data:`REGIME_EDGES` of forecast / SLA) and per forecast step. The probability that
-    step ``h`` exceeds the SLA is the share of those residuals above ``(SLA - forecast) /
-    SLA``; a stratum with too few residuals falls back to the slice's pooled ones. The same
-    is kept for the maximum over the horizon ("a violation within the horizon", what the
-    reliability diagram checks). Moves are assessed with the same distribution, applied
-    to the moved forecast.
+    in units of the SLA, ``r = (y - forecast) / SLA``, are kept per slice, per forecast
+    step and per regime - the forecast's level (:data:`REGIME_EDGES` of forecast / SLA)
+    and the chain's bottleneck utilisation (:data:`LOAD_EDGES`; the context feature
+    ``utilisation`` at the window's last step). The probability that step ``h`` exceeds
+    the SLA is the share of those residuals above ``(SLA - forecast) / SLA``; a stratum
+    with fewer than :data:`MIN_STRATUM` residuals falls back to the level alone, then to
+    the slice's pooled ones. The same is kept for the maximum over the horizon ("a
+    violation within the horizon", what the reliability diagram checks). Moves are
+    assessed with the same tables, applied to the moved forecast at the utilisation the
+    move leaves on the chain's path.
     """
 
     def __init__(self, base: Forecaster, horizon: int = 2):
@@ -399,8 +410,8 @@ class ViolationRisk:
         self.window = base.window
         self.horizon = horizon
         self.name = base.name
-        # (slice, step or "max", regime or None) -> sorted residuals
-        self.residuals: dict[tuple[str, object, int | None], np.ndarray] = {}
+        # (slice, step or "max", level regime or None, load regime or None) -> sorted residuals
+        self.residuals: dict[tuple[str, object, int | None, int | None], np.ndarray] = {}
 
     def fit(self, calibration: Sequence[ChainSeries]) -> None:
         """Collect the base forecaster's residuals on ``calibration`` (held-out runs)."""
@@ -409,60 +420,74 @@ class ViolationRisk:
         cal = _series(calibration)
         sla = np.array([cal[k].sla_ms for k in origin])
         slices = np.array([cal[k].slice for k in origin])
+        load = c[:, -1, FEATURES.index("utilisation")]
         point = self.base.predict(x, h, c)
         groups: dict[tuple, list[np.ndarray]] = {}
         for step in list(range(h)) + ["max"]:
             f = point.max(axis=1) if step == "max" else point[:, step]
             obs = y.max(axis=1) if step == "max" else y[:, step]
             r = (obs - f) / sla
-            regime = np.searchsorted(REGIME_EDGES, f / sla, side="right")
+            level, busy = _regimes(f, sla, load)
             for kind in np.unique(slices):
                 sel = slices == kind
-                groups.setdefault((kind, step, None), []).append(r[sel])
+                groups.setdefault((str(kind), step, None, None), []).append(r[sel])
                 for g in range(len(REGIME_EDGES) + 1):
-                    groups.setdefault((kind, step, g), []).append(r[sel & (regime == g)])
+                    at = sel & (level == g)
+                    groups.setdefault((str(kind), step, g, None), []).append(r[at])
+                    for u in range(len(LOAD_EDGES) + 1):
+                        groups.setdefault((str(kind), step, g, u), []).append(r[at & (busy == u)])
         self.residuals = {k: np.sort(np.concatenate(v)) for k, v in groups.items()}
 
-    def _table(self, kind: str, step, regime: int) -> np.ndarray:
-        r = self.residuals.get((kind, step, regime))
-        if r is None or len(r) < MIN_STRATUM:
-            r = self.residuals.get((kind, step, None))
-        if r is None or not len(r):
-            raise ForecastError(f"no calibration residuals for slice {kind}: calibrate on runs that have it")
-        return r
+    def _table(self, kind: str, step, level: int, busy: int) -> np.ndarray:
+        for key in ((kind, step, level, busy), (kind, step, level, None), (kind, step, None, None)):
+            r = self.residuals.get(key)
+            if r is not None and (len(r) >= MIN_STRATUM or key[2] is None) and len(r):
+                return r
+        raise ForecastError(f"no calibration residuals for slice {kind}: calibrate on runs that have it")
 
-    def _exceed(self, forecast: np.ndarray, sla: np.ndarray, slices: Sequence[str], step) -> np.ndarray:
+    def _exceed(self, forecast: np.ndarray, sla: np.ndarray, slices: Sequence[str], load: np.ndarray,
+                step) -> np.ndarray:
         need = (sla - forecast) / sla
-        regime = np.searchsorted(REGIME_EDGES, forecast / sla, side="right")
+        level, busy = _regimes(forecast, sla, load)
         out = np.empty(len(forecast))
-        for i, (kind, g) in enumerate(zip(slices, regime)):
-            r = self._table(kind, step, int(g))
+        for i, kind in enumerate(slices):
+            r = self._table(kind, step, int(level[i]), int(busy[i]))
             out[i] = 1.0 - np.searchsorted(r, need[i], side="right") / len(r)
         return out
 
-    def probabilities(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str]) -> np.ndarray:
-        """P(latency > SLA) at each forecast step, given point forecasts (chains, H)."""
+    @staticmethod
+    def _load(load, n: int) -> np.ndarray:
+        return np.zeros(n) if load is None else np.broadcast_to(np.asarray(load, dtype=float), (n,))
+
+    def probabilities(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str],
+                      load: np.ndarray | None = None) -> np.ndarray:
+        """P(latency > SLA) at each forecast step, given point forecasts (chains, H) and
+        the chains' bottleneck utilisation (None: idle)."""
         sla = np.asarray(sla, dtype=float)
-        return np.stack([self._exceed(point[:, h], sla, slices, min(h, self.horizon - 1))
+        u = self._load(load, len(point))
+        return np.stack([self._exceed(point[:, h], sla, slices, u, min(h, self.horizon - 1))
                          for h in range(point.shape[1])], axis=1)
 
-    def within_horizon(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str]) -> np.ndarray:
+    def within_horizon(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str],
+                       load: np.ndarray | None = None) -> np.ndarray:
         """P(the maximum over the horizon > SLA): the event the reliability diagram checks."""
-        return self._exceed(point.max(axis=1), np.asarray(sla, dtype=float), slices, "max")
+        return self._exceed(point.max(axis=1), np.asarray(sla, dtype=float), slices, self._load(load, len(point)), "max")
 
-    def quantile(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str], level: float) -> np.ndarray:
+    def quantile(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str], level: float,
+                 load: np.ndarray | None = None) -> np.ndarray:
         """The ``level`` quantile of latency at each step (the forecast band of the plots)."""
         sla = np.asarray(sla, dtype=float)
+        u = self._load(load, len(point))
         out = np.empty_like(point, dtype=float)
         for h in range(point.shape[1]):
-            regime = np.searchsorted(REGIME_EDGES, point[:, h] / sla, side="right")
-            for i, (kind, g) in enumerate(zip(slices, regime)):
-                r = self._table(kind, min(h, self.horizon - 1), int(g))
+            lv, busy = _regimes(point[:, h], sla, u)
+            for i, kind in enumerate(slices):
+                r = self._table(kind, min(h, self.horizon - 1), int(lv[i]), int(busy[i]))
                 out[i, h] = point[i, h] + sla[i] * r[min(len(r) - 1, int(level * len(r)))]
         return out
 
 
-FORECASTERS = ("last", "ewma", "holt", "arima", "lstm")
+FORECASTERS = ("last", "ewma", "holt", "arima", "lstm", "lstm-nocontext")
 
 
 def make_forecaster(name: str, window: int = 10, *, arima_order: tuple[int, int, int] = (3, 0, 0),
@@ -476,9 +501,11 @@ def make_forecaster(name: str, window: int = 10, *, arima_order: tuple[int, int,
         return Holt(window, trend=True)
     if name == "arima":
         return Arima(window, arima_order)
-    if name == "lstm":
+    if name in ("lstm", "lstm-nocontext"):
         cfg = lstm or LstmConfig()
-        return Lstm(LstmConfig(**{**cfg.__dict__, "window": window}))
+        model = Lstm(LstmConfig(**{**cfg.__dict__, "window": window, "context": cfg.context and name == "lstm"}))
+        model.name = name
+        return model
     if name == "quantile":
         raise ForecastError("'quantile' is no longer a forecaster: every forecast policy now acts on a "
                             "calibrated violation risk over its forecaster (predictive/holt is the old "

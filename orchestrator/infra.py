@@ -168,6 +168,19 @@ class LinkSample:
 
 
 @dataclass(frozen=True)
+class SliceSample:
+    """One slice's traffic at one node over one control interval, from the data plane's
+    own counters (testbed: the XDP verdicts of the slice's chain stage on that node)."""
+
+    time: float
+    slice: SliceKind
+    node: str
+    offered_kpps: float  # packets that reached the stage
+    forwarded_kpps: float  # packets it sent on
+    dropped_kpps: float  # packets it dropped (a policer's, a firewall's)
+
+
+@dataclass(frozen=True)
 class NodeSample:
     """One node's load over one control interval, all tenants included."""
 
@@ -186,6 +199,7 @@ class Observation:
     vnfs: tuple[TelemetrySample, ...]
     nodes: tuple[NodeSample, ...]
     links: tuple[LinkSample, ...] = ()
+    slices: tuple[SliceSample, ...] = ()
 
 
 @runtime_checkable

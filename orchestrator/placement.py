@@ -150,6 +150,25 @@ class ClusterView:
             prev = node
         return total
 
+    def path_utilisation(self, chain: str, moved: Mapping[str, tuple[str, bool]] | None = None) -> float:
+        """The busiest partition ``chain``'s VNFs use (after ``moved``, as in
+        :meth:`chain_model_ms`): the leading indicator its risk is conditioned on."""
+        moved = moved or {}
+        delta: dict[tuple[str, bool], float] = {}
+        for v, (node, pin) in moved.items():
+            old = (self.node_of[v], v in self.pinned)
+            delta[old] = delta.get(old, 0.0) - self.load[v]
+            delta[(node, pin)] = delta.get((node, pin), 0.0) + self.load[v]
+        worst = 0.0
+        for vnf in self.chains[chain].vnfs:
+            node, pin = moved.get(vnf.name, (self.node_of[vnf.name], vnf.name in self.pinned))
+            spec = self.nodes[node]
+            cap = spec.pinned_cores if pin else spec.cores - spec.pinned_cores
+            if cap > 0:
+                used = (self.pinned_used if pin else self.shared_used)[node] + delta.get((node, pin), 0.0)
+                worst = max(worst, used / cap)
+        return worst
+
     def fits(self, vnf: str, node: str, pinned: bool, max_utilisation: float) -> bool:
         """Whether ``node`` has memory and CPU headroom for ``vnf``."""
         spec = self.nodes[node]
@@ -207,17 +226,30 @@ def _harmless(view: ClusterView, engine: PolicyEngine, chain: str,
 
 @dataclass(frozen=True)
 class Assessment:
-    """What a cost-aware policy weighs for a flagged chain: the expected SLA-violating
-    steps over the action's horizon if nothing is done (``stay``), the same after a move
-    (``after(chain, ratio, delay_ms)``: the chain's forecast scaled by the model's ratio,
-    the switch step paying the migration delay), and the stated cost of a migration."""
+    """What a cost-aware policy weighs: per chain, the expected SLA-violating steps over the
+    action's horizon if nothing is done (``stay``; chains it has no estimate for are
+    missing), the same after a move (``after(chain, ratio, delay_ms, utilisation)``: the
+    chain's forecast scaled by the model's ratio, the switch step paying the migration
+    delay, at the bottleneck utilisation the move leaves on the chain's path), and the
+    stated cost of a migration. A move's net benefit is what it is expected to avoid over
+    every chain it touches (the source and target partitions' chains) minus the cost."""
 
     stay: Mapping[str, float]
-    after: Callable[[str, float, float], float]
+    after: Callable[[str, float, float, float], float]  # (chain, ratio, delay_ms, path utilisation)
     cost: float
 
-    def net(self, chain: str, ratio: float, delay_ms: float) -> float:
-        return self.stay[chain] - self.after(chain, ratio, delay_ms) - self.cost
+    def net(self, view: ClusterView, move: Mapping[str, tuple[str, bool]], delay_ms: float) -> float:
+        (v, (node, _)), = move.items()
+        touched = {view.node_of[v], node}
+        gain = 0.0
+        for chain, spec in view.chains.items():
+            if chain not in self.stay or not any(view.node_of[x.name] in touched for x in spec.vnfs):
+                continue
+            before = view.chain_model_ms(chain)
+            ratio = view.chain_model_ms(chain, move) / max(before, 1e-9)
+            paid = delay_ms if view.vnfs[v].chain == chain else 0.0
+            gain += self.stay[chain] - self.after(chain, ratio, paid, view.path_utilisation(chain, move))
+        return gain - self.cost
 
 
 def _candidates(view: ClusterView, engine: PolicyEngine, cost: MigrationCost, chain: str,
@@ -261,7 +293,7 @@ def _candidates(view: ClusterView, engine: PolicyEngine, cost: MigrationCost, ch
                 continue
             benefit = math.nan
             if assess is not None:
-                benefit = assess.net(chain, new / max(signal[chain], 1e-12), own_delay)
+                benefit = assess.net(view, move, delay.total_ms)
                 if benefit <= 0:
                     continue  # not worth its cost
             plans.append(MigrationPlan(

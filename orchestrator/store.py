@@ -23,7 +23,7 @@ import numpy as np
 
 from mantra6g.errors import MantraError
 from mantra6g.orchestrator.infra import (
-    LinkSample, MigrationPlan, NodeSample, Observation, SliceKind, TelemetrySample,
+    LinkSample, MigrationPlan, NodeSample, Observation, SliceKind, SliceSample, TelemetrySample,
 )
 
 SCHEMA_VERSION = 2
@@ -55,7 +55,8 @@ CREATE INDEX IF NOT EXISTS node_samples_time ON node_samples (time);
 """
 
 # Version 2: the leading indicators (per-hop utilisation and drops, per-link qdisc
-# statistics) and the migrations, which the forecasters' context features need.
+# statistics, per-slice data-plane counters) and the migrations, which the forecasters'
+# context features need.
 _UPGRADE_V2 = """
 ALTER TABLE vnf_samples ADD COLUMN utilisation REAL NOT NULL DEFAULT 0;  -- busiest resource on the hop, 0..1+
 ALTER TABLE vnf_samples ADD COLUMN drops_kpps REAL NOT NULL DEFAULT 0;
@@ -69,6 +70,15 @@ CREATE TABLE IF NOT EXISTS link_samples (
     offered_mbit REAL NOT NULL   -- (sent + dropped) / interval
 );
 CREATE INDEX IF NOT EXISTS link_samples_time ON link_samples (time);
+CREATE TABLE IF NOT EXISTS slice_samples (
+    time REAL NOT NULL,
+    slice TEXT NOT NULL,
+    node TEXT NOT NULL,
+    offered_kpps REAL NOT NULL,  -- reached the slice's chain stage on the node
+    forwarded_kpps REAL NOT NULL,
+    dropped_kpps REAL NOT NULL   -- dropped by it (policer, firewall)
+);
+CREATE INDEX IF NOT EXISTS slice_samples_time ON slice_samples (time);
 CREATE TABLE IF NOT EXISTS migrations (
     time REAL NOT NULL,          -- when the controller decided it
     chain TEXT NOT NULL,
@@ -105,6 +115,10 @@ class TelemetryStore:
         self.path = str(path)
         self._times: list[float] | None = None  # distinct sample times, ascending (cached)
         self._db = sqlite3.connect(self.path)
+        if self.path != ":memory:":
+            # A run appends every interval: no fsync per commit (a crash loses the last few).
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         fresh = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'vnf_samples'").fetchone()[0] == 0
         if version > SCHEMA_VERSION:
@@ -132,10 +146,10 @@ class TelemetryStore:
 
     def append(self, observation: Observation) -> None:
         """Store one interval's samples in one transaction."""
-        self.append_samples(observation.vnfs, observation.nodes, observation.links)
+        self.append_samples(observation.vnfs, observation.nodes, observation.links, observation.slices)
 
-    def append_samples(self, vnfs: Iterable[TelemetrySample],
-                       nodes: Iterable[NodeSample] = (), links: Iterable[LinkSample] = ()) -> None:
+    def append_samples(self, vnfs: Iterable[TelemetrySample], nodes: Iterable[NodeSample] = (),
+                       links: Iterable[LinkSample] = (), slices: Iterable[SliceSample] = ()) -> None:
         vnfs = list(vnfs)
         if self._times is not None:
             new = sorted({s.time for s in vnfs} - set(self._times[-1:]))
@@ -155,6 +169,9 @@ class TelemetryStore:
                 f"INSERT INTO link_samples VALUES ({','.join('?' * len(_LINK_COLUMNS))})",
                 [(x.time, x.link, x.utilisation, x.backlog_bytes, x.queueing_ms, x.drops, x.offered_mbit)
                  for x in links])
+            self._db.executemany(
+                "INSERT INTO slice_samples VALUES (?,?,?,?,?,?)",
+                [(x.time, x.slice.value, x.node, x.offered_kpps, x.forwarded_kpps, x.dropped_kpps) for x in slices])
 
     def record_migration(self, time: float, plan: MigrationPlan) -> None:
         """Note a migration the controller started (the context features use them)."""
@@ -181,6 +198,13 @@ class TelemetryStore:
             f"SELECT {', '.join(_LINK_COLUMNS)} FROM link_samples WHERE time > ? AND time <= ? "
             "ORDER BY time, rowid", (since, until)).fetchall()
         return [LinkSample(*r) for r in rows]
+
+    def slice_samples(self, since: float = -math.inf, until: float = math.inf) -> list[SliceSample]:
+        """Per-slice data-plane counters with ``since < time <= until``, oldest first."""
+        rows = self._db.execute(
+            "SELECT time, slice, node, offered_kpps, forwarded_kpps, dropped_kpps FROM slice_samples "
+            "WHERE time > ? AND time <= ? ORDER BY time, rowid", (since, until)).fetchall()
+        return [SliceSample(r[0], SliceKind(r[1]), *r[2:]) for r in rows]
 
     def migrations(self, chain: str | None = None) -> list[tuple[float, str, str, str, str]]:
         """(time, chain, vnf, source, target) of the recorded migrations, oldest first."""

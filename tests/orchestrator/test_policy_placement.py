@@ -223,13 +223,13 @@ def test_a_cost_aware_move_needs_its_expected_benefit_to_exceed_the_cost():
     engine = PolicyEngine(PolicyConfig(epsilon_ms=0.1))
     # Expected violating steps: 3 if nothing is done; after a move, proportional to the
     # moved forecast (a stand-in risk curve for the arithmetic; the real one is calibrated).
-    def after(chain, ratio, delay):
+    def after(chain, ratio, delay, utilisation):
         return 3.0 * ratio
 
     cheap = Assessment({"c1": 3.0}, after, cost=0.5)
     (p,) = algorithm1(_view({}, {"A": 3.6, "D": 0.0, "E": 0.0}), engine, MigrationCost(), ["c1"],
                       {"c1": 1.2}, 1, cheap)
-    assert p.benefit == pytest.approx(3.0 - 3.0 * p.predicted_latency_ms / 1.2 - 0.5)
+    assert p.benefit == pytest.approx(3.0 - 3.0 * p.predicted_latency_ms / 1.2 - 0.5)  # c1 is all it touches
     dear = Assessment({"c1": 3.0}, after, cost=3.0)  # no move can avoid more than 3 steps
     assert algorithm1(_view({}, {"A": 3.6, "D": 0.0, "E": 0.0}), engine, MigrationCost(), ["c1"],
                       {"c1": 1.2}, 1, dear) == []
