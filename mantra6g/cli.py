@@ -41,7 +41,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_command(args.scenario, seeds=args.seeds, policies=args.policy,
                             forecasters=args.forecaster, out=args.out, jobs=args.jobs,
                             steps=args.steps, as_json=args.json, markdown=args.markdown,
-                            first_seed=args.first_seed)
+                            first_seed=args.first_seed, start=args.start)
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +69,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel processes (default 2)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="override the scenario's number of steps")
+    p.add_argument("--start", choices=["home", "balanced"], default=None,
+                   help="where every policy starts (overrides the scenario's policy.start)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--markdown", metavar="FILE", default=None,
                    help="also write a Markdown report (e.g. docs/results.md)")
@@ -202,6 +204,10 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--out", default="out/testbed", metavar="DIR", help="results directory (default out/testbed)")
         q.add_argument("--train-seeds", type=int, default=2, metavar="N",
                        help="training seeds per scenario for the forecasters (default 2; one fewer calibrates)")
+        if name != "train":
+            q.add_argument("--slow-path", action="store_true",
+                           help="no warm standbys: every migration builds, attaches, copies, switches, drains "
+                           "(the ablation; scenarios are reported as NAME-slowpath)")
         if name == "run":
             q.add_argument("--policy", default="predictive", metavar="POLICY",
                            help="static, balanced, reactive[@f], reactive-smooth, predictive[@cost], predictive-paper")
@@ -213,6 +219,8 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
                            help="comma-separated policies (default static,reactive,predictive)")
             q.add_argument("--forecasters", default="lstm", metavar="LIST",
                            help="comma-separated forecasters for the forecast policies (default lstm)")
+            q.add_argument("--markdown", metavar="FILE", default=None,
+                           help="also write the report into FILE (its generated block; text around it is kept)")
     p.set_defaults(run=_cmd_testbed)
 
 
@@ -223,9 +231,13 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
     from mantra6g.testbed.run import TESTBED_FORECASTERS, compare, run_policy, summary_table, table, train
     from mantra6g.testbed.scenario import load_site
 
+    from dataclasses import replace
+
     out = Path(args.out)
     paths = args.scenarios or [None]
     scenarios = [(Path(p).stem if p else "default", load_site(p)) for p in paths]
+    if getattr(args, "slow_path", False):
+        scenarios = [(f"{n}-slowpath", replace(c, standby=False)) for n, c in scenarios]
     if len({n for n, _ in scenarios}) != len(scenarios):
         raise MantraError("two scenario files have the same name; the report names scenarios by file name")
     if args.testbed_cmd == "train":
@@ -241,7 +253,7 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
             spec = PolicySpec.parse(args.policy)
         except PolicyError as exc:
             raise MantraError(f"--policy: {exc}") from None
-        needs = spec.kind.needs_forecaster or spec.name == "reactive-smooth"
+        needs = spec.kind.needs_forecaster
         models = train([config], out / "models", args.train_seeds, 40.0) if needs else None
         rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config,
                            models=models, forecaster=args.forecaster, scenario=name)]
@@ -259,6 +271,21 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
                           f"{', '.join(TESTBED_FORECASTERS)}" if bad or not forecasters else "--policies: none given")
     rows = compare(scenarios, policies, list(range(1, args.seeds + 1)), args.duration, out, forecasters,
                    args.train_seeds)
+    if args.markdown:
+        import json
+        import shlex
+
+        from mantra6g.orchestrator.report import write_markdown
+        from mantra6g.testbed.run import report
+
+        argv = [*args.scenarios, "--policies", ",".join(policies), "--forecasters", ",".join(forecasters),
+                "--seeds", str(args.seeds), "--duration", f"{args.duration:g}", "--train-seeds", str(args.train_seeds),
+                *(["--slow-path"] if args.slow_path else []), "--out", args.out, "--markdown", args.markdown]
+        doc = json.loads((out / "results.json").read_text())
+        names = ", ".join(n for n, _ in scenarios)
+        write_markdown(Path(args.markdown), f"testbed compare {names}",
+                       f"### Testbed: {names}\n\n" + report(rows, doc["machine"], doc["elapsed_s"],
+                                                      "sudo .venv/bin/mantra testbed compare " + shlex.join(argv)))
     print(summary_table(rows))
     print()
     print(table(rows))

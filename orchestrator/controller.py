@@ -7,7 +7,8 @@ same warm-up, uses the same migration cost model, budget, cooldown and feasibili
 
 * ``static`` / ``balanced`` - place once, never move;
 * ``reactive[@f]`` - act after an observed latency above f x SLA (Algorithm 1), the move
-  sized from that observation; ``reactive-smooth`` sizes it from the EWMA level;
+  sized from that observation; ``reactive-smooth`` sizes it from the forecaster's point
+  forecast, the same smoothed level the predictive policies size from;
 * ``predictive[@c]`` - act when the calibrated expected number of SLA-violating steps
   over the action's horizon, minus what the best move leaves, exceeds the migration cost
   c (Algorithm 1, best move); ``global[@c]`` the same with Algorithm 2;
@@ -46,7 +47,7 @@ class ControlTrace:
     expected: list[np.ndarray] = field(default_factory=list)  # per step: (chains,) expected violating steps
     triggered: list[tuple[int, str]] = field(default_factory=list)  # (step, chain) flagged
     inference_s: list[float] = field(default_factory=list)  # forecaster time per step
-    decision_s: list[float] = field(default_factory=list)  # observation in -> actions issued, per acting step
+    decision_s: list[float] = field(default_factory=list)  # observation in -> decision made, every step
     migrations: list[tuple[int, MigrationPlan]] = field(default_factory=list)
 
 
@@ -55,14 +56,13 @@ class Controller:
 
     ``risk`` (a :class:`ViolationRisk` over ``forecaster``) is what the cost-aware
     policies act on; given to ``static`` or ``balanced`` it is computed and recorded but
-    never acted on (the open-loop calibration check). ``smoother`` sizes the moves of
-    ``reactive-smooth``. ``day_s`` is the period of the time-of-day feature.
+    never acted on (the open-loop calibration check). ``day_s`` is the period of the
+    time-of-day feature.
     """
 
     def __init__(self, policy: str | PolicySpec, config: PolicyConfig, migration: MigrationCost,
                  forecaster: Forecaster | None = None, store: TelemetryStore | None = None,
-                 risk: ViolationRisk | None = None, smoother: Forecaster | None = None,
-                 day_s: float = DAY_S):
+                 risk: ViolationRisk | None = None, day_s: float = DAY_S):
         spec = policy if isinstance(policy, PolicySpec) else PolicySpec.parse(policy)
         kind = spec.kind
         if risk is not None and forecaster is None:
@@ -71,21 +71,18 @@ class Controller:
             raise PolicyError(f"policy {kind.name} needs a forecaster")
         if kind.trigger == "risk" and risk is None:
             raise PolicyError(f"policy {kind.name} needs a calibrated risk model (ViolationRisk)")
-        if kind.name == "reactive-smooth" and smoother is None:
-            raise PolicyError("policy reactive-smooth needs a smoother (a fitted EWMA)")
         self.spec = spec
         self.policy = kind.name
         self.config = config
         self.migration = migration
         self.forecaster = forecaster
         self.risk = risk
-        self.smoother = smoother
         self.day_s = day_s
         self.store = store or TelemetryStore()
         self.engine = PolicyEngine(config)
         self.trace = ControlTrace()
         self._step = 0
-        self._window = max(forecaster.window if forecaster else 1, smoother.window if smoother else 1)
+        self._window = forecaster.window if forecaster else 1
         self._last_migration: dict[str, float] = {}
 
     def start(self, infra: Infrastructure) -> None:
@@ -100,6 +97,12 @@ class Controller:
     def step(self, infra: Infrastructure, observation: Observation) -> list[MigrationPlan]:
         """Handle one interval's observation; returns the migrations started."""
         received = time.perf_counter()
+        try:
+            return self._decide(infra, observation)
+        finally:
+            self.trace.decision_s.append(time.perf_counter() - received)
+
+    def _decide(self, infra: Infrastructure, observation: Observation) -> list[MigrationPlan]:
         chains = list(infra.chains())
         names = [c.name for c in chains]
         sla = np.array([c.sla_ms for c in chains])
@@ -142,9 +145,7 @@ class Controller:
             signal = last
             threshold = self.spec.threshold_fraction() * sla
             rearm = threshold - cfg.hysteresis_ms
-            level = last
-            if self.smoother is not None and ready:
-                level = self.smoother.predict(history[:, -self.smoother.window:], 1)[:, 0]
+            level = point.max(axis=1) if kind.name == "reactive-smooth" and ready else last
         elif kind.trigger == "forecast":
             signal = level = point.max(axis=1)
             threshold = sla - cfg.epsilon_ms
@@ -172,7 +173,6 @@ class Controller:
             self.store.record_migration(observation.time, plan)
             self._last_migration[plan.chain] = observation.time
             self.trace.migrations.append((step, plan))
-        self.trace.decision_s.append(time.perf_counter() - received)
         return plans
 
     # -- the cost-benefit view of a decision ------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 
 from mantra6g.orchestrator.controller import Controller, run
 from mantra6g.orchestrator.features import ChainSeries, run_series
-from mantra6g.orchestrator.forecast import Forecaster, Holt, Lstm, LstmConfig, ViolationRisk, make_forecaster
+from mantra6g.orchestrator.forecast import Forecaster, Lstm, LstmConfig, ViolationRisk, make_forecaster
 from mantra6g.orchestrator.placement import balanced_placement
 from mantra6g.orchestrator.policy import PolicyEngine, PolicySpec
 from mantra6g.orchestrator.scenario import Scenario
@@ -63,11 +63,10 @@ class RunResult:
 @dataclass
 class Models:
     """What the forecast policies of one experiment use, all fitted before any evaluation
-    run: the forecasters, their calibrated risk and the EWMA that sizes reactive-smooth."""
+    run: the forecasters and their calibrated risk."""
 
     forecasters: dict[str, Forecaster] = field(default_factory=dict)
     risks: dict[str, ViolationRisk] = field(default_factory=dict)
-    smoother: Forecaster | None = None
 
 
 def day_s(scenario: Scenario) -> float:
@@ -133,33 +132,30 @@ def train_forecaster(name: str, scenario: Scenario, cache_dir: Path | None = Non
     return model
 
 
-def fit_models(scenario: Scenario, forecasters: Sequence[str], cache_dir: Path | None = None,
-               smoother: bool = False) -> Models:
+def fit_models(scenario: Scenario, forecasters: Sequence[str], cache_dir: Path | None = None) -> Models:
     """Train every forecaster on the training runs and calibrate its risk on the
     calibration runs (never on evaluation seeds)."""
     import torch
 
     torch.set_num_threads(1)  # small batches train no faster on two threads
     models = Models()
-    train = training_series(scenario)
-    if forecasters:
-        cal = calibration_series(scenario)
-        for name in forecasters:
-            model = train_forecaster(name, scenario, cache_dir, train)
-            risk = ViolationRisk(model, scenario.policy.horizon)
-            risk.fit(cal)
-            models.forecasters[name] = model
-            models.risks[name] = risk
-    if smoother:
-        ewma = Holt(scenario.forecast.window, trend=False)
-        ewma.fit(train)
-        models.smoother = ewma
+    if not forecasters:
+        return models
+    train, cal = training_series(scenario), calibration_series(scenario)
+    for name in forecasters:
+        model = train_forecaster(name, scenario, cache_dir, train)
+        risk = ViolationRisk(model, scenario.policy.horizon)
+        risk.fit(cal)
+        models.forecasters[name] = model
+        models.risks[name] = risk
     return models
 
 
 def _simulator(scenario: Scenario, seed: int, policy: str) -> Simulator:
+    """The simulated site of one run, starting from the policy's placement: ``balanced``
+    (and, with ``policy.start: balanced``, every policy) from the balanced static one."""
     sim = Simulator(scenario, seed)
-    if PolicySpec.parse(policy).kind.placement == "balanced":
+    if PolicySpec.parse(policy).kind.placement == "balanced" or scenario.policy.start == "balanced":
         demand, exposure = sim.descriptor_load()
         start = balanced_placement(sim.nodes(), sim.chains(), PolicyEngine(scenario.policy), demand, exposure)
         sim = Simulator(scenario, seed, start)
@@ -179,9 +175,7 @@ def run_one(scenario: Scenario, policy: str, seed: int, models: Models | None = 
         risk_for = risk  # the paper's trigger uses the point forecast; the risk is only recorded
     else:
         risk_for = risk if forecaster is not None else None
-    ctl = Controller(spec, scenario.policy, scenario.migration, forecaster, risk=risk_for,
-                     smoother=models.smoother if spec.name == "reactive-smooth" else None,
-                     day_s=day_s(scenario))
+    ctl = Controller(spec, scenario.policy, scenario.migration, forecaster, risk=risk_for, day_s=day_s(scenario))
     trace = run(sim, ctl)
     chains = sim.chains()
     return RunResult(
@@ -249,7 +243,7 @@ def run_experiment(scenario: Scenario, policies: Sequence[str], forecasters: Seq
     kinds = [PolicySpec.parse(p).kind for p in policies]
     need = list(forecasters) if any(k.needs_forecaster for k in kinds) else []
     if models is None:
-        models = fit_models(scenario, need, cache_dir, smoother=any(k.name == "reactive-smooth" for k in kinds))
+        models = fit_models(scenario, need, cache_dir)
     todo = jobs_for(policies, forecasters, seeds, shadow=forecasters[0] if forecasters and need else None)
     if jobs <= 1:
         _init_worker(scenario, models)

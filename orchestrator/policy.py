@@ -41,6 +41,9 @@ class PolicyConfig:
     # Steps over which a move's benefit is counted (the action's horizon): risk beyond
     # the forecast horizon is taken to persist at its last forecast step's level.
     benefit_steps: int = 10
+    # Where every policy starts: home (initial_placement) or balanced (the balanced static
+    # placement; the dynamic policies then only handle what it cannot).
+    start: str = "home"
 
 
 class PolicyError(MantraError):
@@ -66,8 +69,9 @@ POLICY_KINDS: dict[str, PolicyKind] = {k.name: k for k in (
                "risk-aware balanced placement from the slices' descriptors, never moves"),
     PolicyKind("reactive", "observed", "algorithm1", False, "threshold",
                "observed latency > threshold x SLA; moves sized from the observation"),
-    PolicyKind("reactive-smooth", "observed", "algorithm1", False, "threshold",
-               "observed latency > threshold x SLA; moves sized from the EWMA level"),
+    PolicyKind("reactive-smooth", "observed", "algorithm1", True, "threshold",
+               "observed latency > threshold x SLA; moves sized from the forecaster's level (the input "
+               "predictive sizes from)"),
     PolicyKind("predictive", "risk", "algorithm1", True, "cost",
                "expected violations over the action's horizon > migration cost; best move"),
     PolicyKind("global", "risk", "algorithm2", True, "cost",

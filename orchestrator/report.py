@@ -19,6 +19,7 @@ from scipy import stats
 from mantra6g.orchestrator.experiment import RunResult
 
 SLICES = ("urllc", "embb", "best_effort")
+NOTES_MARKER = "<!-- notes: everything from here on is kept when the report is regenerated -->"
 RELIABILITY_BINS = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0 + 1e-9])
 
 
@@ -225,6 +226,29 @@ def to_json(results: Sequence[RunResult], agg: dict[str, dict[str, Estimate]]) -
                               for k, e in m.items()} for label, m in agg.items()},
     }
     return json.dumps(doc, indent=2, allow_nan=True)
+
+
+def write_markdown(path: Path, key: str, text: str) -> None:
+    """Write a generated report into ``path`` without losing what a person wrote there.
+
+    The text goes between ``<!-- generated: KEY -->`` and ``<!-- end of generated: KEY -->``:
+    a file that has that block gets only the block replaced, so several commands (each
+    with its own key) can keep their parts of one document current, with hand-written
+    text around them; a file with other commands' blocks gets this one appended. A file
+    without blocks but with :data:`NOTES_MARKER` has what is above the marker replaced
+    (the notes below it kept); any other file is replaced."""
+    begin, end = f"<!-- generated: {key} -->", f"<!-- end of generated: {key} -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    elif "<!-- generated: " in old:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    elif NOTES_MARKER in old:
+        new = block + "\n\n" + old[old.index(NOTES_MARKER):]
+    else:
+        new = block + "\n"
+    path.write_text(new)
 
 
 def with_shares(results: Sequence[RunResult], agg: dict[str, dict[str, Estimate]],

@@ -336,6 +336,8 @@ def _check(s: Scenario, filename: str) -> None:
         if name not in ("static", "reactive", "balanced"):
             raise bad(f"forecast.train_runs: '{name}'; training runs use static, balanced or reactive "
                       "(no forecaster is needed to run them)")
+    if p.start not in ("home", "balanced"):
+        raise bad(f"policy.start: '{p.start}'; every policy starts from home or balanced")
     if p.warmup < 0 or p.migration_cost < 0 or p.benefit_steps < p.horizon:
         raise bad("policy: warmup >= 0, migration_cost >= 0 and benefit_steps >= horizon")
     t = s.traffic

@@ -58,7 +58,7 @@ class RunSummary:
     received: int
     violation_monitor: float  # share of intervals whose monitor mean exceeds the SLA
     violation_truth: float  # share of received Poisson probes above the SLA (ground truth)
-    floor_truth: float  # share of probes above the SLA sent before any policy may act (same for all)
+    floor_truth: float  # share of probes above the SLA no policy could avoid (warm-up; nowhere to go)
     p50_ms: float
     p99_ms: float
     migrations: int
@@ -92,11 +92,11 @@ class TestbedModels:
 
     forecasters: dict = field(default_factory=dict)
     risks: dict = field(default_factory=dict)
-    smoother: object | None = None
 
 
 def _key(configs: Sequence, duration_s: float, seeds: int) -> str:
-    doc = [asdict(replace(c, seed=0)) for c in configs] + [duration_s, seeds, TESTBED_FORECASTERS, 3]
+    # The migration path does not change what the models learn from (the ablation reuses them).
+    doc = [asdict(replace(c, seed=0, standby=True)) for c in configs] + [duration_s, seeds, TESTBED_FORECASTERS, 4]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -106,7 +106,7 @@ def train(configs: Sequence, out: Path, seeds: int = 2, duration_s: float = 40.0
     ``out/train`` and ``out/calibrate``; the fitted models in ``out/models-<hash>.pkl``."""
     from mantra6g.orchestrator.experiment import lstm_config
     from mantra6g.orchestrator.features import run_series
-    from mantra6g.orchestrator.forecast import Holt, ViolationRisk, make_forecaster
+    from mantra6g.orchestrator.forecast import ViolationRisk, make_forecaster
     from mantra6g.orchestrator.scenario import Scenario
     from mantra6g.orchestrator.store import TelemetryStore
 
@@ -140,9 +140,6 @@ def train(configs: Sequence, out: Path, seeds: int = 2, duration_s: float = 40.0
         risk = ViolationRisk(model, policy_config(configs[0]).horizon)
         risk.fit(series["calibrate"])
         models.forecasters[name], models.risks[name] = model, risk
-    smoother = Holt(sc.forecast.window, trend=False)
-    smoother.fit(series["train"])
-    models.smoother = smoother
     out.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(models))
     return models
@@ -183,21 +180,19 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, config=
     config = replace(config or SiteConfig(), seed=seed)
     pc = policy_config(config)
     kind = spec.kind
-    risk = smoother = fc = None
-    if kind.needs_forecaster or kind.name == "reactive-smooth":
+    risk = fc = None
+    if kind.needs_forecaster:
         if models is None:
             raise MantraError(f"policy {spec} needs trained models (mantra testbed train)")
         name = forecaster or "lstm"
-        if kind.needs_forecaster:
-            if name not in models.forecasters:
-                raise MantraError(f"no trained forecaster '{name}'; trained: {', '.join(models.forecasters)}")
-            fc, risk = models.forecasters[name], models.risks[name]
-        smoother = models.smoother
+        if name not in models.forecasters:
+            raise MantraError(f"no trained forecaster '{name}'; trained: {', '.join(models.forecasters)}")
+        fc, risk = models.forecasters[name], models.risks[name]
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "telemetry.sqlite").unlink(missing_ok=True)
     store = TelemetryStore(workdir / "telemetry.sqlite")
     ctl = Controller(spec, pc, MIGRATION_COST, fc, store=store, risk=risk if kind.trigger == "risk" else None,
-                     smoother=smoother if kind.name == "reactive-smooth" else None, day_s=config.day_s)
+                     day_s=config.day_s)
     dynamic = kind.trigger != "none"
     with Site(config, workdir, prefix=prefix) as site:
         infra = TestbedInfra(site, duration_s)
@@ -222,8 +217,8 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, config=
         probes = [r for r in site.truth if not r.gap_probe]
         delays = np.array([r.delay_ms for r in probes]) if probes else np.zeros(1)
         sla = config.urllc_sla_ms
-        act_from = site.traffic_start + pc.warmup * infra.interval_s
-        early = [r.delay_ms > sla for r in probes if r.sent_ns < act_from * 1e9]
+        blocked = _nowhere_to_go(store, config, sla, pc.warmup * infra.interval_s, infra.interval_s)
+        early = [r.delay_ms > sla for r in probes if _in(blocked, r.sent_ns / 1e9 - site.traffic_start)]
         monitored = [st.monitor_mean_ms for _, st in infra.intervals if st.monitor_mean_ms is not None]
         embb = site.embb_delivery() or (0.0, 0.0)
         label = str(spec) if fc is None else f"{spec.name}/{fc.name}" + (f"@{spec.value:g}" if spec.value else "")
@@ -236,14 +231,35 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, config=
             len(site.migrations), sum(c.lost_after_switch for c in costs), sum(c.lost for c in costs),
             max((c.gap_ms for c in costs), default=0.0), max((c.raw_gap_ms for c in costs), default=0.0),
             tuple(t.total_ms for t in infra.timings), tuple(t.apply_ms for t in infra.timings),
-            float(np.percentile(trace.decision_s, 99) * 1e3) if trace.decision_s else
-            float(np.percentile([x * 1e3 for x in trace.inference_s], 99)) if trace.inference_s else 0.0,
+            float(np.percentile(trace.decision_s, 99) * 1e3) if trace.decision_s else 0.0,
             float(np.mean(errs)) if errs else float("nan"),
             embb[0] / duration_s, embb[1] / duration_s, brier, config.standby, str(workdir),
         )
         _write_trace(workdir / "trace.json", site, infra, trace, summary)
     store.close()
     return summary
+
+
+def _nowhere_to_go(store, config, sla_ms: float, warmup_s: float, interval_s: float) -> list[tuple[float, float]]:
+    """The time spans (seconds from the traffic's start) in which no policy could have
+    kept the URLLC probes within the SLA: the warm-up (no dynamic policy may act yet; all
+    start from the same placement), and every interval in which the path into *every*
+    spare node (where the egress stage can go) had more than the SLA of queueing,
+    measured by the kernel (the tbf backlog over the rate, the interval's mean)."""
+    spans = [(-math.inf, warmup_s)]
+    hosts = [n.name for n in config.nodes if n.role == "spare"]  # the ingress holds the urllc node
+    ingress = next((n.name for n in config.nodes if n.role == "urllc"), "gen")
+    by_time: dict[float, dict[str, float]] = {}
+    for x in store.link_samples():
+        by_time.setdefault(x.time, {})[x.link] = x.queueing_ms
+    for t, q in sorted(by_time.items()):
+        if hosts and all(sum(q.get(link, 0.0) for link in config.inbound(n, ingress)) > sla_ms for n in hosts):
+            spans.append((t - interval_s, t))
+    return spans
+
+
+def _in(spans: list[tuple[float, float]], t: float) -> bool:
+    return any(lo < t <= hi for lo, hi in spans)
 
 
 def _brier(trace, infra, sla: float, horizon: int) -> float:
@@ -377,10 +393,11 @@ def compare(scenarios: Sequence[tuple[str, object]], policies: list[str], seeds:
 
     out.mkdir(parents=True, exist_ok=True)
     models = None
-    if any(PolicySpec.parse(p).kind.needs_forecaster or p.startswith("reactive-smooth") for p in policies):
+    if any(PolicySpec.parse(p).kind.needs_forecaster for p in policies):
         models = train([c for _, c in scenarios], out / "models", train_seeds, duration_s, log)
     rows = []
     started = time.monotonic()
+    load = [machine_load()]
     todo = jobs(scenarios, policies, forecasters, seeds)
     for i, job in enumerate(todo):
         work = out / job.scenario / f"{job.policy}{'-' + job.forecaster if job.forecaster else ''}-{job.seed}"
@@ -389,10 +406,35 @@ def compare(scenarios: Sequence[tuple[str, object]], policies: list[str], seeds:
         # Progress on stderr; the tables are the command's output.
         print(f"[{i + 1}/{len(todo)}, {time.monotonic() - started:.0f} s] " + table(rows[-1:]).splitlines()[-1],
               file=log, flush=True)
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    (out / "results.md").write_text(summary_table(rows) + "\n\n" + table(rows) + "\n")
+    load.append(machine_load())
+    elapsed = time.monotonic() - started
+    (out / "results.json").write_text(json.dumps({"machine": load, "elapsed_s": elapsed,
+                                                  "runs": [asdict(r) for r in rows]}, indent=1))
+    (out / "results.md").write_text(report(rows, load, elapsed))
     plot(rows, out)
     return rows
+
+
+def machine_load() -> dict:
+    """The machine's load when a comparison starts or ends (it is shared: the figures
+    depend on it)."""
+    one, five, fifteen = (float(x) for x in Path("/proc/loadavg").read_text().split()[:3])
+    return {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "load_1m": one,
+            "load_5m": five, "load_15m": fifteen}
+
+
+def report(rows: list[RunSummary], load: list[dict], elapsed_s: float, command: str = "") -> str:
+    """The comparison as Markdown: the command, the machine's load, the summary per
+    scenario and policy, one row per run."""
+    parts = []
+    if command:
+        parts += ["Generated by (from the repository root, after `make setup`, as root):", "", "```",
+                  command, "```", ""]
+    parts += [f"* Machine: {load[0]['cpus']} CPUs, shared; load average (1 min / 5 min) "
+              + ", ".join(f"{x['load_1m']:.1f} / {x['load_5m']:.1f} at {x['time']}" for x in load)
+              + f"; wall time {elapsed_s / 60:.0f} min.", "",
+              summary_table(rows), "", "Every run:", "", table(rows), ""]
+    return "\n".join(parts)
 
 
 def plot(rows: list[RunSummary], out: Path) -> list[Path]:
@@ -403,6 +445,7 @@ def plot(rows: list[RunSummary], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for scenario in dict.fromkeys(r.scenario for r in rows):
         mine = [r for r in rows if r.scenario == scenario]

@@ -250,8 +250,11 @@ def crowd_schedule(rng: random.Random, rate_per_s: float, clients: int, ramp_s: 
 
 
 def _client(dst: str, port: int, mbit: float, a: float, b: float, t0: float, sent: list[int]) -> None:
-    """One app-limited TCP client: connect at ``a``, write paced chunks until ``b``."""
+    """One app-limited TCP client (a video stream): connect at ``a``, write a paced chunk
+    every chunk-time until ``b``; what the network could not take in time is not sent
+    later (no catch-up burst: the stream moves on)."""
     chunk = b"\xee" * 8192
+    every = len(chunk) * 8 / (mbit * 1e6)
     _pace(t0 + a)
     try:
         c = socket.create_connection((dst, port), timeout=2.0)
@@ -263,7 +266,7 @@ def _client(dst: str, port: int, mbit: float, a: float, b: float, t0: float, sen
         while t < t0 + b:
             _pace(t)
             n += c.send(chunk)
-            t += len(chunk) * 8 / (mbit * 1e6)
+            t = max(t + every, time.monotonic())
     except OSError:
         pass
     finally:

@@ -218,7 +218,7 @@ def test_scale_sets_a_cpu_quota_that_queues_an_overloaded_vnf():
 
 
 def test_markdown_report_keeps_hand_written_notes(tmp_path, capsys):
-    from mantra6g.orchestrator.simulate import NOTES_MARKER
+    from mantra6g.orchestrator.report import NOTES_MARKER
 
     md = tmp_path / "results.md"
     md.write_text(f"old table\n{NOTES_MARKER}\nmy notes\n")
@@ -227,3 +227,18 @@ def test_markdown_report_keeps_hand_written_notes(tmp_path, capsys):
     text = md.read_text()
     assert "old table" not in text and text.rstrip().endswith("my notes")
     assert "| static |" in text
+
+
+def test_generated_blocks_keep_what_people_wrote_around_them(tmp_path):
+    from mantra6g.orchestrator.report import write_markdown
+
+    doc = tmp_path / "results.md"
+    write_markdown(doc, "simulate a", "table A v1")
+    doc.write_text("# Results\nintro\n" + doc.read_text() + "\nwhat A means\n")
+    write_markdown(doc, "simulate b", "table B v1")  # another command: appended
+    write_markdown(doc, "simulate a", "table A v2")  # the same command: its block replaced
+    text = doc.read_text()
+    assert "table A v2" in text and "table A v1" not in text and "table B v1" in text
+    assert text.startswith("# Results\nintro\n") and "what A means" in text
+    assert text.index("what A means") < text.index("table B v1")
+    assert text.count("<!-- generated: simulate a -->") == 1
