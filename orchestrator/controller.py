@@ -154,7 +154,9 @@ class Controller:
             signal = expected
             cost = self.spec.migration_cost(cfg)
             threshold = np.full(len(chains), cost)
-            rearm = threshold / 2
+            # Re-armed once the risk has been below the cost again: the calm level of the
+            # expected violations can sit close to a small cost, so no lower re-arm mark.
+            rearm = threshold
             level = point.max(axis=1)
         flagged = [c.name for i, c in enumerate(chains)
                    if self.engine.crossed(c.name, float(signal[i]), float(threshold[i]), float(rearm[i]), step)]

@@ -381,7 +381,8 @@ class Lstm:
 # near saturation are wider and skewed; far below it and on an idle path they are jitter.
 REGIME_EDGES = (0.4, 0.7, 1.0)  # forecast / SLA
 LOAD_EDGES = (0.8, 0.95)  # bottleneck utilisation
-MIN_STRATUM = 100  # fewer calibration residuals than this: the next coarser table
+MIN_STRATUM = 100  # the forecast band falls back to the next coarser table below this many
+PRIOR_WEIGHT = 20.0  # a stratum's probability is shrunk towards its parent's, as this many residuals
 
 
 def _regimes(forecast: np.ndarray, sla: np.ndarray, utilisation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -397,9 +398,11 @@ class ViolationRisk:
     step and per regime - the forecast's level (:data:`REGIME_EDGES` of forecast / SLA)
     and the chain's bottleneck utilisation (:data:`LOAD_EDGES`; the context feature
     ``utilisation`` at the window's last step). The probability that step ``h`` exceeds
-    the SLA is the share of those residuals above ``(SLA - forecast) / SLA``; a stratum
-    with fewer than :data:`MIN_STRATUM` residuals falls back to the level alone, then to
-    the slice's pooled ones. The same is kept for the maximum over the horizon ("a
+    the SLA is the share of those residuals above ``(SLA - forecast) / SLA``, shrunk
+    towards the same share in the coarser table (the level alone, then the slice's pooled
+    residuals) as if that table had given :data:`PRIOR_WEIGHT` of the stratum's residuals
+    (a beta-binomial estimate: a small stratum - few calibration windows saw a loaded
+    link - still counts, without a few residuals deciding). The same is kept for the maximum over the horizon ("a
     violation within the horizon", what the reliability diagram checks). Moves are
     assessed with the same tables, applied to the moved forecast at the utilisation the
     move leaves on the chain's path.
@@ -451,8 +454,17 @@ class ViolationRisk:
         level, busy = _regimes(forecast, sla, load)
         out = np.empty(len(forecast))
         for i, kind in enumerate(slices):
-            r = self._table(kind, step, int(level[i]), int(busy[i]))
-            out[i] = 1.0 - np.searchsorted(r, need[i], side="right") / len(r)
+            p = None
+            for key in ((kind, step, None, None), (kind, step, int(level[i]), None),
+                        (kind, step, int(level[i]), int(busy[i]))):
+                r = self.residuals.get(key)
+                if r is None or not len(r):
+                    continue
+                above = len(r) - np.searchsorted(r, need[i], side="right")
+                p = above / len(r) if p is None else (above + PRIOR_WEIGHT * p) / (len(r) + PRIOR_WEIGHT)
+            if p is None:
+                raise ForecastError(f"no calibration residuals for slice {kind}: calibrate on runs that have it")
+            out[i] = p
         return out
 
     @staticmethod
