@@ -19,10 +19,14 @@ pytestmark = pytest.mark.root
 
 # Stated bound: per 0.2 s interval, the monitor's mean delay (ingress XDP stamp to egress
 # XDP sink) and the same span from the kernel's packet timestamps on the switch ports
-# around it differ by at most this: the kernel timestamps the frame just before the
-# ingress node's NAPI thread wakes and just after the egress node's program sent it, a
-# few tens of microseconds outside the monitor's span.
+# around it differ by at most SPAN_BOUND_MS + SPAN_SHARE of the delay: the kernel
+# timestamps the frame just before the ingress node's NAPI thread wakes and just after
+# the egress node's program sent it, a few tens of microseconds outside the monitor's
+# span; the egress timestamp is taken in the switch port's softirq, which shares the
+# reserved core with the congested uplink's tbf watchdog and lags with it (measured up
+# to ~1 % of a 12 ms congested delay on the loaded machine; 0.2 % when it is quiet).
 SPAN_BOUND_MS = 0.1
+SPAN_SHARE = 0.02
 
 
 def _root():
@@ -91,7 +95,9 @@ def test_the_monitor_measures_its_span_and_survives_a_migration(tmp_path):
           f"merged {report.state_entries_copied} state entries")
     assert report.standby and site.placement[EGRESS] == "E"
     assert store.count() > 0 and len(compared) >= 20
-    assert all(abs(m - k) <= SPAN_BOUND_MS for m, k in compared), compared
+    assert all(abs(m - k) <= SPAN_BOUND_MS + SPAN_SHARE * k for m, k in compared), compared
+    # Over the whole run, no binning at all: the monitor's mean against the kernel's.
+    assert abs(after.delay_sum_ns / after.delay_count / 1e6 - float(span_ms.mean())) <= SPAN_BOUND_MS
     # The ground truth (sender's socket to receiver's kernel timestamp) covers more than
     # the span: the monitor never reads more delay than the packets had.
     for a in site.accuracy():
