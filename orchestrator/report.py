@@ -358,7 +358,8 @@ def plot(results: Sequence[RunResult], agg: dict[str, dict[str, Estimate]], out:
     if floor is not None:
         ax.axhline(100 * floor, color="black", lw=0.8, ls=":", label="jitter floor")
     ax.set_xlabel("migrations per run")
-    ax.set_ylabel("URLLC SLA violations (% of steps)")
+    ax.set_yscale("log")
+    ax.set_ylabel("URLLC SLA violations (% of steps, log)")
     ax.set_title("violations vs migrations (sweeps joined; mean ± 95 % CI)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
