@@ -221,6 +221,9 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
                            help="comma-separated forecasters for the forecast policies (default lstm)")
             q.add_argument("--markdown", metavar="FILE", default=None,
                            help="also write the report into FILE (its generated block; text around it is kept)")
+            q.add_argument("--resume", action="store_true",
+                           help="keep the runs an interrupted compare into the same --out finished (same site, "
+                           "seed, duration, migration path); run only the others")
     p.set_defaults(run=_cmd_testbed)
 
 
@@ -270,7 +273,7 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
         raise MantraError(f"--forecasters: unknown {', '.join(bad) or '(none given)'}; choose from "
                           f"{', '.join(TESTBED_FORECASTERS)}" if bad or not forecasters else "--policies: none given")
     rows = compare(scenarios, policies, list(range(1, args.seeds + 1)), args.duration, out, forecasters,
-                   args.train_seeds)
+                   args.train_seeds, resume=args.resume)
     if args.markdown:
         import json
         import shlex
@@ -280,7 +283,8 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
 
         argv = [*args.scenarios, "--policies", ",".join(policies), "--forecasters", ",".join(forecasters),
                 "--seeds", str(args.seeds), "--duration", f"{args.duration:g}", "--train-seeds", str(args.train_seeds),
-                *(["--slow-path"] if args.slow_path else []), "--out", args.out, "--markdown", args.markdown]
+                *(["--slow-path"] if args.slow_path else []), *(["--resume"] if args.resume else []),
+                "--out", args.out, "--markdown", args.markdown]
         doc = json.loads((out / "results.json").read_text())
         names = ", ".join(n for n, _ in scenarios)
         write_markdown(Path(args.markdown), f"testbed compare {names}",

@@ -198,6 +198,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, config=
         fc.predict(np.ones((1, fc.window)), pc.horizon, None)  # warm up: the first call allocates
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "telemetry.sqlite").unlink(missing_ok=True)
+    (workdir / "trace.json").unlink(missing_ok=True)  # written when the run is complete (--resume reads it)
     store = TelemetryStore(workdir / "telemetry.sqlite")
     ctl = Controller(spec, pc, MIGRATION_COST, fc, store=store, risk=risk if kind.trigger == "risk" else None,
                      day_s=config.day_s)
@@ -243,7 +244,7 @@ def run_policy(policy: str, duration_s: float, seed: int, workdir: Path, config=
             float(np.mean(errs)) if errs else float("nan"),
             embb[0] / duration_s, embb[1] / duration_s, brier, config.standby, str(workdir),
         )
-        _write_trace(workdir / "trace.json", site, infra, trace, summary)
+        _write_trace(workdir / "trace.json", site, infra, trace, summary, config)
     store.close()
     return summary
 
@@ -279,14 +280,23 @@ def _brier(trace, infra, sla: float, horizon: int) -> float:
     return float(np.mean([(p - y) ** 2 for p, y in pairs])) if pairs else float("nan")
 
 
-def _write_trace(path: Path, site, infra, trace, summary: RunSummary) -> None:
+def _site_doc(config) -> dict:
+    """The site a run ran on, as its trace records it (JSON values)."""
+    return json.loads(json.dumps(asdict(config), default=str))
+
+
+def _write_trace(path: Path, site, infra, trace, summary: RunSummary, config) -> None:
     """What the plots need: per interval the monitor's mean, the forecast and its band, the
-    risk; the triggers and migrations; the probes' delays (thinned)."""
+    risk; the triggers and migrations; the probes' delays (thinned). Also the run's
+    summary, the site and the machine's load when it ended (what ``--resume`` checks and
+    reports)."""
     start = site.traffic_start
     t = [x for x, _ in infra.intervals]
     probes = [r for r in site.truth if not r.gap_probe]
     doc = {
         "summary": asdict(summary),
+        "site": _site_doc(config),
+        "machine": machine_load(),
         "interval_s": infra.interval_s,
         "t": t,
         "monitor_ms": [st.monitor_mean_ms for _, st in infra.intervals],
@@ -391,11 +401,30 @@ def jobs(scenarios: Sequence[tuple[str, object]], policies: Sequence[str], forec
     return out
 
 
+def finished_run(work: Path, job: Job, duration_s: float) -> RunSummary | None:
+    """The summary of a complete earlier run of ``job`` in ``work`` (its ``trace.json``),
+    or None when there is none or it ran on another site, seed, duration or migration
+    path. A trace from before the site was recorded in it is checked on its summary only."""
+    try:
+        doc = json.loads((work / "trace.json").read_text())
+        s = doc["summary"]
+        ran = (s["scenario"], s["seed"], s["duration_s"], s["standby"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if ran != (job.scenario, job.seed, duration_s, job.config.standby):
+        return None
+    if "site" in doc and doc["site"] != _site_doc(replace(job.config, seed=job.seed)):
+        return None
+    return RunSummary(**{**s, "loop_ms": tuple(s["loop_ms"]), "switch_ms": tuple(s["switch_ms"])})
+
+
 def compare(scenarios: Sequence[tuple[str, object]], policies: list[str], seeds: list[int], duration_s: float,
             out: Path, forecasters: Sequence[str] = ("lstm",), train_seeds: int = 2, log=sys.stderr,
-            ) -> list[RunSummary]:
+            resume: bool = False) -> list[RunSummary]:
     """Every policy on every scenario and seed (same seeded traffic per seed); JSON,
-    Markdown and plots in ``out``. Models are trained first when a policy needs them."""
+    Markdown and plots in ``out``. Models are trained first when a policy needs them.
+    ``resume``: a job whose folder holds a complete run of it (:func:`finished_run`) is
+    not run again; its summary is reused."""
     from mantra6g.orchestrator.policy import PolicySpec
 
     out.mkdir(parents=True, exist_ok=True)
@@ -406,18 +435,22 @@ def compare(scenarios: Sequence[tuple[str, object]], policies: list[str], seeds:
     started = time.monotonic()
     load = [machine_load()]
     todo = jobs(scenarios, policies, forecasters, seeds)
+    reused = 0
     for i, job in enumerate(todo):
         work = out / job.scenario / f"{job.policy}{'-' + job.forecaster if job.forecaster else ''}-{job.seed}"
-        rows.append(run_policy(job.policy, duration_s, job.seed, work, config=job.config, models=models,
-                               forecaster=job.forecaster, scenario=job.scenario))
+        done = finished_run(work, job, duration_s) if resume else None
+        rows.append(done or run_policy(job.policy, duration_s, job.seed, work, config=job.config, models=models,
+                                       forecaster=job.forecaster, scenario=job.scenario))
+        if done:
+            reused += 1
         # Progress on stderr; the tables are the command's output.
         print(f"[{i + 1}/{len(todo)}, {time.monotonic() - started:.0f} s] " + table(rows[-1:]).splitlines()[-1],
               file=log, flush=True)
     load.append(machine_load())
     elapsed = time.monotonic() - started
-    (out / "results.json").write_text(json.dumps({"machine": load, "elapsed_s": elapsed,
+    (out / "results.json").write_text(json.dumps({"machine": load, "elapsed_s": elapsed, "reused": reused,
                                                   "runs": [asdict(r) for r in rows]}, indent=1))
-    (out / "results.md").write_text(report(rows, load, elapsed))
+    (out / "results.md").write_text(report(rows, load, elapsed, reused=reused))
     plot(rows, out)
     return rows
 
@@ -430,18 +463,32 @@ def machine_load() -> dict:
             "load_5m": five, "load_15m": fifteen}
 
 
-def report(rows: list[RunSummary], load: list[dict], elapsed_s: float, command: str = "") -> str:
+def report(rows: list[RunSummary], load: list[dict], elapsed_s: float, command: str = "", reused: int = 0) -> str:
     """The comparison as Markdown: the command, the machine's load, the summary per
     scenario and policy, one row per run."""
     parts = []
     if command:
         parts += ["Generated by (from the repository root, after `make setup`, as root):", "", "```",
                   command, "```", ""]
+    ended = [_run_load(r) for r in rows]
+    ended = [x for x in ended if x is not None]
     parts += [f"* Machine: {load[0]['cpus']} CPUs, shared; load average (1 min / 5 min) "
               + ", ".join(f"{x['load_1m']:.1f} / {x['load_5m']:.1f} at {x['time']}" for x in load)
-              + f"; wall time {elapsed_s / 60:.0f} min.", "",
+              + (f"; 1-min load at the end of each run {min(ended):.1f}–{max(ended):.1f} ({len(ended)} runs recorded it)"
+                 if ended else "")
+              + f"; wall time {elapsed_s / 60:.0f} min"
+              + (f"; {reused} of {len(rows)} runs reused from an earlier, interrupted invocation (`--resume`)"
+                 if reused else "") + ".", "",
               summary_table(rows), "", "Every run:", "", table(rows), ""]
     return "\n".join(parts)
+
+
+def _run_load(r: RunSummary) -> float | None:
+    """The 1-min load average when run ``r`` ended, if its trace recorded it."""
+    try:
+        return float(json.loads((Path(r.workdir) / "trace.json").read_text())["machine"]["load_1m"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def plot(rows: list[RunSummary], out: Path) -> list[Path]:
