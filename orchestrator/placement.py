@@ -426,16 +426,18 @@ def algorithm2_paper(view: ClusterView, engine: PolicyEngine, cost: MigrationCos
 
 def balanced_placement(nodes: Sequence[NodeSpec], chains: Sequence[ChainSpec], engine: PolicyEngine,
                        demand: Mapping[str, float], exposure: Mapping[tuple[str, bool], float],
-                       ) -> Placement:
+                       fixed: frozenset[str] = frozenset()) -> Placement:
     """A static, risk-aware placement of the URLLC VNFs from descriptors: by decreasing
     expected peak demand (cores), each onto the allowed partition (node, pinned or not)
     whose expected peak utilisation - its ``exposure`` (peak background load, e.g. cross
     traffic, or an eMBB link's peak over its capacity) plus the demand placed there - ends
     lowest, so URLLC is never put where the descriptors say the peak will not fit if
-    another place has room. Other slices keep :func:`initial_placement`. Memory, roles and
-    isolation as there; raises :class:`InfraRejected` when a VNF fits nowhere."""
+    another place has room. Other slices, and the VNFs in ``fixed`` (ones the
+    infrastructure never moves, e.g. the testbed's ingress stage where the traffic enters),
+    keep :func:`initial_placement`. Memory, roles and isolation as there; raises
+    :class:`InfraRejected` when a VNF fits nowhere."""
     home = initial_placement(nodes, chains, engine).as_dict()
-    urllc = sorted((v for c in chains for v in c.vnfs if v.slice is SliceKind.URLLC),
+    urllc = sorted((v for c in chains for v in c.vnfs if v.slice is SliceKind.URLLC and v.name not in fixed),
                    key=lambda v: (-demand.get(v.name, 0.0), v.name))
     moving = {v.name for v in urllc}
     node_of = {v: n for v, n in home.items() if v not in moving}
@@ -446,6 +448,11 @@ def balanced_placement(nodes: Sequence[NodeSpec], chains: Sequence[ChainSpec], e
         memory[n] += vnfs[v].memory_mb
         kinds[n].append(vnfs[v].slice)
     placed = {(n.name, pin): 0.0 for n in nodes for pin in (False, True)}
+    by_name = {n.name: n for n in nodes}
+    for v in fixed & set(node_of):
+        if vnfs[v].slice is SliceKind.URLLC:
+            n = by_name[node_of[v]]
+            placed[(n.name, engine.pinned(SliceKind.URLLC, n))] += demand.get(v, 0.0)
     for vnf in urllc:
         best: tuple | None = None
         for n in nodes:

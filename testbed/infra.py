@@ -140,7 +140,8 @@ class TestbedInfra:
         """Stage -> node, as the orchestrator places the chain (see
         :func:`~mantra6g.orchestrator.placement.initial_placement`); ``balanced``: the
         risk-aware static placement, from the scenario's descriptors (every node's
-        exposure: the eMBB peak on its inbound links over their capacity)."""
+        exposure: the eMBB peak on its inbound links over their capacity) of the egress
+        stage, the one the policies move."""
         engine = PolicyEngine(config)
         try:
             if balanced:
@@ -151,7 +152,11 @@ class TestbedInfra:
                 for n in c.nodes:
                     worst = max((peak / c.link_mbit(link) for link in c.inbound(n.name) if link in loaded), default=0.0)
                     exposure[(n.name, False)] = exposure[(n.name, True)] = worst
-                got = balanced_placement(self.nodes(), self.chains(), engine, {}, exposure).as_dict()
+                # Only the stage the policies move is placed; the ingress stays where the
+                # traffic enters (moved behind an uplink, it would take the queue out of
+                # the monitor's span, not off the path).
+                fixed = frozenset(v for v, stage in VNF_STAGE.items() if stage != EGRESS)
+                got = balanced_placement(self.nodes(), self.chains(), engine, {}, exposure, fixed).as_dict()
             else:
                 got = initial_placement(self.nodes(), self.chains(), engine).as_dict()
         except InfraRejected as exc:  # the scenario's nodes, not a bug: the user's to fix

@@ -252,6 +252,12 @@ def test_balanced_placement_spreads_urllc_by_descriptor_peaks():
     # A node whose descriptors promise a peak over its capacity (an eMBB link) is avoided.
     got = balanced_placement(nodes, [urllc, embb], engine, demand, {("D", True): 1.2}).as_dict()
     assert "D" not in {got[f"u.v{i}"] for i in range(4)}
+    # A fixed VNF keeps its initial node (A, where it would not go: D was better) and its
+    # demand counts there: v0 (2) still to A ((1 + 2)/4 beats 2/2), v2 to D (1/2 beats A's
+    # 4/4), v3 to E.
+    got = balanced_placement(nodes, [urllc, embb], engine, demand, {}, fixed=frozenset({"u.v1"})).as_dict()
+    assert initial_placement(nodes, [urllc, embb], engine).node_of("u.v1") == "A"
+    assert got == {"u.v0": "A", "u.v1": "A", "u.v2": "D", "u.v3": "E", "e.v0": "B"}
 
 
 def test_initial_placement_home_role_first_then_where_the_policy_allows():
