@@ -289,7 +289,8 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
         names = ", ".join(n for n, _ in scenarios)
         write_markdown(Path(args.markdown), f"testbed compare {names}",
                        f"### Testbed: {names}\n\n" + report(rows, doc["machine"], doc["elapsed_s"],
-                                                      "sudo .venv/bin/mantra testbed compare " + shlex.join(argv)))
+                                                      "sudo .venv/bin/mantra testbed compare " + shlex.join(argv),
+                                                      reused=doc.get("reused", 0)))
     print(summary_table(rows))
     print()
     print(table(rows))

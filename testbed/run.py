@@ -476,9 +476,9 @@ def report(rows: list[RunSummary], load: list[dict], elapsed_s: float, command: 
               + ", ".join(f"{x['load_1m']:.1f} / {x['load_5m']:.1f} at {x['time']}" for x in load)
               + (f"; 1-min load at the end of each run {min(ended):.1f}–{max(ended):.1f} ({len(ended)} runs recorded it)"
                  if ended else "")
-              + f"; wall time {elapsed_s / 60:.0f} min"
-              + (f"; {reused} of {len(rows)} runs reused from an earlier, interrupted invocation (`--resume`)"
-                 if reused else "") + ".", "",
+              + f"; wall time of this invocation {elapsed_s / 60:.0f} min"
+              + (f"; {reused} of {len(rows)} runs reused from earlier invocations into the same folder (`--resume`; "
+                 "the load range above covers every run that recorded it)" if reused else "") + ".", "",
               summary_table(rows), "", "Every run:", "", table(rows), ""]
     return "\n".join(parts)
 
