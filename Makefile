@@ -11,13 +11,16 @@ setup:
 # (out/compile/), prove the two-tenant DPU merge isolated and equivalent (out/verify/),
 # simulate predictive vs reactive vs static orchestration (out/simulate/), then run the
 # real edge site — XDP NFs in network namespaces, in-network latency monitor, live
-# migrations — with the reactive and predictive policies (out/testbed/; needs root).
+# make-before-break migrations — on the two-rack site with ramping eMBB sessions: the
+# forecaster is trained on one training seed first, then static, reactive and predictive
+# run on seed 1 (out/demo-testbed/; needs root).
 demo: setup
 	$(MANTRA) check examples/*.sg
 	$(MANTRA) compile examples/*.sg --target bmv2 -o out/compile
 	$(MANTRA) verify examples/edge_site_two_tenants.sg --target bmv2 --out out/verify
 	$(MANTRA) simulate --out out/simulate
-	$(MANTRA) testbed compare --policies reactive,predictive --duration 15 --seeds 1 --out out/testbed
+	$(MANTRA) testbed compare examples/testbed/ramp.yaml --policies static,reactive,predictive --duration 30 \
+		--seeds 1 --train-seeds 1 --out out/demo-testbed
 
 test: setup
 	$(PY) -m pytest -q

@@ -46,7 +46,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     return simulate_command(args.scenario, seeds=args.seeds, policies=args.policy,
                             forecasters=args.forecaster, out=args.out, jobs=args.jobs,
-                            steps=args.steps, as_json=args.json, markdown=args.markdown)
+                            steps=args.steps, as_json=args.json, markdown=args.markdown,
+                            first_seed=args.first_seed, start=args.start)
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
@@ -59,18 +60,23 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("scenario", nargs="?", metavar="SCENARIO", help="scenario YAML (default: built-in)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="evaluation seeds 1..N (default 3)")
+    p.add_argument("--first-seed", type=int, default=1, metavar="S",
+                   help="first seed (default 1); 100000 and up are validation seeds for tuning")
     p.add_argument("--policy", default="static,reactive,predictive",
-                   help="comma-separated: static, reactive, predictive, global "
-                   "(default static,reactive,predictive)")
-    p.add_argument("--forecaster", default="lstm,quantile",
-                   help="comma-separated forecasters for predictive policies: last, ewma, holt, "
-                   "arima, lstm, quantile (default lstm,quantile)")
+                   help="comma-separated: static, balanced, reactive[@f], reactive-smooth[@f], "
+                   "predictive[@cost], global[@cost], predictive-paper, global-paper; @f: trigger at "
+                   "f x SLA, @cost: the migration cost in violating steps (default static,reactive,predictive)")
+    p.add_argument("--forecaster", default="lstm,holt",
+                   help="comma-separated forecasters for the forecast policies: last, ewma, holt, "
+                   "arima, lstm (default lstm,holt)")
     p.add_argument("--out", default="out/simulate", metavar="DIR",
                    help="directory for results.json, PNG plots and cached LSTM weights "
                    "(default out/simulate)")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel processes (default 2)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="override the scenario's number of steps")
+    p.add_argument("--start", choices=["home", "balanced"], default=None,
+                   help="where every policy starts (overrides the scenario's policy.start)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--markdown", metavar="FILE", default=None,
                    help="also write a Markdown report (e.g. docs/results.md)")
@@ -303,21 +309,38 @@ def _add_testbed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("testbed", help="run the orchestrator's policies on a real XDP site in Mininet (root)",
                        description="Build the edge site in Mininet (LinuxBridge switches, tbf links), place the "
                        "URLLC chain with the orchestrator and deploy it as XDP, send seeded traffic and let a "
-                       "policy drive it; compare runs all policies.")
+                       "policy drive it; compare runs every policy on every scenario and seed; train fits the "
+                       "forecasters on training runs.")
     tsub = p.add_subparsers(dest="testbed_cmd", required=True)
-    for name in ("run", "compare"):
+    for name in ("run", "compare", "train"):
         q = tsub.add_parser(name)
-        q.add_argument("scenario", nargs="?", metavar="SCENARIO",
+        q.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                        help="site scenario YAML (default: the built-in site, as in examples/testbed/default.yaml)")
-        q.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds of traffic (default 20)")
+        q.add_argument("--duration", type=float, default=20.0 if name == "run" else 40.0, metavar="S",
+                       help="seconds of traffic per run (default 20 for run, 40 otherwise)")
         q.add_argument("--out", default="out/testbed", metavar="DIR", help="results directory (default out/testbed)")
+        q.add_argument("--train-seeds", type=int, default=2, metavar="N",
+                       help="training seeds per scenario for the forecasters (default 2; one fewer calibrates)")
+        if name != "train":
+            q.add_argument("--slow-path", action="store_true",
+                           help="no warm standbys: every migration builds, attaches, copies, switches, drains "
+                           "(the ablation; scenarios are reported as NAME-slowpath)")
         if name == "run":
-            q.add_argument("--policy", default="predictive", choices=["static", "reactive", "predictive"])
+            q.add_argument("--policy", default="predictive", metavar="POLICY",
+                           help="static, balanced, reactive[@f], reactive-smooth, predictive[@cost], predictive-paper")
+            q.add_argument("--forecaster", default="lstm", help="for forecast policies: holt, lstm, lstm-nocontext")
             q.add_argument("--seed", type=int, default=1)
-        else:
+        elif name == "compare":
             q.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 1..N (default 1)")
             q.add_argument("--policies", default="static,reactive,predictive", metavar="LIST",
                            help="comma-separated policies (default static,reactive,predictive)")
+            q.add_argument("--forecasters", default="lstm", metavar="LIST",
+                           help="comma-separated forecasters for the forecast policies (default lstm)")
+            q.add_argument("--markdown", metavar="FILE", default=None,
+                           help="also write the report into FILE (its generated block; text around it is kept)")
+            q.add_argument("--resume", action="store_true",
+                           help="keep the runs an interrupted compare into the same --out finished (same site, "
+                           "seed, duration, migration path); run only the others")
     p.set_defaults(run=_cmd_testbed)
 
 
@@ -325,27 +348,76 @@ def _cmd_testbed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mantra6g import output
-    from mantra6g.testbed.run import POLICIES, compare, run_policy, table
+    from mantra6g.orchestrator.policy import PolicyError, PolicySpec
+    from mantra6g.testbed.run import TESTBED_FORECASTERS, compare, run_policy, summary_table, table, train
     from mantra6g.testbed.scenario import load_site
+
+    from dataclasses import replace
 
     out = Path(args.out)
     if args.duration <= 0:
         raise MantraError(f"--duration {args.duration:g}: give the seconds of traffic to send, more than 0")
     if getattr(args, "seeds", 1) < 1:
         raise MantraError(f"--seeds {args.seeds}: give at least 1 seed")
-    output.check_dir(out, output.Inputs([args.scenario]), "--out")  # before the site is built
-    config = load_site(args.scenario)
+    paths = args.scenarios or [None]
+    output.check_dir(out, output.Inputs([p for p in paths if p]), "--out")  # before the site is built
+    scenarios = [(Path(p).stem if p else "default", load_site(p)) for p in paths]
+    if getattr(args, "slow_path", False):
+        scenarios = [(f"{n}-slowpath", replace(c, standby=False)) for n, c in scenarios]
+    if len({n for n, _ in scenarios}) != len(scenarios):
+        raise MantraError("two scenario files have the same name; the report names scenarios by file name")
+    if args.testbed_cmd == "train":
+        models = train([c for _, c in scenarios], out / "models", args.train_seeds, args.duration)
+        print(f"trained {', '.join(models.forecasters)} on {args.train_seeds} seed(s) per scenario; "
+              f"models in {out / 'models'}")
+        return 0
     if args.testbed_cmd == "run":
-        rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config)]
-    else:
-        policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-        bad = [p for p in policies if p not in POLICIES]
-        if bad or not policies:
-            raise MantraError(f"--policies: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(POLICIES)}")
-        rows = compare(policies, list(range(1, args.seeds + 1)), args.duration, out, config=config)
+        if len(scenarios) != 1:
+            raise MantraError("testbed run takes one scenario; use testbed compare for several")
+        name, config = scenarios[0]
+        try:
+            spec = PolicySpec.parse(args.policy)
+        except PolicyError as exc:
+            raise MantraError(f"--policy: {exc}") from None
+        needs = spec.kind.needs_forecaster
+        models = train([config], out / "models", args.train_seeds, 40.0) if needs else None
+        rows = [run_policy(args.policy, args.duration, args.seed, out / f"{args.policy}-{args.seed}", config=config,
+                           models=models, forecaster=args.forecaster, scenario=name)]
+        print(table(rows))
+        return 0
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    forecasters = [f.strip() for f in args.forecasters.split(",") if f.strip()]
+    try:
+        policies = [str(PolicySpec.parse(p)) for p in policies]
+    except PolicyError as exc:
+        raise MantraError(f"--policies: {exc}") from None
+    bad = [f for f in forecasters if f not in TESTBED_FORECASTERS]
+    if not policies or bad or not forecasters:
+        raise MantraError(f"--forecasters: unknown {', '.join(bad) or '(none given)'}; choose from "
+                          f"{', '.join(TESTBED_FORECASTERS)}" if bad or not forecasters else "--policies: none given")
+    rows = compare(scenarios, policies, list(range(1, args.seeds + 1)), args.duration, out, forecasters,
+                   args.train_seeds, resume=args.resume)
+    if args.markdown:
+        import json
+        import shlex
+
+        from mantra6g.orchestrator.report import write_markdown
+        from mantra6g.testbed.run import report
+
+        argv = [*args.scenarios, "--policies", ",".join(policies), "--forecasters", ",".join(forecasters),
+                "--seeds", str(args.seeds), "--duration", f"{args.duration:g}", "--train-seeds", str(args.train_seeds),
+                *(["--slow-path"] if args.slow_path else []), *(["--resume"] if args.resume else []),
+                "--out", args.out, "--markdown", args.markdown]
+        doc = json.loads((out / "results.json").read_text())
+        names = ", ".join(n for n, _ in scenarios)
+        write_markdown(Path(args.markdown), f"testbed compare {names}",
+                       f"### Testbed: {names}\n\n" + report(rows, doc["machine"], doc["elapsed_s"],
+                                                      "sudo .venv/bin/mantra testbed compare " + shlex.join(argv),
+                                                      reused=doc.get("reused", 0)))
+    print(summary_table(rows))
+    print()
     print(table(rows))
-    if args.testbed_cmd != "run":
-        print(f"wrote {out}/results.md, {out}/results.json and the plot {out}/violations.png")
+    print(f"wrote {out}/results.md, {out}/results.json and the plots {out}/*-cdf.png, {out}/*-timeseries.png")
     return 0
 
 

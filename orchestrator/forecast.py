@@ -1,10 +1,16 @@
-"""Latency forecasters behind one interface: fit offline on history, predict online.
+"""Latency forecasters behind one interface: fit offline on history, predict online;
+and the calibrated violation risk every forecast policy acts on.
 
 Every forecaster maps a batch of windows (one row per chain, the last ``window``
-end-to-end latencies, oldest first) to the next ``horizon`` latencies. Chains differ in
+end-to-end latencies, oldest first, and optionally the same steps' context features,
+:mod:`mantra6g.orchestrator.features`) to the next ``horizon`` latencies. Chains differ in
 scale by an order of magnitude (URLLC ~0.5 ms, eMBB ~10 ms), so the learned models work
 on windows expressed relative to their own mean, ``z = x / mean(x) - 1``, and one model
-serves every chain.
+serves every chain. Only the LSTM uses the context; the others ignore it.
+
+:class:`ViolationRisk` turns any fitted forecaster into calibrated probabilities of
+breaking the SLA: split-conformal residuals on held-out calibration runs, per slice and
+per regime (how close the forecast is to the SLA) and per forecast step.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 
 from mantra6g import output
 from mantra6g.errors import MantraError
+from mantra6g.orchestrator.features import FEATURES, TRAFFIC, ChainSeries
 
 
 class ForecastError(MantraError):
@@ -34,13 +41,23 @@ class Forecaster(Protocol):
     name: str
     window: int
 
-    def fit(self, series: Sequence[np.ndarray]) -> None:
-        """Learn from training series (each a 1-D array of one chain's latencies)."""
+    def fit(self, series: Sequence[ChainSeries | np.ndarray]) -> None:
+        """Learn from training series (one chain each: a :class:`ChainSeries`, or a 1-D
+        array of latencies for models without context)."""
         ...
 
-    def predict(self, windows: np.ndarray, horizon: int = 1) -> np.ndarray:
-        """``windows``: (batch, window) latencies, oldest first -> (batch, horizon) forecasts."""
+    def predict(self, windows: np.ndarray, horizon: int = 1, context: np.ndarray | None = None) -> np.ndarray:
+        """``windows``: (batch, window) latencies, oldest first; ``context``: (batch,
+        window, features) or None -> (batch, horizon) forecasts."""
         ...
+
+
+def _series(series: Sequence[ChainSeries | np.ndarray]) -> list[ChainSeries]:
+    return [s if isinstance(s, ChainSeries) else ChainSeries.bare(s) for s in series]
+
+
+def _latencies(series: Sequence[ChainSeries | np.ndarray]) -> list[np.ndarray]:
+    return [s.latency for s in _series(series)]
 
 
 def _relative(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,21 +66,31 @@ def _relative(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return windows / m - 1.0, m
 
 
-def sliding_windows(series: Sequence[np.ndarray], window: int, horizon: int
+def sliding_windows(series: Sequence[ChainSeries | np.ndarray], window: int, horizon: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """All (window, next ``horizon`` values) pairs of the series: X (n, window), Y (n, horizon)."""
-    xs, ys = [], []
-    for s in series:
-        s = np.asarray(s, dtype=float)
-        n = len(s) - window - horizon + 1
+    x, _, y, _ = context_windows(series, window, horizon)
+    return x, y
+
+
+def context_windows(series: Sequence[ChainSeries | np.ndarray], window: int, horizon: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """X (n, window), C (n, window, F), Y (n, horizon) and, per window, the index of the
+    series it came from."""
+    xs, cs, ys, origin = [], [], [], []
+    for k, s in enumerate(_series(series)):
+        lat = np.asarray(s.latency, dtype=float)
+        n = len(lat) - window - horizon + 1
         if n <= 0:
             continue
         idx = np.arange(n)[:, None]
-        xs.append(s[idx + np.arange(window)])
-        ys.append(s[idx + window + np.arange(horizon)])
+        xs.append(lat[idx + np.arange(window)])
+        cs.append(s.context[idx + np.arange(window)])
+        ys.append(lat[idx + window + np.arange(horizon)])
+        origin += [k] * n
     if not xs:
         raise ForecastError(f"training series are shorter than window + horizon ({window + horizon})")
-    return np.concatenate(xs), np.concatenate(ys)
+    return np.concatenate(xs), np.concatenate(cs), np.concatenate(ys), origin
 
 
 class LastValue:
@@ -74,11 +101,11 @@ class LastValue:
     def __init__(self, window: int = 10):
         self.window = window
 
-    def fit(self, series: Sequence[np.ndarray]) -> None:
+    def fit(self, series: Sequence[ChainSeries | np.ndarray]) -> None:
         pass  # nothing to learn
 
-    def predict(self, windows: np.ndarray, horizon: int = 1) -> np.ndarray:
-        return np.repeat(windows[:, -1:], horizon, axis=1)
+    def predict(self, windows: np.ndarray, horizon: int = 1, context: np.ndarray | None = None) -> np.ndarray:
+        return np.repeat(np.asarray(windows, dtype=float)[:, -1:], horizon, axis=1)
 
 
 class Holt:
@@ -98,7 +125,7 @@ class Holt:
         self.damping = damping
         self._fixed = alpha is not None
 
-    def fit(self, series: Sequence[np.ndarray]) -> None:
+    def fit(self, series: Sequence[ChainSeries | np.ndarray]) -> None:
         if self._fixed:
             return
         x, y = sliding_windows(series, self.window, 1)
@@ -126,7 +153,7 @@ class Holt:
         steps = np.cumsum(phi ** np.arange(1, horizon + 1))
         return level[:, None] + slope[:, None] * steps[None, :]
 
-    def predict(self, windows: np.ndarray, horizon: int = 1) -> np.ndarray:
+    def predict(self, windows: np.ndarray, horizon: int = 1, context: np.ndarray | None = None) -> np.ndarray:
         return self._run(np.asarray(windows, dtype=float), self.alpha, self.beta, horizon)
 
 
@@ -151,12 +178,12 @@ class Arima:
         self.ar = np.zeros(p)
         self.ma = np.zeros(q)
 
-    def fit(self, series: Sequence[np.ndarray]) -> None:
+    def fit(self, series: Sequence[ChainSeries | np.ndarray]) -> None:
         from statsmodels.tsa.arima.model import ARIMA
 
         # Each series relative to its own mean, then concatenated: one model for all scales.
         pooled = np.concatenate([np.asarray(s, float) / max(float(np.mean(s)), 1e-9) - 1.0
-                                 for s in series])
+                                 for s in _latencies(series)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter; the coefficients are checked below
             result = ARIMA(pooled, order=self.order, trend="n").fit()
@@ -165,7 +192,7 @@ class Arima:
         if not np.all(np.isfinite(self.ar)) or not np.all(np.isfinite(self.ma)):
             raise ForecastError("ARIMA fit did not converge; try a lower order")
 
-    def predict(self, windows: np.ndarray, horizon: int = 1) -> np.ndarray:
+    def predict(self, windows: np.ndarray, horizon: int = 1, context: np.ndarray | None = None) -> np.ndarray:
         z, m = _relative(np.asarray(windows, dtype=float))
         w = np.diff(z, axis=1) if self.order[1] == 1 else z
         p, q = len(self.ar), len(self.ma)
@@ -206,12 +233,29 @@ class LstmConfig:
     samples: int = 5000  # training windows drawn from the history
     horizon: int = 2  # steps the output layer predicts
     seed: int = 0
+    context: bool = True  # feed the context features (False: latency only, the ablation)
+
+
+def _lstm_inputs(windows: np.ndarray, context: np.ndarray | None, use_context: bool, scale: float,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The network's input (batch, window, 1 [+ F]) and the windows' means."""
+    z, m = _relative(np.asarray(windows, dtype=float))
+    parts = [z[:, :, None] / scale]
+    if use_context:
+        c = np.zeros(z.shape + (len(FEATURES),)) if context is None else np.array(context, dtype=float)
+        # Traffic relative to its own window, like the latency: one model for all rates.
+        t = c[:, :, TRAFFIC]
+        c[:, :, TRAFFIC] = t / np.maximum(np.abs(t.mean(axis=1, keepdims=True)), 1e-9) - 1.0
+        parts.append(np.nan_to_num(c))
+    return np.concatenate(parts, axis=2), m
 
 
 class Lstm:
-    """The reference design's LSTM: window 10, 2 x 64, Adam, MSE, on 5,000 samples.
+    """The reference design's LSTM: window 10, 2 x 64, Adam, MSE, on 5,000 samples, with
+    the context features the paper lists (traffic volume, VNF resource usage, time, recent
+    migrations) beside the latency at every step.
 
-    Input and target are relative to the window mean and divided by the training
+    Input and target latency are relative to the window mean and divided by the training
     spread, so one network serves chains of any latency scale.
     """
 
@@ -224,15 +268,20 @@ class Lstm:
         self.train_seconds = 0.0
         self._net = self._build()
 
+    @property
+    def inputs(self) -> int:
+        return 1 + (len(FEATURES) if self.config.context else 0)
+
     def _build(self):  # -> torch.nn.Module, typed loosely to keep torch imports lazy
         import torch
 
         cfg = self.config
+        inputs = self.inputs
 
         class Net(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.lstm = torch.nn.LSTM(1, cfg.hidden, cfg.layers, batch_first=True)
+                self.lstm = torch.nn.LSTM(inputs, cfg.hidden, cfg.layers, batch_first=True)
                 self.head = torch.nn.Linear(cfg.hidden, cfg.horizon)
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -242,20 +291,21 @@ class Lstm:
         torch.manual_seed(cfg.seed)
         return Net()
 
-    def fit(self, series: Sequence[np.ndarray]) -> None:
+    def fit(self, series: Sequence[ChainSeries | np.ndarray]) -> None:
         import time
 
         import torch
 
         cfg = self.config
-        x, y = sliding_windows(series, cfg.window, cfg.horizon)
+        x, c, y, _ = context_windows(series, cfg.window, cfg.horizon)
         rng = np.random.default_rng(cfg.seed)
         keep = rng.choice(len(x), min(cfg.samples, len(x)), replace=False)
-        x, y = x[keep], y[keep]
+        x, c, y = x[keep], c[keep], y[keep]
         z, m = _relative(x)
         target = y / m - 1.0
         self.scale = float(np.std(z)) or 1.0
-        xt = torch.tensor(z / self.scale, dtype=torch.float32).unsqueeze(-1)
+        inputs, _ = _lstm_inputs(x, c, cfg.context, self.scale)
+        xt = torch.tensor(inputs, dtype=torch.float32)
         yt = torch.tensor(target / self.scale, dtype=torch.float32)
         torch.manual_seed(cfg.seed)
         self._net = self._build()
@@ -275,14 +325,14 @@ class Lstm:
         self._net.eval()
         self.train_seconds = time.perf_counter() - start
 
-    def predict(self, windows: np.ndarray, horizon: int = 1) -> np.ndarray:
+    def predict(self, windows: np.ndarray, horizon: int = 1, context: np.ndarray | None = None) -> np.ndarray:
         import torch
 
         if horizon > self.config.horizon:
             raise ForecastError(f"this LSTM predicts {self.config.horizon} steps, not {horizon}")
-        z, m = _relative(np.asarray(windows, dtype=float))
+        inputs, m = _lstm_inputs(windows, context, self.config.context, self.scale)
         with torch.inference_mode():
-            out = self._net(torch.tensor(z / self.scale, dtype=torch.float32).unsqueeze(-1))
+            out = self._net(torch.tensor(inputs, dtype=torch.float32))
         return m * (1.0 + out.numpy()[:, :horizon].astype(float) * self.scale)
 
     def __getstate__(self) -> dict:
@@ -300,7 +350,7 @@ class Lstm:
         import torch
 
         torch.save({"state": self._net.state_dict(), "scale": self.scale,
-                    "config": self.config.__dict__}, buf)
+                    "config": self.config.__dict__, "name": self.name}, buf)
 
     @classmethod
     def _load(cls, buf: io.BytesIO) -> Lstm:
@@ -311,6 +361,7 @@ class Lstm:
         model._net.load_state_dict(data["state"])
         model._net.eval()
         model.scale = float(data["scale"])
+        model.name = str(data.get("name", "lstm"))
         return model
 
     def save(self, path: str | Path) -> None:
@@ -326,64 +377,134 @@ class Lstm:
         return cls._load(io.BytesIO(Path(path).read_bytes()))
 
 
-class Quantile:
-    """A high percentile of next-step latency: a point forecaster plus calibrated errors.
+# Regimes: where the point forecast sits relative to the SLA, and how loaded the chain's
+# bottleneck is (its utilisation, a leading indicator). Forecast errors near the SLA or
+# near saturation are wider and skewed; far below it and on an idle path they are jitter.
+REGIME_EDGES = (0.4, 0.7, 1.0)  # forecast / SLA
+LOAD_EDGES = (0.8, 0.95)  # bottleneck utilisation
+MIN_STRATUM = 100  # the forecast band falls back to the next coarser table below this many
+PRIOR_WEIGHT = 20.0  # a stratum's probability is shrunk towards its parent's, as this many residuals
 
-    The base forecaster is fitted on the first part of the history; its errors on the
-    rest, divided by each window's standard deviation (so a calm URLLC window and a
-    volatile eMBB window share one error distribution), form the empirical predictive
-    distribution. :meth:`predict` returns its ``level`` quantile and
-    :meth:`violation_probability` answers "how likely is latency above a threshold".
+
+def _regimes(forecast: np.ndarray, sla: np.ndarray, utilisation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (np.searchsorted(REGIME_EDGES, forecast / sla, side="right"),
+            np.searchsorted(LOAD_EDGES, np.nan_to_num(utilisation), side="right"))
+
+
+class ViolationRisk:
+    """Calibrated probability that a chain breaks its SLA, on top of a fitted forecaster.
+
+    Split conformal: the forecaster's errors on calibration runs it was not trained on,
+    in units of the SLA, ``r = (y - forecast) / SLA``, are kept per slice, per forecast
+    step and per regime - the forecast's level (:data:`REGIME_EDGES` of forecast / SLA)
+    and the chain's bottleneck utilisation (:data:`LOAD_EDGES`; the context feature
+    ``utilisation`` at the window's last step). The probability that step ``h`` exceeds
+    the SLA is the share of those residuals above ``(SLA - forecast) / SLA``, shrunk
+    towards the same share in the coarser table (the level alone, then the slice's pooled
+    residuals) as if that table had given :data:`PRIOR_WEIGHT` of the stratum's residuals
+    (a beta-binomial estimate: a small stratum - few calibration windows saw a loaded
+    link - still counts, without a few residuals deciding). The same is kept for the maximum over the horizon ("a
+    violation within the horizon", what the reliability diagram checks). Moves are
+    assessed with the same tables, applied to the moved forecast at the utilisation the
+    move leaves on the chain's path.
     """
 
-    name = "quantile"
-
-    def __init__(self, base: Forecaster, level: float = 0.95, calibration: float = 0.3):
-        if not 0.5 < level < 1:
-            raise ForecastError(f"quantile level must be in (0.5, 1), not {level}")
+    def __init__(self, base: Forecaster, horizon: int = 2):
         self.base = base
         self.window = base.window
-        self.level = level
-        self.calibration = calibration
-        self.errors = np.zeros((1, 2))  # (n, horizon): standardised calibration errors
+        self.horizon = horizon
+        self.name = base.name
+        # (slice, step or "max", level regime or None, load regime or None) -> sorted residuals
+        self.residuals: dict[tuple[str, object, int | None, int | None], np.ndarray] = {}
 
-    def fit(self, series: Sequence[np.ndarray], horizon: int = 2) -> None:
-        cut = [int(len(s) * (1 - self.calibration)) for s in series]
-        self.base.fit([s[:c] for s, c in zip(series, cut)])
-        x, y = sliding_windows([s[c:] for s, c in zip(series, cut)], self.window, horizon)
-        self.errors = np.sort((y - self.base.predict(x, horizon)) / _spread(x), axis=0)
+    def fit(self, calibration: Sequence[ChainSeries]) -> None:
+        """Collect the base forecaster's residuals on ``calibration`` (held-out runs)."""
+        h = self.horizon
+        x, c, y, origin = context_windows(calibration, self.window, h)
+        cal = _series(calibration)
+        sla = np.array([cal[k].sla_ms for k in origin])
+        slices = np.array([cal[k].slice for k in origin])
+        load = c[:, -1, FEATURES.index("utilisation")]
+        point = self.base.predict(x, h, c)
+        groups: dict[tuple, list[np.ndarray]] = {}
+        for step in list(range(h)) + ["max"]:
+            f = point.max(axis=1) if step == "max" else point[:, step]
+            obs = y.max(axis=1) if step == "max" else y[:, step]
+            r = (obs - f) / sla
+            level, busy = _regimes(f, sla, load)
+            for kind in np.unique(slices):
+                sel = slices == kind
+                groups.setdefault((str(kind), step, None, None), []).append(r[sel])
+                for g in range(len(REGIME_EDGES) + 1):
+                    at = sel & (level == g)
+                    groups.setdefault((str(kind), step, g, None), []).append(r[at])
+                    for u in range(len(LOAD_EDGES) + 1):
+                        groups.setdefault((str(kind), step, g, u), []).append(r[at & (busy == u)])
+        self.residuals = {k: np.sort(np.concatenate(v)) for k, v in groups.items()}
 
-    def predict(self, windows: np.ndarray, horizon: int = 1) -> np.ndarray:
-        windows = np.asarray(windows, dtype=float)
-        q = np.quantile(self.errors[:, :horizon], self.level, axis=0)
-        return self.base.predict(windows, horizon) + _spread(windows) * q[None, :]
+    def _table(self, kind: str, step, level: int, busy: int) -> np.ndarray:
+        for key in ((kind, step, level, busy), (kind, step, level, None), (kind, step, None, None)):
+            r = self.residuals.get(key)
+            if r is not None and (len(r) >= MIN_STRATUM or key[2] is None) and len(r):
+                return r
+        raise ForecastError(f"no calibration residuals for slice {kind}: calibrate on runs that have it")
 
-    def violation_probability(self, windows: np.ndarray, threshold: float | np.ndarray,
-                              horizon: int = 1) -> np.ndarray:
-        """P(latency > threshold) at each of the next ``horizon`` steps: (batch, horizon)."""
-        windows = np.asarray(windows, dtype=float)
-        point = self.base.predict(windows, horizon)
-        spread = _spread(windows)
-        thr = np.broadcast_to(np.asarray(threshold, float).reshape(-1, 1), point.shape)
-        # Error needed to cross the threshold, standardised like the calibration errors.
-        need = (thr - point) / spread
-        out = np.empty_like(point)
-        for h in range(horizon):
-            col = self.errors[:, h]
-            out[:, h] = 1.0 - np.searchsorted(col, need[:, h], side="right") / len(col)
+    def _exceed(self, forecast: np.ndarray, sla: np.ndarray, slices: Sequence[str], load: np.ndarray,
+                step) -> np.ndarray:
+        need = (sla - forecast) / sla
+        level, busy = _regimes(forecast, sla, load)
+        out = np.empty(len(forecast))
+        for i, kind in enumerate(slices):
+            p = None
+            for key in ((kind, step, None, None), (kind, step, int(level[i]), None),
+                        (kind, step, int(level[i]), int(busy[i]))):
+                r = self.residuals.get(key)
+                if r is None or not len(r):
+                    continue
+                above = len(r) - np.searchsorted(r, need[i], side="right")
+                p = above / len(r) if p is None else (above + PRIOR_WEIGHT * p) / (len(r) + PRIOR_WEIGHT)
+            if p is None:
+                raise ForecastError(f"no calibration residuals for slice {kind}: calibrate on runs that have it")
+            out[i] = p
+        return out
+
+    @staticmethod
+    def _load(load, n: int) -> np.ndarray:
+        return np.zeros(n) if load is None else np.broadcast_to(np.asarray(load, dtype=float), (n,))
+
+    def probabilities(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str],
+                      load: np.ndarray | None = None) -> np.ndarray:
+        """P(latency > SLA) at each forecast step, given point forecasts (chains, H) and
+        the chains' bottleneck utilisation (None: idle)."""
+        sla = np.asarray(sla, dtype=float)
+        u = self._load(load, len(point))
+        return np.stack([self._exceed(point[:, h], sla, slices, u, min(h, self.horizon - 1))
+                         for h in range(point.shape[1])], axis=1)
+
+    def within_horizon(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str],
+                       load: np.ndarray | None = None) -> np.ndarray:
+        """P(the maximum over the horizon > SLA): the event the reliability diagram checks."""
+        return self._exceed(point.max(axis=1), np.asarray(sla, dtype=float), slices, self._load(load, len(point)), "max")
+
+    def quantile(self, point: np.ndarray, sla: Sequence[float], slices: Sequence[str], level: float,
+                 load: np.ndarray | None = None) -> np.ndarray:
+        """The ``level`` quantile of latency at each step (the forecast band of the plots)."""
+        sla = np.asarray(sla, dtype=float)
+        u = self._load(load, len(point))
+        out = np.empty_like(point, dtype=float)
+        for h in range(point.shape[1]):
+            lv, busy = _regimes(point[:, h], sla, u)
+            for i, kind in enumerate(slices):
+                r = self._table(kind, min(h, self.horizon - 1), int(lv[i]), int(busy[i]))
+                out[i, h] = point[i, h] + sla[i] * r[min(len(r) - 1, int(level * len(r)))]
         return out
 
 
-def _spread(windows: np.ndarray) -> np.ndarray:
-    return np.maximum(windows.std(axis=1, ddof=1, keepdims=True), 1e-6)
-
-
-FORECASTERS = ("last", "ewma", "holt", "arima", "lstm", "quantile")
+FORECASTERS = ("last", "ewma", "holt", "arima", "lstm", "lstm-nocontext")
 
 
 def make_forecaster(name: str, window: int = 10, *, arima_order: tuple[int, int, int] = (3, 0, 0),
-                    lstm: LstmConfig | None = None, quantile_level: float = 0.95,
-                    quantile_base: str = "holt") -> Forecaster:
+                    lstm: LstmConfig | None = None) -> Forecaster:
     """A fresh, unfitted forecaster by name (one of :data:`FORECASTERS`)."""
     if name == "last":
         return LastValue(window)
@@ -393,12 +514,13 @@ def make_forecaster(name: str, window: int = 10, *, arima_order: tuple[int, int,
         return Holt(window, trend=True)
     if name == "arima":
         return Arima(window, arima_order)
-    if name == "lstm":
+    if name in ("lstm", "lstm-nocontext"):
         cfg = lstm or LstmConfig()
-        return Lstm(LstmConfig(**{**cfg.__dict__, "window": window}))
+        model = Lstm(LstmConfig(**{**cfg.__dict__, "window": window, "context": cfg.context and name == "lstm"}))
+        model.name = name
+        return model
     if name == "quantile":
-        if quantile_base == "quantile":
-            raise ForecastError("the quantile forecaster's base cannot be itself")
-        base = make_forecaster(quantile_base, window, arima_order=arima_order, lstm=lstm)
-        return Quantile(base, quantile_level)
+        raise ForecastError("'quantile' is no longer a forecaster: every forecast policy now acts on a "
+                            "calibrated violation risk over its forecaster (predictive/holt is the old "
+                            "predictive/quantile); choose from " + ", ".join(FORECASTERS))
     raise ForecastError(f"unknown forecaster '{name}'; choose from {', '.join(FORECASTERS)}")

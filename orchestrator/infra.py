@@ -3,8 +3,8 @@
 Everything the control loop knows about the world comes through :class:`Infrastructure`,
 the small set of operations a VIM offers: describe nodes and chains, report telemetry for
 one control interval, and place, migrate, scale or isolate VNFs. The discrete-time
-simulator (:mod:`mantra6g.orchestrator.simulator`) implements it today; the Mininet
-testbed implements it next. The values exchanged across it are the frozen dataclasses
+simulator (:mod:`mantra6g.orchestrator.simulator`) and the Mininet testbed
+(:mod:`mantra6g.testbed.infra`) implement it. The values exchanged across it are the frozen dataclasses
 below, so an implementation never needs the orchestrator's internals.
 """
 
@@ -123,6 +123,8 @@ class MigrationPlan:
     cost: float  # Algorithm 2's objective: new latency + alpha * migration delay
     reason: str
     pinned: bool = False  # run on the target's reserved (pinned) cores
+    # Cost-aware policies: expected SLA-violating steps the move avoids, net of its cost
+    benefit: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,38 @@ class TelemetrySample:
     cpu: float  # cores used by this VNF
     memory_mb: float
     traffic_kpps: float
+    # Leading indicators: the utilisation (0..1, may exceed 1 when offered load is above
+    # capacity) of the busiest resource this hop's traffic crosses (its CPU partition in
+    # the simulator; its inbound links in the testbed), and the packets dropped on the way.
+    utilisation: float = 0.0
+    drops_kpps: float = 0.0
+
+
+@dataclass(frozen=True)
+class LinkSample:
+    """One rate-limited link over one control interval, read from the kernel (testbed:
+    the tbf qdisc's ``tc -s`` statistics)."""
+
+    time: float
+    link: str
+    utilisation: float  # bytes sent over the interval / (rate x interval)
+    backlog_bytes: float  # mean queue length over the interval's polls
+    queueing_ms: float  # that backlog over the rate: the delay a packet waits
+    drops: int  # packets the qdisc dropped in the interval
+    offered_mbit: float  # sent + dropped, over the interval: the demand on the link
+
+
+@dataclass(frozen=True)
+class SliceSample:
+    """One slice's traffic at one node over one control interval, from the data plane's
+    own counters (testbed: the XDP verdicts of the slice's chain stage on that node)."""
+
+    time: float
+    slice: SliceKind
+    node: str
+    offered_kpps: float  # packets that reached the stage
+    forwarded_kpps: float  # packets it sent on
+    dropped_kpps: float  # packets it dropped (a policer's, a firewall's)
 
 
 @dataclass(frozen=True)
@@ -154,7 +188,7 @@ class NodeSample:
     node: str
     cpu_used: float  # cores busy outside the pinned partition (incl. cross traffic)
     pinned_used: float  # cores busy inside the pinned partition
-    memory_used_mb: float
+    memory_used_mb: float  # including what accepted, not yet switched migrations hold here
 
 
 @dataclass(frozen=True)
@@ -164,6 +198,8 @@ class Observation:
     time: float
     vnfs: tuple[TelemetrySample, ...]
     nodes: tuple[NodeSample, ...]
+    links: tuple[LinkSample, ...] = ()
+    slices: tuple[SliceSample, ...] = ()
 
 
 @runtime_checkable

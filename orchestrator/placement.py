@@ -9,17 +9,24 @@ goes.
 
 * :func:`initial_placement` - where every VNF starts: its slice's home role first, then
   any node the policy allows, with memory left for it.
+* :func:`balanced_placement` - a static placement spread by the VNFs' expected peak
+  demand over the nodes' expected peak background (from descriptors, not measurements).
 * :func:`algorithm1` - per flagged chain: try moving each of its VNFs to each node the
-  policy allows; migrate to the best node if new path latency + migration delay
-  <= SLA - epsilon.
+  policy allows; among the moves with new path latency + migration delay <= SLA -
+  epsilon, take the best (the largest expected benefit net of the migration cost, when
+  the policy weighs one; else the lowest new latency).
+* :func:`algorithm1_paper` - the same rule, the paper's way: the first feasible move.
 * :func:`algorithm2` - cost-aware over all flagged chains, most urgent first: the
   candidates also include moving a *neighbour's* VNF off a shared partition; pick the
   lowest cost = new latency + alpha * migration delay under the resource limits, the
   neighbour's SLA and the budget.
+* :func:`algorithm2_paper` - the paper's Algorithm 2: own and neighbour moves, first fit
+  whose new latency + delay stays within SLA + epsilon.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -102,10 +109,10 @@ class ClusterView:
             view.shared_used[s.node] = s.cpu_used
             view.pinned_used[s.node] = s.pinned_used
             view.memory_used[s.node] = s.memory_used_mb
-        # A migration in flight already holds its target's memory and will bring its load.
+        # A VNF migrating is left alone; its target's memory is already in the node's
+        # sample (the infrastructure reserves it when it accepts the migration).
         for plan in in_flight:
             view.busy.add(plan.vnf)
-            view.memory_used[plan.target] += vnfs[plan.vnf].memory_mb
         return view
 
     def utilisation(self, node: str, pinned: bool) -> float:
@@ -143,6 +150,25 @@ class ClusterView:
             prev = node
         return total
 
+    def path_utilisation(self, chain: str, moved: Mapping[str, tuple[str, bool]] | None = None) -> float:
+        """The busiest partition ``chain``'s VNFs use (after ``moved``, as in
+        :meth:`chain_model_ms`): the leading indicator its risk is conditioned on."""
+        moved = moved or {}
+        delta: dict[tuple[str, bool], float] = {}
+        for v, (node, pin) in moved.items():
+            old = (self.node_of[v], v in self.pinned)
+            delta[old] = delta.get(old, 0.0) - self.load[v]
+            delta[(node, pin)] = delta.get((node, pin), 0.0) + self.load[v]
+        worst = 0.0
+        for vnf in self.chains[chain].vnfs:
+            node, pin = moved.get(vnf.name, (self.node_of[vnf.name], vnf.name in self.pinned))
+            spec = self.nodes[node]
+            cap = spec.pinned_cores if pin else spec.cores - spec.pinned_cores
+            if cap > 0:
+                used = (self.pinned_used if pin else self.shared_used)[node] + delta.get((node, pin), 0.0)
+                worst = max(worst, used / cap)
+        return worst
+
     def fits(self, vnf: str, node: str, pinned: bool, max_utilisation: float) -> bool:
         """Whether ``node`` has memory and CPU headroom for ``vnf``."""
         spec = self.nodes[node]
@@ -158,7 +184,8 @@ class ClusterView:
         old_pin = v in self.pinned
         (self.pinned_used if old_pin else self.shared_used)[plan.source] -= self.load[v]
         (self.pinned_used if plan.pinned else self.shared_used)[plan.target] += self.load[v]
-        self.memory_used[plan.source] -= self.vnfs[v].memory_mb
+        # Make-before-break: the VNF holds its memory on the source until it switches over
+        # (the infrastructure frees it then), so a later move in this round cannot use it.
         self.memory_used[plan.target] += self.vnfs[v].memory_mb
         self.node_of[v] = plan.target
         self.pinned.discard(v)
@@ -180,7 +207,7 @@ def _estimate(view: ClusterView, chain: str, signal_ms: float,
 
 def _harmless(view: ClusterView, engine: PolicyEngine, chain: str,
               move: Mapping[str, tuple[str, bool]], signal: Mapping[str, float],
-              delay_ms: float) -> bool:
+              delay_ms: float, slack_ms: float | None = None) -> bool:
     """Do no harm: every other chain the move touches stays within SLA - epsilon.
 
     The moved VNF's own chain (when it is a neighbour) also pays the migration delay.
@@ -192,18 +219,51 @@ def _harmless(view: ClusterView, engine: PolicyEngine, chain: str,
             continue
         new = _estimate(view, other, signal[other], move)
         paid = delay_ms if view.vnfs[v].chain == other else 0.0
-        if not engine.feasible(new, paid, spec.sla_ms).ok:
+        if not engine.feasible(new, paid, spec.sla_ms, slack_ms).ok:
             return False
     return True
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What a cost-aware policy weighs: per chain, the expected SLA-violating steps over the
+    action's horizon if nothing is done (``stay``; chains it has no estimate for are
+    missing), the same after a move (``after(chain, ratio, delay_ms, utilisation)``: the
+    chain's forecast scaled by the model's ratio, the switch step paying the migration
+    delay, at the bottleneck utilisation the move leaves on the chain's path), and the
+    stated cost of a migration. A move's net benefit is what it is expected to avoid over
+    every chain it touches (the source and target partitions' chains) minus the cost."""
+
+    stay: Mapping[str, float]
+    after: Callable[[str, float, float, float], float]  # (chain, ratio, delay_ms, path utilisation)
+    cost: float
+
+    def net(self, view: ClusterView, move: Mapping[str, tuple[str, bool]], delay_ms: float) -> float:
+        (v, (node, _)), = move.items()
+        touched = {view.node_of[v], node}
+        gain = 0.0
+        for chain, spec in view.chains.items():
+            if chain not in self.stay or not any(view.node_of[x.name] in touched for x in spec.vnfs):
+                continue
+            before = view.chain_model_ms(chain)
+            ratio = view.chain_model_ms(chain, move) / max(before, 1e-9)
+            paid = delay_ms if view.vnfs[v].chain == chain else 0.0
+            gain += self.stay[chain] - self.after(chain, ratio, paid, view.path_utilisation(chain, move))
+        return gain - self.cost
+
+
 def _candidates(view: ClusterView, engine: PolicyEngine, cost: MigrationCost, chain: str,
                 signal: Mapping[str, float], movers: Sequence[str], alpha: float,
+                assess: Assessment | None = None, slack_ms: float | None = None,
                 ) -> list[MigrationPlan]:
-    """Every allowed, SLA-feasible move of one of ``movers`` that helps ``chain``.
+    """Every allowed, SLA-feasible move of one of ``movers`` that helps ``chain``, in
+    mover order then node order.
 
-    Every other chain the move touches (including a neighbour mover's own chain, which
-    pays the migration delay) must stay within SLA - epsilon.
+    Feasible: new latency + (own) migration delay <= SLA - ``slack_ms`` (default epsilon;
+    the paper's Algorithm 2 uses -epsilon, i.e. SLA + epsilon), and every other chain the
+    move touches (including a neighbour mover's own chain, which pays the migration
+    delay) stays within the same bound. With ``assess``, each plan carries its net
+    expected benefit and only moves worth their cost are kept.
     """
     plans = []
     base = view.chain_model_ms(chain)
@@ -227,15 +287,20 @@ def _candidates(view: ClusterView, engine: PolicyEngine, cost: MigrationCost, ch
             if new >= signal[chain]:
                 continue  # does not help the flagged chain
             own_delay = delay.total_ms if spec.chain == chain else 0.0
-            if not engine.feasible(new, own_delay, sla).ok:
+            if not engine.feasible(new, own_delay, sla, slack_ms).ok:
                 continue
-            if not _harmless(view, engine, chain, move, signal, delay.total_ms):
+            if not _harmless(view, engine, chain, move, signal, delay.total_ms, slack_ms):
                 continue
+            benefit = math.nan
+            if assess is not None:
+                benefit = assess.net(view, move, delay.total_ms)
+                if benefit <= 0:
+                    continue  # not worth its cost
             plans.append(MigrationPlan(
                 vnf=v, chain=spec.chain, source=src, target=node.name, delay=delay,
                 predicted_latency_ms=new, cost=new + alpha * delay.total_ms,
-                reason=f"{chain} forecast {signal[chain]:.3f} ms > SLA {sla:g} ms - epsilon",
-                pinned=pin))
+                reason=f"{chain}: signal {signal[chain]:.3f} ms (SLA {sla:g} ms)",
+                pinned=pin, benefit=benefit))
     return plans
 
 
@@ -269,9 +334,34 @@ def initial_placement(nodes: Sequence[NodeSpec], chains: Sequence[ChainSpec],
 
 def algorithm1(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
                flagged: Sequence[str], signal: Mapping[str, float], budget: int,
-               ) -> list[MigrationPlan]:
-    """Per flagged chain (in order): move one of its own VNFs to the node with the lowest
-    new path latency among those where new latency + migration delay <= SLA - epsilon."""
+               assess: Assessment | None = None) -> list[MigrationPlan]:
+    """Per flagged chain (in order): move one of its own VNFs, among the moves where new
+    latency + migration delay <= SLA - epsilon, to the best node: the largest net expected
+    benefit with ``assess`` (ties: the lower new latency), else the lowest new latency.
+
+    The paper's Algorithm 1 takes the first feasible move (:func:`algorithm1_paper`):
+    taking the best is our change, so a move is not wasted on a node that barely helps."""
+    plans: list[MigrationPlan] = []
+    for chain in flagged:
+        if len(plans) >= budget:
+            break
+        own = [v.name for v in view.chains[chain].vnfs]
+        options = _candidates(view, engine, cost, chain, signal, own, alpha=0.0, assess=assess)
+        if options:
+            if assess is not None:
+                best = max(options, key=lambda p: (p.benefit, -p.predicted_latency_ms))
+            else:
+                best = min(options, key=lambda p: (p.predicted_latency_ms, p.delay.total_ms))
+            view.apply(best)
+            plans.append(best)
+    return plans
+
+
+def algorithm1_paper(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
+                     flagged: Sequence[str], signal: Mapping[str, float], budget: int,
+                     assess: Assessment | None = None) -> list[MigrationPlan]:
+    """The paper's Algorithm 1: per flagged chain, its VNFs in chain order, the nodes in
+    order; migrate on the first move with new latency + migration delay <= SLA - epsilon."""
     plans: list[MigrationPlan] = []
     for chain in flagged:
         if len(plans) >= budget:
@@ -279,32 +369,35 @@ def algorithm1(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
         own = [v.name for v in view.chains[chain].vnfs]
         options = _candidates(view, engine, cost, chain, signal, own, alpha=0.0)
         if options:
-            best = min(options, key=lambda p: (p.predicted_latency_ms, p.delay.total_ms))
-            view.apply(best)
-            plans.append(best)
+            view.apply(options[0])
+            plans.append(options[0])
     return plans
+
+
+def _neighbours(view: ClusterView, chain: str) -> tuple[list[str], list[str]]:
+    own = [v.name for v in view.chains[chain].vnfs]
+    partitions = {(view.node_of[v], v in view.pinned) for v in own}
+    return own, [v for v in view.vnfs if v not in own and (view.node_of[v], v in view.pinned) in partitions]
 
 
 def algorithm2(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
                flagged: Sequence[str], signal: Mapping[str, float], budget: int,
-               ) -> list[MigrationPlan]:
+               assess: Assessment | None = None) -> list[MigrationPlan]:
     """Cost-aware heuristic over all flagged chains, most urgent (signal / SLA) first.
 
     For each, the candidate moves are its own VNFs and any VNF sharing a partition with
     one of them; the cheapest by new latency + alpha * migration delay wins, subject to
-    resources, the neighbour's SLA and the budget.
+    resources, the neighbour's SLA, the budget and (with ``assess``) a positive net
+    expected benefit.
     """
     plans: list[MigrationPlan] = []
     order = sorted(flagged, key=lambda c: signal[c] / view.chains[c].sla_ms, reverse=True)
     for chain in order:
         if len(plans) >= budget:
             break
-        own = [v.name for v in view.chains[chain].vnfs]
-        partitions = {(view.node_of[v], v in view.pinned) for v in own}
-        neighbours = [v for v in view.vnfs if v not in own and
-                      (view.node_of[v], v in view.pinned) in partitions]
+        own, neighbours = _neighbours(view, chain)
         options = _candidates(view, engine, cost, chain, signal, own + neighbours,
-                              alpha=engine.config.alpha)
+                              alpha=engine.config.alpha, assess=assess)
         if options:
             best = min(options, key=lambda p: p.cost)
             view.apply(best)
@@ -312,7 +405,81 @@ def algorithm2(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
     return plans
 
 
+def algorithm2_paper(view: ClusterView, engine: PolicyEngine, cost: MigrationCost,
+                     flagged: Sequence[str], signal: Mapping[str, float], budget: int,
+                     assess: Assessment | None = None) -> list[MigrationPlan]:
+    """The paper's Algorithm 2: flagged chains (reactive: an observed violation) in order;
+    own VNFs then neighbours, nodes in order; first fit whose new latency + delay stays
+    within SLA + epsilon (for the moved VNF's chain and every chain the move touches)."""
+    plans: list[MigrationPlan] = []
+    for chain in flagged:
+        if len(plans) >= budget:
+            break
+        own, neighbours = _neighbours(view, chain)
+        options = _candidates(view, engine, cost, chain, signal, own + neighbours,
+                              alpha=engine.config.alpha, slack_ms=-engine.config.epsilon_ms)
+        if options:
+            view.apply(options[0])
+            plans.append(options[0])
+    return plans
+
+
+def balanced_placement(nodes: Sequence[NodeSpec], chains: Sequence[ChainSpec], engine: PolicyEngine,
+                       demand: Mapping[str, float], exposure: Mapping[tuple[str, bool], float],
+                       fixed: frozenset[str] = frozenset()) -> Placement:
+    """A static, risk-aware placement of the URLLC VNFs from descriptors: by decreasing
+    expected peak demand (cores), each onto the allowed partition (node, pinned or not)
+    whose expected peak utilisation - its ``exposure`` (peak background load, e.g. cross
+    traffic, or an eMBB link's peak over its capacity) plus the demand placed there - ends
+    lowest, so URLLC is never put where the descriptors say the peak will not fit if
+    another place has room. Other slices, and the VNFs in ``fixed`` (ones the
+    infrastructure never moves, e.g. the testbed's ingress stage where the traffic enters),
+    keep :func:`initial_placement`. Memory, roles and isolation as there; raises
+    :class:`InfraRejected` when a VNF fits nowhere."""
+    home = initial_placement(nodes, chains, engine).as_dict()
+    urllc = sorted((v for c in chains for v in c.vnfs if v.slice is SliceKind.URLLC and v.name not in fixed),
+                   key=lambda v: (-demand.get(v.name, 0.0), v.name))
+    moving = {v.name for v in urllc}
+    node_of = {v: n for v, n in home.items() if v not in moving}
+    vnfs = {v.name: v for c in chains for v in c.vnfs}
+    memory = {n.name: 0.0 for n in nodes}
+    kinds: dict[str, list[SliceKind]] = {n.name: [] for n in nodes}
+    for v, n in node_of.items():
+        memory[n] += vnfs[v].memory_mb
+        kinds[n].append(vnfs[v].slice)
+    placed = {(n.name, pin): 0.0 for n in nodes for pin in (False, True)}
+    by_name = {n.name: n for n in nodes}
+    for v in fixed & set(node_of):
+        if vnfs[v].slice is SliceKind.URLLC:
+            n = by_name[node_of[v]]
+            placed[(n.name, engine.pinned(SliceKind.URLLC, n))] += demand.get(v, 0.0)
+    for vnf in urllc:
+        best: tuple | None = None
+        for n in nodes:
+            if memory[n.name] + vnf.memory_mb > n.memory_mb or not engine.may_host(vnf.slice, n, kinds[n.name]).ok:
+                continue
+            pin = engine.pinned(vnf.slice, n)
+            cap = n.pinned_cores if pin else n.cores - n.pinned_cores
+            if cap <= 0:
+                continue
+            peak = exposure.get((n.name, pin), 0.0) + (placed[(n.name, pin)] + demand.get(vnf.name, 0.0)) / cap
+            # Among equals the home role first, then node order (ties keep the usual placement).
+            key = (round(peak, 9), 0 if n.role is home_role(vnf.slice) else 1, nodes.index(n))
+            if best is None or key < best[0]:
+                best = (key, n, pin)
+        if best is None:
+            raise InfraRejected(f"no node may host {vnf.name} ({vnf.slice.value}, {vnf.memory_mb:g} MB)")
+        _, n, pin = best
+        node_of[vnf.name] = n.name
+        memory[n.name] += vnf.memory_mb
+        placed[(n.name, pin)] += demand.get(vnf.name, 0.0)
+        kinds[n.name].append(vnf.slice)
+    return Placement.of(node_of)
+
+
 PLACEMENTS: dict[str, Callable[..., list[MigrationPlan]]] = {
     "algorithm1": algorithm1,
+    "algorithm1-paper": algorithm1_paper,
     "algorithm2": algorithm2,
+    "algorithm2-paper": algorithm2_paper,
 }

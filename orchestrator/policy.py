@@ -1,10 +1,11 @@
 """The policy engine: when to act, and which actions are allowed.
 
-It owns the rules that do not depend on how a move is chosen: the trigger (forecast or
-observation against SLA - epsilon, with hysteresis and a per-chain cooldown), the
-migration budget per interval, the SLA feasibility rule of Algorithm 1, and the
-isolation rules (which node roles may host which slice; URLLC never shares a node with
-best effort; URLLC is pinned where the node supports it).
+It owns the rules that do not depend on how a move is chosen: the policies and their
+parameters (:class:`PolicySpec`), the warm-up every dynamic policy waits out, the trigger
+(a signal against a threshold, with hysteresis and a per-chain cooldown), the migration
+budget per interval, the SLA feasibility rule of Algorithm 1, the stated cost of a
+migration, and the isolation rules (which node roles may host which slice; URLLC never
+shares a node with best effort; URLLC is pinned where the node supports it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mantra6g.errors import MantraError
 from mantra6g.orchestrator.infra import MigrationPlan, NodeRole, NodeSpec, SliceKind
 
 
@@ -30,6 +32,96 @@ class PolicyConfig:
     max_utilisation: float = 0.85  # a move may not load the target partition beyond this
     isolation: bool = True  # URLLC never shares a node with best effort
     pin_urllc: bool = True  # pin URLLC VNFs where the node supports it
+    # Every dynamic policy (reactive ones too) waits this many steps before its first
+    # action, so no policy gets an earlier start than another.
+    warmup: int = 10
+    # The stated cost of one migration, in expected SLA-violating steps: the cost-aware
+    # policies move only when the violations a move is expected to avoid exceed it.
+    migration_cost: float = 1.0
+    # Steps over which a move's benefit is counted (the action's horizon): risk beyond
+    # the forecast horizon is taken to persist at its last forecast step's level.
+    benefit_steps: int = 10
+    # Where every policy starts: home (initial_placement) or balanced (the balanced static
+    # placement; the dynamic policies then only handle what it cannot).
+    start: str = "home"
+
+
+class PolicyError(MantraError):
+    """A policy name or parameter the user must fix."""
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """One policy: how it triggers, which placement algorithm it uses, what it needs."""
+
+    name: str
+    trigger: str  # none | observed | smoothed | forecast | risk
+    placement: str  # none | balanced | algorithm1 | algorithm1-paper | algorithm2 | algorithm2-paper
+    needs_forecaster: bool
+    parameter: str  # what ``@value`` sets ("" if none)
+    summary: str
+
+
+POLICY_KINDS: dict[str, PolicyKind] = {k.name: k for k in (
+    PolicyKind("static", "none", "none", False, "",
+               "home placement (initial_placement), never moves"),
+    PolicyKind("balanced", "none", "balanced", False, "",
+               "risk-aware balanced placement from the slices' descriptors, never moves"),
+    PolicyKind("reactive", "observed", "algorithm1", False, "threshold",
+               "observed latency > threshold x SLA; moves sized from the observation"),
+    PolicyKind("reactive-smooth", "observed", "algorithm1", True, "threshold",
+               "observed latency > threshold x SLA; moves sized from the forecaster's level (the input "
+               "predictive sizes from)"),
+    PolicyKind("predictive", "risk", "algorithm1", True, "cost",
+               "expected violations over the action's horizon > migration cost; best move"),
+    PolicyKind("global", "risk", "algorithm2", True, "cost",
+               "as predictive, Algorithm 2 (neighbours may move, cost-aware)"),
+    PolicyKind("predictive-paper", "forecast", "algorithm1-paper", True, "",
+               "the paper's Algorithm 1: forecast > SLA - epsilon; first feasible move"),
+    PolicyKind("global-paper", "observed", "algorithm2-paper", False, "",
+               "the paper's Algorithm 2: observed > SLA; first fit within SLA + epsilon"),
+)}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy with its parameter: ``reactive@0.6`` triggers at 0.6 x SLA, ``predictive@2``
+    states a migration cost of 2 violating steps. ``None``: the scenario's default."""
+
+    kind: PolicyKind
+    value: float | None = None
+
+    @staticmethod
+    def parse(text: str) -> PolicySpec:
+        name, _, value = text.strip().partition("@")
+        kind = POLICY_KINDS.get(name)
+        if kind is None:
+            raise PolicyError(f"unknown policy '{name}'; choose from {', '.join(POLICY_KINDS)}")
+        if not value:
+            return PolicySpec(kind)
+        if not kind.parameter:
+            raise PolicyError(f"policy {name} takes no parameter (drop '@{value}')")
+        try:
+            number = float(value)
+        except ValueError:
+            raise PolicyError(f"policy {text}: '{value}' is not a number ({name}@<{kind.parameter}>)") from None
+        if number <= 0:
+            raise PolicyError(f"policy {text}: the {kind.parameter} must be positive")
+        return PolicySpec(kind, number)
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+    def __str__(self) -> str:
+        return self.name if self.value is None else f"{self.name}@{self.value:g}"
+
+    def threshold_fraction(self) -> float:
+        """Reactive triggers: the observed latency must exceed this share of the SLA."""
+        return 1.0 if self.value is None or self.kind.parameter != "threshold" else self.value
+
+    def migration_cost(self, config: PolicyConfig) -> float:
+        return config.migration_cost if self.value is None or self.kind.parameter != "cost" else self.value
 
 
 def home_role(kind: SliceKind) -> NodeRole:
@@ -70,19 +162,24 @@ class PolicyEngine:
 
     def triggered(self, chain: str, signal_ms: float, sla_ms: float, step: int,
                   margin_ms: float | None = None) -> bool:
-        """Whether ``chain`` asks for action now.
+        """Whether ``chain`` asks for action now (latency signals).
 
-        ``signal_ms`` is what the policy watches: a forecast (predictive), a quantile
-        forecast (risk-aware) or the last observation (reactive). A chain that acted stays
-        disarmed until its signal falls below the threshold - hysteresis, so one excursion
-        causes one migration, not one per step; and it waits out its cooldown. The
+        ``signal_ms`` is what the policy watches: a forecast (the paper's predictive) or
+        the last observation (reactive). A chain that acted stays disarmed until its
+        signal falls below the threshold - hysteresis, so one excursion causes one
+        migration, not one per step; and it waits out its cooldown and the warm-up. The
         threshold is SLA - ``margin_ms`` (default epsilon; the reactive baseline uses 0).
         """
         threshold = sla_ms - (self.config.epsilon_ms if margin_ms is None else margin_ms)
+        return self.crossed(chain, signal_ms, threshold, threshold - self.config.hysteresis_ms, step)
+
+    def crossed(self, chain: str, signal: float, threshold: float, rearm: float, step: int) -> bool:
+        """The trigger rule for any signal: above ``threshold``, armed (the signal went
+        below ``rearm`` since the chain's last migration), out of cooldown and warm-up."""
         armed = self._armed.get(chain, True)
-        if not armed and signal_ms < threshold - self.config.hysteresis_ms:
+        if not armed and signal < rearm:
             self._armed[chain] = armed = True
-        if not armed or signal_ms <= threshold:
+        if not armed or signal <= threshold or step < self.config.warmup:
             return False
         last = self._last_migration.get(chain)
         return last is None or step - last >= self.config.cooldown
@@ -105,9 +202,11 @@ class PolicyEngine:
 
     # -- feasibility and isolation ------------------------------------------------------
 
-    def feasible(self, new_latency_ms: float, delay_ms: float, sla_ms: float) -> Verdict:
-        """Algorithm 1's rule: migrate only if new latency + migration delay <= SLA - epsilon."""
-        limit = self.threshold(sla_ms)
+    def feasible(self, new_latency_ms: float, delay_ms: float, sla_ms: float,
+                 slack_ms: float | None = None) -> Verdict:
+        """Algorithm 1's rule: migrate only if new latency + migration delay <= SLA - epsilon
+        (``slack_ms`` instead of epsilon: the paper's Algorithm 2 allows SLA + epsilon)."""
+        limit = sla_ms - (self.config.epsilon_ms if slack_ms is None else slack_ms)
         if new_latency_ms + delay_ms <= limit:
             return Verdict(True)
         return Verdict(False, f"{new_latency_ms:.3f} + {delay_ms:.3f} ms > {limit:.3f} ms")

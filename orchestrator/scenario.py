@@ -89,15 +89,32 @@ class ChainsConfig:
 
 @dataclass(frozen=True)
 class TrafficConfig:
-    """Per-chain traffic: seasonal base x Poisson sessions + compound-Poisson bursts."""
+    """Per-chain traffic: a diurnal base x sessions + bursts + flash crowds.
 
-    sessions: float = 50.0  # mean concurrent sessions; the count is Poisson each step
-    amplitude: float = 0.25  # relative amplitude of the sinusoidal base
-    period_steps: float = 250.0
+    Onsets: with the defaults, sessions are an independent Poisson count every step and
+    bursts switch on and off abruptly (the original scenario). ``session_hold_steps`` > 0
+    makes sessions a birth-death process (Poisson arrivals following the diurnal base,
+    exponential holding times), each ramping up and down over ``session_ramp_steps``;
+    ``burst_ramp_steps`` > 0 ramps bursts up and down; flash crowds (``flash_rate`` > 0)
+    hit a share of a slice's chains together and grow like TCP slow start, doubling every
+    step until their size, then hold and leave.
+    """
+
+    sessions: float = 50.0  # mean concurrent sessions
+    amplitude: float = 0.25  # relative amplitude of the sinusoidal (diurnal) base
+    period_steps: float = 250.0  # the diurnal period (one simulated "day")
     trend: float = 0.10  # relative growth of the base over the whole run
     burst_rate: float = 0.01  # bursts per chain per step (Poisson)
     burst_size: float = 0.5  # mean extra load of a burst, relative to the base (exponential)
     burst_steps: float = 8.0  # mean burst duration in steps (geometric)
+    burst_ramp_steps: float = 0.0  # 0: bursts switch on and off at once; else linear ramps
+    session_hold_steps: float = 0.0  # 0: Poisson count per step; else mean session length
+    session_ramp_steps: float = 0.0  # a session's rate ramps up (and down) over this
+    flash_rate: float = 0.0  # flash crowds per slice per step (Poisson)
+    flash_size: float = 1.0  # a crowd's extra load at its peak, relative to the base
+    flash_share: float = 0.5  # share of the slice's chains a crowd hits
+    flash_ramp_steps: float = 8.0  # slow start: the load doubles each step for this long
+    flash_steps: float = 30.0  # mean time a crowd stays at its peak (exponential)
     background_amplitude: float = 0.3  # relative swing of each node's cross traffic
     background_period_steps: float = 400.0
 
@@ -122,8 +139,10 @@ class ForecastConfig:
     lstm_epochs: int = 30
     lstm_lr: float = 1e-3
     arima_order: tuple[int, int, int] = (3, 0, 0)
-    quantile_level: float = 0.95
-    quantile_base: str = "holt"
+    train_runs: tuple[str, ...] = ("static", "reactive")  # policies whose runs train the models
+    calibration_seed: int = 950_001  # the risk model's held-out calibration runs
+    calibration_samples: int = 20000  # residual windows collected for calibration
+    lstm_context: bool = True  # the LSTM gets the context features (False: latency only)
 
 
 @dataclass(frozen=True)
@@ -239,6 +258,11 @@ def _convert(node: yaml.Node, tp: Any, filename: str, path: str) -> Any:
         if not isinstance(node, yaml.SequenceNode):
             raise ScenarioError(f"{where}: {path} must be a list")
         return [_convert(n, item, filename, f"{path}[{i}]") for i, n in enumerate(node.value)]
+    if origin is tuple and typing.get_args(tp)[-1] is Ellipsis:
+        (item, _) = typing.get_args(tp)
+        if not isinstance(node, yaml.SequenceNode):
+            raise ScenarioError(f"{where}: {path} must be a list")
+        return tuple(_convert(n, item, filename, f"{path}[{i}]") for i, n in enumerate(node.value))
     if origin is tuple:
         items = typing.get_args(tp)
         if not isinstance(node, yaml.SequenceNode) or len(node.value) != len(items):
@@ -311,8 +335,22 @@ def _check(s: Scenario, filename: str) -> None:
     f = s.forecast
     if f.window < 2 or f.train_samples < 100:
         raise bad("forecast.window must be >= 2 and forecast.train_samples >= 100")
-    if f.train_seed <= 10_000:
-        raise bad("forecast.train_seed must be above 10000 so it never overlaps evaluation seeds")
-    if not 0.5 < f.quantile_level < 1:
-        raise bad("forecast.quantile_level must be between 0.5 and 1")
+    if f.train_seed <= 10_000 or f.calibration_seed <= 10_000:
+        raise bad("forecast.train_seed and forecast.calibration_seed must be above 10000 so they "
+                  "never overlap evaluation seeds")
+    if f.calibration_seed == f.train_seed:
+        raise bad("forecast.calibration_seed must differ from forecast.train_seed (calibrate on held-out runs)")
+    for name in f.train_runs:
+        if name not in ("static", "reactive", "balanced"):
+            raise bad(f"forecast.train_runs: '{name}'; training runs use static, balanced or reactive "
+                      "(no forecaster is needed to run them)")
+    if p.start not in ("home", "balanced"):
+        raise bad(f"policy.start: '{p.start}'; every policy starts from home or balanced")
+    if p.warmup < 0 or p.migration_cost < 0 or p.benefit_steps < p.horizon:
+        raise bad("policy: warmup >= 0, migration_cost >= 0 and benefit_steps >= horizon")
+    t = s.traffic
+    if min(t.session_hold_steps, t.session_ramp_steps, t.burst_ramp_steps, t.flash_rate) < 0 or \
+            not 0 < t.flash_share <= 1 or t.flash_ramp_steps < 0 or t.flash_steps <= 0:
+        raise bad("traffic: ramps, holding times and flash_rate must be >= 0, flash_share in (0, 1], "
+                  "flash_steps > 0")
 

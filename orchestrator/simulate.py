@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 import time
@@ -10,15 +11,16 @@ from pathlib import Path
 from typing import TextIO
 
 from mantra6g import output
-from mantra6g.orchestrator.controller import FORECAST_POLICIES, POLICIES
 from mantra6g.orchestrator.experiment import RunResult, run_experiment
-from mantra6g.orchestrator.forecast import FORECASTERS
-from mantra6g.orchestrator.report import aggregate, paired_reduction, plot, table, to_json
+from mantra6g.orchestrator.forecast import FORECASTERS, ForecastError
+from mantra6g.orchestrator.policy import PolicyError, PolicySpec
+from mantra6g.orchestrator.report import (
+    aggregate, plot, reliability, table, to_json, with_shares, write_markdown,
+)
 from mantra6g.orchestrator.scenario import Scenario, ScenarioError, load_scenario
-from mantra6g.source import read_source
 
 
-NOTES_MARKER = "<!-- notes: everything from here on is kept when the report is regenerated -->"
+VALIDATION_SEEDS = 100_000  # seeds from here (below training) are for tuning, never for the results
 
 
 def _choices(value: str, allowed: Sequence[str], flag: str) -> list[str]:
@@ -30,32 +32,54 @@ def _choices(value: str, allowed: Sequence[str], flag: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def _policies(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ScenarioError("--policy: empty list; give e.g. static,reactive,predictive")
+    try:
+        return list(dict.fromkeys(str(PolicySpec.parse(v)) for v in items))
+    except PolicyError as exc:
+        raise ScenarioError(f"--policy: {exc}") from None
+
+
 def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, forecasters: str,
                      out: str, jobs: int, steps: int | None, as_json: bool,
-                     markdown: str | None, stdout: TextIO | None = None) -> int:
-    """Run every policy (predictive ones once per forecaster) on seeds 1..``seeds``."""
+                     markdown: str | None, first_seed: int = 1, start: str | None = None,
+                     stdout: TextIO | None = None) -> int:
+    """Run every policy (forecast ones once per forecaster) on seeds ``first_seed``.. (``seeds`` of them)."""
     stdout = stdout or sys.stdout  # looked up per call: tests and callers may swap it
     if seeds < 1:
         raise ScenarioError(f"--seeds {seeds}: give at least 1 seed")
     if jobs < 1:
         raise ScenarioError(f"--jobs {jobs}: give at least 1 job")
-    pols = _choices(policies, POLICIES, "--policy")
+    evaluation = 1 <= first_seed and first_seed + seeds - 1 <= 10_000
+    if not evaluation and first_seed < VALIDATION_SEEDS:
+        raise ScenarioError(f"--first-seed {first_seed}: evaluation seeds are 1..10000; validation "
+                            f"seeds (for tuning) start at {VALIDATION_SEEDS}, below the training seeds")
+    pols = _policies(policies)
+    if "quantile" in [f.strip() for f in forecasters.split(",")]:
+        raise ScenarioError("--forecaster quantile: " + str(_quantile_gone()))
     fcs = _choices(forecasters, FORECASTERS, "--forecaster")
     inputs = output.Inputs([scenario_path])
     output.check_dir(out, inputs, "--out")  # before the runs, not after them
     if markdown:
         output.check_file(markdown, inputs, "--markdown")
     scenario = load_scenario(scenario_path)
+    if start is not None:
+        scenario = scenario.replace(policy=dataclasses.replace(scenario.policy, start=start))
     if steps is not None:
         if steps < scenario.forecast.window + 2:
             raise ScenarioError(f"--steps {steps}: need at least {scenario.forecast.window + 2}")
         scenario = scenario.replace(steps=steps)
+    if not evaluation and first_seed + seeds > min(scenario.forecast.train_seed, scenario.forecast.calibration_seed):
+        raise ScenarioError(f"--first-seed {first_seed}: validation seeds must stay below the training "
+                            f"({scenario.forecast.train_seed}) and calibration ({scenario.forecast.calibration_seed}) seeds")
     out_dir = Path(out)
     started = time.perf_counter()
-    results = run_experiment(scenario, pols, fcs, list(range(1, seeds + 1)), jobs=jobs,
-                             cache_dir=out_dir / "models")
+    seed_list = list(range(first_seed, first_seed + seeds))
+    results = run_experiment(scenario, pols, fcs, seed_list, jobs=jobs, cache_dir=out_dir / "models")
     elapsed = time.perf_counter() - started
-    agg = aggregate(results)
+    agg = with_shares(results, aggregate(results))
     with output.StagedDir(out_dir, inputs, "--out") as stage:
         stage.write_text("results.json", to_json(results, agg))
         pngs = [out_dir / p.name for p in plot(results, agg, stage.path)]
@@ -63,48 +87,59 @@ def simulate_command(scenario_path: str | None, *, seeds: int, policies: str, fo
         stdout.write(to_json(results, agg) + "\n")
     else:
         stdout.write(table(agg) + "\n")
-        for line in _reductions(results, pols, fcs):
+        for line in _reductions(results, agg):
             stdout.write(line + "\n")
-        stdout.write(f"{len(results)} runs, seeds 1..{seeds}, {elapsed:.0f} s; wrote "
+        stdout.write(f"{len(results)} runs, seeds {seed_list[0]}..{seed_list[-1]}, {elapsed:.0f} s; wrote "
                      f"{out_dir / 'results.json'}, {', '.join(str(p) for p in pngs)}\n")
     if markdown:
         # The command that reproduces this report, rebuilt from the effective options.
         args = ([scenario_path] if scenario_path else []) + [
             "--seeds", str(seeds), "--policy", ",".join(pols), "--forecaster", ",".join(fcs)]
+        args += ["--first-seed", str(first_seed)] if first_seed != 1 else []
+        args += ["--start", start] if start is not None else []
         args += ["--steps", str(steps)] if steps is not None else []
         args += ["--out", out, "--markdown", markdown]
         cmd = "mantra simulate " + " ".join(shlex.quote(a) for a in args)
-        target = Path(markdown)
-        # Hand-written notes below the marker survive regeneration.
-        old = read_source(target).text if target.exists() else ""
-        notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else ""
-        output.write_text(target, _markdown(cmd, scenario_path, seeds, scenario, results, agg, pols, fcs, elapsed)
-                          + ("\n" + notes if notes else ""), inputs, "--markdown")
+        # Hand-written text around the generated block (or below the notes marker) survives.
+        key = f"simulate {Path(scenario_path).stem if scenario_path else 'default'}" + (f" --start {start}" if start else "")
+        write_markdown(Path(markdown), key,
+                       _markdown(cmd, scenario_path, seed_list, scenario, results, agg, elapsed))
     return 0
 
 
-def _reductions(results: Sequence[RunResult], pols: Sequence[str], fcs: Sequence[str]
-                ) -> list[str]:
+def _quantile_gone() -> ForecastError:
+    from mantra6g.orchestrator.forecast import make_forecaster
+
+    try:
+        make_forecaster("quantile")
+    except ForecastError as exc:
+        return exc
+    raise AssertionError("quantile came back")
+
+
+def _reductions(results: Sequence[RunResult], agg: dict) -> list[str]:
+    """One line per policy: its per-seed reduction against reactive and its share of the
+    achievable reduction (reactive minus the jitter floor)."""
     lines = []
-    if "reactive" not in pols:
+    if "reactive" not in agg:
         return lines
-    for p in pols:
-        if p not in FORECAST_POLICIES:
+    for label, m in agg.items():
+        red, share = m.get("urllc_reduction_pct"), m.get("urllc_achievable_pct")
+        if red is None:
             continue
-        for f in fcs:
-            est = paired_reduction(results, f"{p}/{f}", "reactive")
-            if est is not None:
-                lines.append(f"URLLC violations, {p}/{f} vs reactive: {est} % fewer "
-                             f"(per-seed, mean ± 95 % CI, n={est.n})")
+        text = f"URLLC violations, {label} vs reactive: {red} % fewer (per-seed, mean ± 95 % CI, n={red.n})"
+        if share is not None:
+            text += f"; {share} % of the achievable reduction"
+        lines.append(text)
     return lines
 
 
-def _markdown(cmd: str, scenario_path: str | None, seeds: int, scenario: Scenario,
-              results: Sequence[RunResult], agg: dict, pols: Sequence[str], fcs: Sequence[str],
-              elapsed: float) -> str:
+def _markdown(cmd: str, scenario_path: str | None, seeds: Sequence[int], scenario: Scenario,
+              results: Sequence[RunResult], agg: dict, elapsed: float) -> str:
     f = scenario.forecast
     parts = [
-        "# Results: predictive vs reactive vs static orchestration",
+        f"### Simulation: {scenario_path or 'the built-in default scenario'}"
+        + (", every policy starting from the balanced placement" if scenario.policy.start == "balanced" else ""),
         "",
         "Generated by (from the repository root, after `make setup`):",
         "",
@@ -113,27 +148,39 @@ def _markdown(cmd: str, scenario_path: str | None, seeds: int, scenario: Scenari
         "```",
         "",
         f"* Scenario: {scenario_path or 'built-in defaults'} ({scenario.steps} steps of "
-        f"{scenario.interval_ms:g} ms, {scenario.chains.count} chains).",
-        f"* Evaluation seeds: 1..{seeds}. Forecasters are trained on static-policy runs with "
-        f"seed {f.train_seed} (and following, until {f.train_samples} windows), which never "
-        "overlap the evaluation seeds.",
-        f"* Every cell is the mean over the {seeds} seeds ± the half-width of a 95 % "
+        f"{scenario.interval_ms:g} ms, {scenario.chains.count} chains); every policy starts from the "
+        f"{'balanced static' if scenario.policy.start == 'balanced' else 'home'} placement.",
+        f"* Evaluation seeds: {seeds[0]}..{seeds[-1]}. Forecasters are trained on {', '.join(f.train_runs)} runs with "
+        f"seed {f.train_seed} and following (until {f.train_samples} windows), their risk is calibrated on "
+        f"runs with seed {f.calibration_seed} and following; neither overlaps the evaluation seeds.",
+        f"* Every cell is the mean over the {len(seeds)} seeds ± the half-width of a 95 % "
         "Student-t interval. Violation rates are the share of (step, chain) pairs over the "
-        "slice's SLA. *Unnecessary* migrations: with the VNF left where it was, its chain "
-        "would not have broken its SLA within 5 steps of the switch-over (the simulator "
-        "replays the same step counterfactually). RMSE/MAE: one-step forecast vs the next "
-        "observed end-to-end latency over all chains; inference time per control step for "
-        "all chains in one batch.",
+        "slice's SLA. *Floor*: the share no placement can avoid (the chain's processing and "
+        "local hops plus the same jitter). *vs reactive*: per-seed reduction of URLLC violations; "
+        "*of achievable*: per-seed (reactive − policy) / (reactive − floor). *Unnecessary* migrations: "
+        "with the VNF left where it was, its chain would not have broken its SLA within 5 steps of the "
+        "switch-over. *Brier*: of the risk forecasts P(URLLC violation within the horizon) against what "
+        "happened (static: recorded, not acted on). RMSE/MAE: one-step point forecast vs the next "
+        "observed end-to-end latency; inference time per control step for all chains in one batch.",
         f"* Wall time of the command: {elapsed:.0f} s.",
         "",
         table(agg, markdown=True),
         "",
     ]
-    red = _reductions(results, pols, fcs)
+    red = _reductions(results, agg)
     if red:
-        parts += ["## URLLC violations relative to reactive", "",
-                  "The reference design claims more than 80 % fewer SLA violations than "
-                  "reactive. Measured here (per-seed relative reduction; negative means more "
-                  "violations than reactive):", ""]
+        parts += ["#### URLLC violations relative to reactive", ""]
         parts += [f"* {line}" for line in red] + [""]
+    curves = {l: reliability(results, l) for l in agg}
+    curves = {l: c for l, c in curves.items() if c}
+    if curves:
+        parts += ["#### Reliability of the risk forecasts (URLLC, all seeds)", "",
+                  "Predicted P(violation within the horizon) in bins against the observed frequency "
+                  "(static: open loop, recorded but not acted on; the others: closed loop, where acting "
+                  "on a high risk prevents some of the violations it predicted).", "",
+                  "| policy | " + " | ".join("bin" for _ in range(1)) + " predicted → observed (n) |", "|---|---|"]
+        for l, c in curves.items():
+            cells = "; ".join(f"{a:.3f} → {b:.3f} ({n})" for a, b, n in c)
+            parts.append(f"| {l} | {cells} |")
+        parts.append("")
     return "\n".join(parts)

@@ -8,8 +8,8 @@ nodes forwards the packet to the next node; the packet leaves with ``XDP_TX``.
 Migrating the egress stage = compiling it for another node, copying its map state, and
 rewriting the ingress stage's route to the new node's MAC.
 
-The eMBB slice has a chain too, one stage on the eMBB node: a policer holding the slice
-to its rate and a router on to the receiver (:func:`embb_graph_text`).
+The eMBB slice has a chain too, one stage on each eMBB node: a policer holding the slice
+to its rate and a router on to the receiver (:func:`embb_graph_text`), for UDP and TCP.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import ctypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from mantra6g.errors import MantraError
 
@@ -101,9 +103,28 @@ def compile_chain(a: ChainParams, nodes: dict[str, tuple[str, str]], workdir: Pa
             for stage, program in chain_programs(a, nodes).items()}
 
 
+def compile_stage(a: ChainParams, stage: str, nodes: dict[str, tuple[str, str]], workdir: Path) -> StageBuild:
+    """Compile one stage for a placement (a warm standby needs only its own program)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "urllc.sg").write_text(graph_text(a, nodes))
+    return _build(stage, nodes[stage][0], chain_programs(a, nodes)[stage], workdir)
+
+
+def egress_route(a: ChainParams, nodes: dict[str, tuple[str, str]]) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """The ingress stage's route towards the egress stage of a placement: its table's map
+    name and entries. Rewriting them in a running ingress stage moves the traffic (the
+    switch of an egress migration), no clang needed."""
+    from mantra6g.targets import xdp
+
+    ingress = chain_programs(a, nodes)[INGRESS]
+    table = next(t for t in ingress.tables if t.name.endswith("to_egress_fib"))
+    return f"tbl_{table.name}", xdp.table_entries(ingress, table)
+
+
 def embb_graph_text(a: ChainParams, node: tuple[str, str]) -> str:
-    """The .sg source of the eMBB chain on ``node = (name, mac)``: the bulk to the sink is
-    policed to the slice's rate, then routed on to the receiver."""
+    """The .sg source of the eMBB chain on ``node = (name, mac)``: the bulk (UDP) and the
+    flash crowds (TCP) to the node's sink are policed to the slice's rate, then routed on
+    to the receiver."""
     name, node_mac = node
     return f"""\
 tenant media id 2 {{
@@ -113,7 +134,10 @@ tenant media id 2 {{
     }}
 }}
 graph embb for media.video {{
-    nf cls = classifier() {{ match ipv4.dst == {a.embb_sink} and udp.dport == {a.embb_port} }}
+    nf cls = classifier() {{
+        match ipv4.dst == {a.embb_sink} and udp.dport == {a.embb_port}
+        match ipv4.dst == {a.embb_sink} and tcp.dport == {a.embb_port}
+    }}
     nf pol = policer(rate: {a.embb_limit_mbit:g} Mbps, burst: 64 KB, exceed: drop)
     nf to_rx = router(mac: {node_mac}) {{ route {a.subnet} via {a.rx_mac} port 0 }}
     cls -> pol -> to_rx
@@ -153,6 +177,34 @@ def _possible_cpus() -> int:
     return int(text.split("-")[-1]) + 1
 
 
+_BATCH: ctypes.CDLL | None = None
+
+
+def _batch_lib() -> ctypes.CDLL:
+    """libbpf's batch and info calls (a handle of our own: targets.bpf binds what it uses)."""
+    global _BATCH
+    if _BATCH is None:
+        lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+        vp, i, u32p = ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)
+        lib.bpf_map_lookup_batch.argtypes = [i, vp, vp, vp, vp, u32p, vp]
+        lib.bpf_map_lookup_batch.restype = i
+        lib.bpf_map_update_batch.argtypes = [i, vp, vp, u32p, vp]
+        lib.bpf_map_update_batch.restype = i
+        lib.bpf_obj_get_info_by_fd.argtypes = [i, vp, u32p]
+        lib.bpf_obj_get_info_by_fd.restype = i
+        _BATCH = lib
+    return _BATCH
+
+
+@dataclass(frozen=True)
+class MapShape:
+    """An array map's layout as the batch calls see it: one element per index, each
+    ``stride`` bytes (per-CPU maps: one 8-byte-aligned value per possible CPU)."""
+
+    entries: int
+    stride: int
+
+
 class PinnedMaps:
     """The pinned maps of one deployed program, opened by path (readable from any netns)."""
 
@@ -161,6 +213,7 @@ class PinnedMaps:
 
         self.directory = directory
         self._fds: dict[str, int] = {}
+        self._shapes: dict[str, MapShape] = {}
         for f in sorted(directory.iterdir()):
             fd = lib().bpf_obj_get(str(f).encode())
             if fd < 0:
@@ -218,15 +271,102 @@ class PinnedMaps:
     def set_counter_raw(self, name: str, index: int, raw: bytes) -> None:
         self.update(name, index.to_bytes(4, "little"), raw)
 
+    # -- whole maps in one system call (BPF_MAP_*_BATCH): the standby's incremental copy
+
+    def shape(self, name: str) -> MapShape:
+        if name not in self._shapes:
+            info = ctypes.create_string_buffer(128)
+            size = ctypes.c_uint32(128)
+            if _batch_lib().bpf_obj_get_info_by_fd(self._fds[name], info, ctypes.byref(size)) != 0:
+                raise MantraError(f"{name}: cannot read the map's info: {os.strerror(ctypes.get_errno())}")
+            kind, _, _, value_size, entries = np.frombuffer(info.raw[:20], dtype="<u4")
+            percpu = int(kind) in (6, 10)  # BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY
+            stride = ((int(value_size) + 7) // 8 * 8) * _possible_cpus() if percpu else int(value_size)
+            self._shapes[name] = MapShape(int(entries), stride)
+        return self._shapes[name]
+
+    def dump(self, name: str) -> bytes:
+        """Every value of an array map, in index order, read in one batch."""
+        shape = self.shape(name)
+        keys = (ctypes.c_uint32 * shape.entries)()
+        values = ctypes.create_string_buffer(shape.entries * shape.stride)
+        out_batch = ctypes.c_uint32(0)
+        count = ctypes.c_uint32(shape.entries)
+        ret = _batch_lib().bpf_map_lookup_batch(self._fds[name], None, ctypes.byref(out_batch), keys, values,
+                                                ctypes.byref(count), None)
+        # ENOENT with every entry returned is the normal end of an array map.
+        if (ret != 0 and ctypes.get_errno() != 2) or count.value != shape.entries:
+            raise MantraError(f"{name}: batch lookup got {count.value} of {shape.entries} entries "
+                              f"({os.strerror(ctypes.get_errno())})")
+        return values.raw
+
+    def put(self, name: str, indexes: np.ndarray, values: bytes) -> None:
+        """Write the elements at ``indexes`` (values concatenated, in that order) in one batch."""
+        n = len(indexes)
+        if not n:
+            return
+        keys = (ctypes.c_uint32 * n)(*[int(i) for i in indexes])
+        buf = ctypes.create_string_buffer(values, len(values))
+        count = ctypes.c_uint32(n)
+        if _batch_lib().bpf_map_update_batch(self._fds[name], keys, buf, ctypes.byref(count), None) != 0 \
+                or count.value != n:
+            raise MantraError(f"{name}: batch update wrote {count.value} of {n} entries "
+                              f"({os.strerror(ctypes.get_errno())})")
+
 
 def state_maps(program) -> list[tuple[str, str, int]]:
-    """(kind, map name, entries) of every register and counter of a program: its NF state."""
+    """(kind, map name, entries) of every register, counter and meter of a program: its NF state."""
     return [("reg", f"reg_{r.name}", r.size) for r in program.registers] + [
         ("ctr", f"ctr_{c.name}", c.size) for c in program.counters
-    ]
+    ] + [("meter", f"meter_{m.name}", m.size) for m in program.meters]
 
 
 def state_bytes(program) -> int:
-    """Bytes of NF state a migration of ``program`` copies at most: 8-byte registers and
-    per-CPU (packets, bytes) counters."""
-    return sum(r.size * 8 for r in program.registers) + sum(c.size * 16 * _possible_cpus() for c in program.counters)
+    """Bytes of NF state a migration of ``program`` copies at most: 8-byte registers,
+    per-CPU (packets, bytes) counters and 16-byte meter buckets."""
+    return sum(r.size * 8 for r in program.registers) + sum(c.size * 16 * _possible_cpus() for c in program.counters) \
+        + sum(m.size * 16 for m in program.meters)
+
+
+# How the state an old instance recorded after its successor's copy is folded in (see
+# testbed/migration.py): a value that only grows (counters, sums, counts, sequence
+# numbers) adds what the old one added; a maximum takes the larger; anything else (LB
+# flow affinity) keeps the new instance's value where it has written one; a meter keeps
+# the new instance's bucket (it polices the traffic that now flows through it). One place
+# for this.
+def merge_rule(map_name: str) -> str:
+    if map_name.startswith("meter_"):
+        return "keep"
+    if map_name.startswith("ctr_") or map_name.endswith(("_sum", "_count", "_seq")):
+        return "add"
+    if map_name.endswith("_max"):
+        return "max"
+    return "fill"
+
+
+StateImage = dict[str, bytes]  # map name -> every element, as PinnedMaps.dump returns it
+
+
+def snapshot(program, maps: PinnedMaps) -> StateImage:
+    """The whole NF state of a running instance (one batch read per map)."""
+    return {name: maps.dump(name) for _, name, _ in state_maps(program)}
+
+
+def _rows(image: bytes, stride: int) -> np.ndarray:
+    return np.frombuffer(image, dtype=np.uint8).reshape(-1, stride)
+
+
+def write_changes(maps: PinnedMaps, image: StateImage, base: StateImage | None) -> int:
+    """Make ``maps`` hold ``image``, writing only the elements that differ from ``base``
+    (what ``maps`` is known to hold; None: write every non-zero element). Returns the
+    elements written."""
+    written = 0
+    for name, data in image.items():
+        stride = maps.shape(name).stride
+        rows = _rows(data, stride)
+        old = _rows(base[name], stride) if base is not None and name in base else np.zeros_like(rows)
+        changed = np.flatnonzero((rows != old).any(axis=1))
+        if len(changed):
+            maps.put(name, changed, rows[changed].tobytes())
+            written += len(changed)
+    return written

@@ -171,6 +171,49 @@ class PacketSocket:
         self.sock.close()
 
 
+SIOCETHTOOL = 0x8946
+ETHTOOL_GSSET_INFO, ETHTOOL_GSTRINGS, ETHTOOL_GSTATS = 0x37, 0x1B, 0x1D
+ETH_SS_STATS = 1
+ETH_GSTRING_LEN = 32
+
+
+class EthtoolStats:
+    """A device's driver statistics (what ``ethtool -S`` prints) through the SIOCETHTOOL
+    ioctl, without a process per read. The socket is made in the caller's network
+    namespace and keeps it: create it inside :meth:`Lab.in_ns`, read it from anywhere."""
+
+    def __init__(self, iface: str):
+        import fcntl  # noqa: F401  (ioctl below; imported here to keep the module light)
+
+        self.iface = iface
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        info = self._call(struct.pack("<IIQI", ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_STATS, 0), 20)
+        (count,) = struct.unpack_from("<I", info, 16)
+        raw = self._call(struct.pack("<III", ETHTOOL_GSTRINGS, ETH_SS_STATS, count) + bytes(count * ETH_GSTRING_LEN),
+                         12 + count * ETH_GSTRING_LEN)
+        self.names = [raw[12 + i * ETH_GSTRING_LEN:12 + (i + 1) * ETH_GSTRING_LEN].split(b"\0")[0].decode()
+                      for i in range(count)]
+
+    def _call(self, request: bytes, size: int) -> bytes:
+        import fcntl
+
+        buf = ctypes.create_string_buffer(request, max(size, len(request)))
+        ifreq = struct.pack("16sP", self.iface.encode(), ctypes.addressof(buf)) + bytes(16)
+        try:
+            fcntl.ioctl(self._sock.fileno(), SIOCETHTOOL, ifreq)
+        except OSError as exc:
+            raise MantraError(f"ethtool statistics of {self.iface}: {exc.strerror}") from None
+        return buf.raw
+
+    def read(self) -> dict[str, int]:
+        n = len(self.names)
+        raw = self._call(struct.pack("<II", ETHTOOL_GSTATS, n) + bytes(8 * n), 8 + 8 * n)
+        return dict(zip(self.names, struct.unpack_from(f"<{n}Q", raw, 8)))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 def pass_program(workdir: Path) -> Path:
     """A minimal XDP_PASS object: attached to the far end of a veth, it enables the NAPI
     path that XDP_TX/redirect into that veth needs."""
@@ -185,4 +228,4 @@ def pass_program(workdir: Path) -> Path:
     return build(c, workdir / "xdp_pass.o")
 
 
-__all__ = ["Lab", "PacketSocket", "cleanup", "pass_program"]
+__all__ = ["EthtoolStats", "Lab", "PacketSocket", "cleanup", "pass_program"]

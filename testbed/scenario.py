@@ -15,7 +15,7 @@ import yaml
 from mantra6g.orchestrator.infra import NodeRole
 from mantra6g.orchestrator.scenario import ScenarioError, _convert, _where, read_scenario
 from mantra6g.testbed.fabric import SWITCH_KINDS
-from mantra6g.testbed.site import ENDPOINTS, NodeConfig, RackConfig, SiteConfig
+from mantra6g.testbed.site import ENDPOINTS, ONSETS, NodeConfig, RackConfig, SiteConfig
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,2}")
@@ -77,18 +77,26 @@ def _check(c: SiteConfig, where: str, node: yaml.Node, filename: str) -> None:
     for r in c.racks:
         if r.uplink_mbit <= 0:
             raise ScenarioError(f"{at_racks}: rack {r.name}: uplink_mbit must be > 0")
-    if c.embb_node not in names:
-        raise ScenarioError(f"{lines.get('embb_node', where)}: embb_node '{c.embb_node}' is not one of the nodes {names}")
-    if c.node(c.embb_node).role != "embb":
-        raise ScenarioError(f"{lines.get('embb_node', where)}: embb_node '{c.embb_node}' has role "
-                            f"{c.node(c.embb_node).role}; the eMBB chain runs on a node of role embb "
-                            "(URLLC never goes there)")
+    at = lines.get("embb_nodes", where)
+    if not c.embb_nodes or len(set(c.embb_nodes)) != len(c.embb_nodes):
+        raise ScenarioError(f"{at}: embb_nodes must list one or more distinct nodes of role embb")
+    for node in c.embb_nodes:
+        if node not in names:
+            raise ScenarioError(f"{at}: embb_nodes: '{node}' is not one of the nodes {names}")
+        if c.node(node).role != "embb":
+            raise ScenarioError(f"{at}: embb_nodes: '{node}' has role {c.node(node).role}; an eMBB chain "
+                                "runs on a node of role embb (URLLC never goes there)")
+    if c.onset not in ONSETS:
+        raise ScenarioError(f"{lines.get('onset', where)}: onset '{c.onset}'; choose from {', '.join(ONSETS)}")
     if c.switch not in SWITCH_KINDS:
         raise ScenarioError(f"{lines.get('switch', where)}: switch '{c.switch}'; choose from {', '.join(SWITCH_KINDS)}")
-    for key in ("urllc_sla_ms", "embb_limit_mbit"):
+    for key in ("urllc_sla_ms", "embb_limit_mbit", "interval_s", "day_s", "session_mbit", "client_mbit",
+                "session_hold_s", "crowd_hold_s"):
         if getattr(c, key) <= 0:
             raise ScenarioError(f"{lines.get(key, where)}: {key} must be > 0")
-    for key in ("urllc_rate_pps", "embb_rate_pps", "embb_on_s", "embb_off_s", "tbf_latency_ms"):
+    for key in ("urllc_rate_pps", "embb_rate_pps", "embb_on_s", "embb_off_s", "tbf_latency_ms", "gap_probe_pps",
+                "session_rate_per_s", "session_ramp_s", "crowd_rate_per_s", "crowd_clients", "crowd_ramp_s",
+                "diurnal_amplitude"):
         if getattr(c, key) < 0:
             raise ScenarioError(f"{lines.get(key, where)}: {key} must be >= 0")
 

@@ -16,8 +16,8 @@ reach it like any named namespace.
 
 from __future__ import annotations
 
-import bisect
 import json
+import math
 import os
 import signal
 import subprocess
@@ -28,16 +28,19 @@ from pathlib import Path
 
 from mantra6g.errors import MantraError
 from mantra6g.testbed.chain import (
-    EGRESS, INGRESS, STAGES, ChainParams, PinnedMaps, StageBuild, chain_programs, compile_chain, compile_embb,
-    state_bytes, state_maps,
+    EGRESS, INGRESS, STAGES, ChainParams, StageBuild, chain_programs, compile_chain, compile_embb, state_bytes,
 )
 from mantra6g.testbed.fabric import Bmv2Switch, build_fabric, kill_stale_switches, require_tools
-from mantra6g.testbed.netns import Lab, pass_program
+from mantra6g.testbed.migration import MigrationReport, Migrator
+from mantra6g.testbed.netns import EthtoolStats, Lab, pass_program
 from mantra6g.testbed.traffic import GroundTruth, read_records
 
 SUBNET = "10.0.0.0/24"
 GEN_IP, RX_IP, VIP, EMBB_SINK = "10.0.0.1", "10.0.0.2", "10.0.0.100", "10.0.0.200"
 URLLC_PORT, EMBB_PORT = 5000, 6000
+ONSETS = ("abrupt", "ramp", "flash")
+START_DELAY_S = 1.0  # traffic processes are started this long before they all begin sending
+GRACE_S = 1.0  # receivers listen this long after the senders stop
 PIN_ROOT = Path("/sys/fs/bpf/mantra/root")
 ENDPOINTS = ("gen", "rx")  # the hosts that are not compute nodes
 ALL_CPUS = frozenset(os.sched_getaffinity(0))
@@ -82,18 +85,37 @@ class SiteConfig:
         NodeConfig("E", "spare"),
     )
     racks: tuple[RackConfig, ...] = (RackConfig("r1"),)
-    embb_node: str = "B"  # the eMBB chain's node: the bulk is policed there and routed on to rx
-    embb_limit_mbit: float = 35.0  # the eMBB slice's rate (its chain's policer)
+    # Nodes running an eMBB chain (policer, router on to rx), each with its own sink
+    # address and its own traffic; every one must have role embb.
+    embb_nodes: tuple[str, ...] = ("B",)
+    embb_limit_mbit: float = 35.0  # the eMBB slice's rate (its chains' policers)
     urllc_sla_ms: float = 1.0  # the URLLC slice's latency SLA (its graph, the policies, the report)
     urllc_rate_pps: float = 300.0
     urllc_flows: int = 8
-    embb_rate_pps: float = 5000.0  # 48 Mbit/s of 1200-byte packets while on: > r1's 40 Mbit/s uplink
+    gap_probe_pps: float = 2000.0  # constant-rate probes the switch's delivery gap is measured on (0: none)
+    # How eMBB traffic sets in (see testbed/traffic.py): abrupt on/off bulk, ramp (UDP
+    # sessions with ramps, Poisson arrivals on a diurnal curve) or flash (TCP flash crowds).
+    onset: str = "abrupt"
+    embb_rate_pps: float = 5000.0  # abrupt: 48 Mbit/s of 1200-byte packets while on: > r1's 40 Mbit/s uplink
     embb_on_s: float = 1.0
     embb_off_s: float = 1.5
+    session_mbit: float = 2.0  # ramp: one session's rate
+    session_rate_per_s: float = 0.6  # ramp: mean session arrivals per second per eMBB node
+    session_hold_s: float = 8.0  # ramp: mean stay (exponential)
+    session_ramp_s: float = 2.0  # ramp: a session's rate ramps up (and down) over this
+    day_s: float = 40.0  # ramp, flash: the diurnal period (eMBB node i of n peaks i/n of a day later)
+    diurnal_amplitude: float = 0.8  # ramp: relative swing of the arrival rate
+    crowd_rate_per_s: float = 0.05  # flash: crowds per second per eMBB node (Poisson)
+    crowd_clients: int = 12  # flash: TCP clients per crowd
+    crowd_ramp_s: float = 3.0  # flash: the clients join over this
+    crowd_hold_s: float = 8.0  # flash: mean stay of a client
+    client_mbit: float = 2.0  # flash: each client's (app-limited) rate
     tbf_latency_ms: float = 10.0  # tbf queue bound: the worst queueing delay on a link
     noisy_neighbours: int = 0  # CPU-bound processes on the shared node (best-effort batch work)
     switch: str = "linuxbridge"  # every switch: linuxbridge | bmv2 | bmv2_grpc (testbed/fabric.py)
     backends: tuple[str, ...] = ("10.0.0.201", "10.0.0.202", "10.0.0.203")
+    interval_s: float = 0.2  # the control interval
+    standby: bool = True  # warm standbys on the spare nodes (False: the slow migration path)
     seed: int = 1
 
     def node(self, name: str) -> NodeConfig:
@@ -121,15 +143,45 @@ class SiteConfig:
             return next(r.uplink_mbit for r in self.racks if r.name == link[1:])
         return self.node(link).link_mbit
 
+    def links(self) -> list[str]:
+        """Every rate-limited link: the nodes' links, then the racks' uplinks."""
+        return [n.name for n in self.nodes] + [f"^{r.name}" for r in self.racks]
+
+    def embb_sink(self, node: str) -> str:
+        """The receiver's address for the eMBB traffic through ``node``'s chain."""
+        return f"10.0.0.{200 - self.embb_nodes.index(node)}"
+
+    def embb_port(self, node: str) -> int:
+        """The UDP/TCP port of ``node``'s eMBB traffic (one sink each on the receiver)."""
+        return EMBB_PORT + self.embb_nodes.index(node)
+
+    def embb_phase(self, node: str) -> float:
+        """Where in the day ``node``'s eMBB demand is (the nodes peak in turn)."""
+        return 2 * math.pi * self.embb_nodes.index(node) / len(self.embb_nodes)
+
+    def embb_peak_mbit(self) -> float:
+        """What one eMBB node's traffic peaks at, from the scenario (not a measurement):
+        the bulk's on-rate; the sessions at the diurnal peak (mean sessions x rate); a
+        flash crowd with all its clients."""
+        if self.onset == "abrupt":
+            return self.embb_rate_pps * 1200 * 8 / 1e6
+        if self.onset == "ramp":
+            return self.session_rate_per_s * (1 + self.diurnal_amplitude) * (self.session_hold_s + self.session_ramp_s) \
+                * self.session_mbit
+        return self.crowd_clients * self.client_mbit
+
 
 @dataclass(frozen=True)
 class MonitorReading:
-    """The sink's per-slice registers at one instant."""
+    """The sink's per-slice registers at one instant, read consistently (no packet was
+    counted between the first and last register read); ``time`` is the middle of the
+    read and ``spread_s`` half its length, the reading's timing uncertainty."""
 
     time: float
     delay_sum_ns: int
     delay_count: int
     delay_max_ns: int
+    spread_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,23 +193,6 @@ class IntervalStats:
     monitor_packets: int
     truth_mean_ms: float | None
     truth_packets: int
-
-
-@dataclass(frozen=True)
-class MigrationReport:
-    """One migration of a stage, as carried out and measured."""
-
-    stage: str
-    source: str
-    target: str
-    started: float  # CLOCK_REALTIME seconds
-    switched: float
-    finished: float
-    state_entries_copied: int
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.finished - self.started) * 1e3
 
 
 class Site:
@@ -174,19 +209,22 @@ class Site:
         self.procs: list[subprocess.Popen] = []
         self.placement: dict[str, str] = {}
         self.builds: dict[str, StageBuild] = {}
-        self.embb_build: StageBuild | None = None
-        self._urllc = self._embb = self._embb_sink = None  # traffic processes (start_traffic)
+        self.embb_builds: dict[str, StageBuild] = {}  # eMBB node -> its chain
+        self.traffic: dict[str, subprocess.Popen] = {}  # role -> process (start_traffic)
+        self.traffic_start: float | None = None  # CLOCK_REALTIME the senders begin at
+        self.traffic_output: dict[str, str] = {}  # role -> what it printed (finish_traffic)
         self.slice_id = 1
         self.truth_file = workdir / "truth.bin"
         self._truth_offset = 0
         self.truth: list[GroundTruth] = []
         self._last: MonitorReading | None = None
         self.readings: list[MonitorReading] = []
-        self.migrations: list[MigrationReport] = []
+        self.migrator = Migrator(self)
         self.isolated: set[str] = set()  # stages on the reserved core (see isolate())
         self.noise: list[subprocess.Popen] = []
         self._prebuilt: dict[tuple[tuple[str, str], ...], dict[str, StageBuild]] = {}
         self._napi: dict[str, list[int]] = {}  # node -> its interface's NAPI kernel threads
+        self._ethtool: dict[str, EthtoolStats] = {}
 
     # -------------------------------------------------------------- names
     def iface(self, host: str) -> str:
@@ -259,7 +297,15 @@ class Site:
             raise
         return self
 
+    @property
+    def migrations(self) -> list[MigrationReport]:
+        return self.migrator.reports
+
     def __exit__(self, *exc) -> None:
+        self.migrator.close()
+        for e in self._ethtool.values():
+            e.close()
+        self._ethtool.clear()
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -354,41 +400,83 @@ class Site:
             o = BpfObject.load(pass_obj)
             o.attach(_s.if_nametoindex(self.port(n.name)))
             o.close()  # the attachment holds the program
-        for b in (*c.backends, EMBB_SINK):
+        for b in (*c.backends, *(c.embb_sink(n) for n in c.embb_nodes)):
             self.lab.run("rx", "ip", "addr", "add", f"{b}/24", "dev", self.iface("rx"))
         self.lab.run("rx", "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0")
-        self.lab.run("gen", "ip", "neigh", "replace", EMBB_SINK, "lladdr", self.node_mac(c.embb_node),
-                     "dev", self.iface("gen"))
+        for n in c.embb_nodes:
+            self.lab.run("gen", "ip", "neigh", "replace", c.embb_sink(n), "lladdr", self.node_mac(n),
+                         "dev", self.iface("gen"))
+        # TCP (flash crowds) answers from rx straight to gen; no ARP on this site.
+        self.lab.run("rx", "ip", "neigh", "replace", GEN_IP, "lladdr", mac(1), "dev", self.iface("rx"))
+        if c.onset == "flash" and c.switch == "linuxbridge":
+            # XDP on veth drops the checksum-offload state of a TCP segment (its checksum
+            # would stay unfinished) and cannot take a GSO super-packet: segment and sum
+            # in software on the sender.
+            self.lab.run("gen", "ethtool", "-K", self.iface("gen"), "tx", "off", "tso", "off", "gso", "off")
 
-    def chain_params(self) -> ChainParams:
+    def chain_params(self, embb_node: str | None = None) -> ChainParams:
+        """What the graphs are written for; with ``embb_node``, that node's eMBB sink."""
         c = self.config
-        return ChainParams(SUBNET, VIP, c.backends, URLLC_PORT, mac(2), c.urllc_sla_ms, EMBB_SINK, EMBB_PORT,
-                           c.embb_limit_mbit)
+        node = embb_node or c.embb_nodes[0]
+        return ChainParams(SUBNET, VIP, c.backends, URLLC_PORT, mac(2), c.urllc_sla_ms, c.embb_sink(node),
+                           c.embb_port(node), c.embb_limit_mbit)
 
-    def _nodes_arg(self, placement: dict[str, str]) -> dict[str, tuple[str, str]]:
+    def nodes_arg(self, placement: dict[str, str]) -> dict[str, tuple[str, str]]:
         return {s: (placement[s], self.node_mac(placement[s])) for s in STAGES}
 
     def state_bytes(self) -> dict[str, int]:
         """The NF state of each stage (the same wherever it runs)."""
         nodes = [n.name for n in self.config.nodes]
-        programs = chain_programs(self.chain_params(), self._nodes_arg(dict(zip(STAGES, nodes))))
+        programs = chain_programs(self.chain_params(), self.nodes_arg(dict(zip(STAGES, nodes))))
         return {stage: state_bytes(program) for stage, program in programs.items()}
 
-    def _attach(self, build: StageBuild) -> None:
+    def attach(self, build: StageBuild) -> None:
         """Attach a stage's program and run its interface's NAPI in a kernel thread of its
         own (threaded NAPI): the VNF's process, which the scheduler shares with whatever
         else runs on its cores, and which :meth:`isolate` can pin."""
         from mantra6g.targets import xdp
 
         iface = self.iface(build.node)
+        # Threads before the attach: a device whose threaded flag is still set from an
+        # earlier program gets its NAPI thread with the program itself.
+        before = _napi_threads()
         with self.lab.in_ns(build.node):
             xdp.deploy(build.program, build.obj_file, iface, None, {0: iface})
-        before = _napi_threads()
         self.lab.run(build.node, "sh", "-c", f"echo 1 > /sys/class/net/{iface}/threaded")
         self._napi[build.node] = sorted(set(_napi_threads()) - set(before))
         if not self._napi[build.node]:
             raise MantraError(f"no NAPI thread appeared for {iface} (threaded NAPI)")
         self._schedule(build.stage, build.node)
+
+    def napi_gone(self, node: str) -> None:
+        """The program on ``node`` was detached: its NAPI thread ended with it."""
+        self._napi.pop(node, None)
+
+    def napi_cpu_s(self, node: str) -> float:
+        """CPU time the NAPI threads of ``node``'s interface have used (the kernel's
+        schedstat): where its XDP stage runs."""
+        total = 0
+        for pid in self._napi.get(node, []):
+            try:
+                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        return total / 1e9
+
+    def xdp_counters(self, node: str) -> dict[str, int]:
+        """The veth driver's XDP counters on ``node``'s interface (ethtool statistics,
+        summed over queues): ``xdp_packets`` (what reached the program), ``xdp_drops``
+        (what it dropped: a policer's, a firewall's), ``xdp_tx`` (what it forwarded)."""
+        if node not in self._ethtool:
+            with self.lab.in_ns(node):
+                self._ethtool[node] = EthtoolStats(self.iface(node))
+        stats = self._ethtool[node].read()
+        out = {"xdp_packets": 0, "xdp_drops": 0, "xdp_tx": 0}
+        for name, value in stats.items():
+            for key in out:
+                if name.endswith("_" + key):
+                    out[key] += value
+        return out
 
     # -------------------------------------------------------------- CPU isolation
     def isolate(self, stage: str, on: bool) -> None:
@@ -397,6 +485,9 @@ class Site:
         (self.isolated.add if on else self.isolated.discard)(stage)
         if self.placement:
             self._schedule(stage, self.placement[stage])
+        for node, build in self.migrator.standbys.items():  # its standbys wait like it runs
+            if build.stage == stage:
+                self._schedule(stage, node)
         self._fence_noise()
 
     def _schedule(self, stage: str, node: str) -> None:
@@ -426,31 +517,44 @@ class Site:
         if len(set(placement.values())) != len(STAGES):
             raise MantraError(f"the chain's stages need two different nodes (one XDP program per interface): {placement}")
         self.placement = dict(placement)
-        self.builds = compile_chain(self.chain_params(), self._nodes_arg(self.placement), self.workdir / "build0")
+        self.builds = compile_chain(self.chain_params(), self.nodes_arg(self.placement), self.workdir / "build0")
         for s in STAGES:
-            self._attach(self.builds[s])
-        self.lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(placement[INGRESS]),
-                     "dev", self.iface("gen"))
+            self.attach(self.builds[s])
+        self.point_sender(placement[INGRESS])
+
+    def point_sender(self, node: str) -> None:
+        """Send the URLLC traffic to the ingress stage on ``node`` (the sender's neighbour
+        entry for the VIP): the switch of an ingress migration."""
+        self.lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(node), "dev", self.iface("gen"))
 
     def deploy_embb(self) -> None:
-        """Compile the eMBB chain for the eMBB node and attach it there: from then on the
-        bulk is policed to the slice's rate and delivered to the receiver's sink."""
-        node = self.config.embb_node
-        if node in self.placement.values():
-            raise MantraError(f"node {node} runs a URLLC stage; the eMBB chain needs a node of its own")
-        self.embb_build = compile_embb(self.chain_params(), (node, self.node_mac(node)), self.workdir / "embb")
-        self._attach(self.embb_build)
+        """Compile the eMBB chain for each eMBB node and attach it there: from then on its
+        traffic is policed to the slice's rate and delivered to the receiver's sink."""
+        for node in self.config.embb_nodes:
+            if node in self.placement.values():
+                raise MantraError(f"node {node} runs a URLLC stage; the eMBB chain needs a node of its own")
+            build = compile_embb(self.chain_params(node), (node, self.node_mac(node)), self.workdir / f"embb-{node}")
+            self.attach(build)
+            self.embb_builds[node] = build
+
+    def standby(self, stage: str, nodes: list[str]) -> None:
+        """Warm standbys of ``stage`` on each of ``nodes`` (see :mod:`mantra6g.testbed.migration`):
+        attached, scheduled like the stage, state copied every interval; a migration there
+        is one forwarding change."""
+        self.migrator.prepare(stage, nodes)
 
     def prebuild(self, stage: str, targets: list[str]) -> None:
         """Compile the chain now for ``stage`` on each of ``targets`` (the rest as placed),
-        so a later :meth:`migrate` there skips clang (~1 s): the control loop then acts
-        within its interval instead of leaving the chain congested while it compiles."""
+        so a later slow-path :meth:`migrate` there skips clang (~1 s)."""
         for t in targets:
             placement = dict(self.placement, **{stage: t})
             if t != self.placement[stage] and len(set(placement.values())) == len(placement):
                 key = tuple(sorted(placement.items()))
-                self._prebuilt[key] = compile_chain(self.chain_params(), self._nodes_arg(placement),
+                self._prebuilt[key] = compile_chain(self.chain_params(), self.nodes_arg(placement),
                                                     self.workdir / f"pre-{stage}-{t}")
+
+    def take_prebuilt(self, placement: dict[str, str]) -> dict[str, StageBuild] | None:
+        return self._prebuilt.pop(tuple(sorted(placement.items())), None)
 
     # -------------------------------------------------------------- traffic
     def _spawn(self, host: str, *args: str) -> subprocess.Popen:
@@ -458,56 +562,116 @@ class Site:
         self.procs.append(p)
         return p
 
-    def start_traffic(self, duration: float, embb: bool = True) -> None:
-        """Start the receiver, the URLLC probes and (optionally) the eMBB bulk, seeded."""
+    def start_traffic(self, duration: float, embb: bool = True) -> float:
+        """Start the receivers, the URLLC probes, the gap probes and (optionally) the eMBB
+        traffic of every eMBB node, all seeded and all beginning at one instant
+        :data:`START_DELAY_S` from now (returned, CLOCK_REALTIME): how long each process
+        took to start does not change what it sends."""
         c = self.config
-        self._spawn("rx", "rx", "--port", str(URLLC_PORT), "--out", str(self.truth_file), "--duration", str(duration + 1.0))
-        time.sleep(0.3)  # the receiver's socket is bound before the first probe
-        self._urllc = self._spawn("gen", "urllc", "--dst", VIP, "--port", str(URLLC_PORT),
-                                  "--rate", str(c.urllc_rate_pps), "--flows", str(c.urllc_flows),
-                                  "--duration", str(duration), "--seed", str(c.seed))
-        if embb:
-            self._embb_sink = self._spawn("rx", "sink", "--port", str(EMBB_PORT), "--duration", str(duration + 1.0))
-            self._embb = self._spawn("gen", "embb", "--dst", EMBB_SINK, "--port", str(EMBB_PORT),
-                                     "--rate", str(c.embb_rate_pps), "--on", str(c.embb_on_s), "--off", str(c.embb_off_s),
-                                     "--duration", str(duration), "--seed", str(c.seed + 1000))
+        start = time.time() + START_DELAY_S
+        self.traffic_start = start
+        common = ["--start", f"{start:.6f}"]
+        listen = ["--duration", str(duration + GRACE_S)] + common
+        send = ["--duration", str(duration)] + common
+        self.traffic["rx"] = self._spawn("rx", "rx", "--port", str(URLLC_PORT), "--out", str(self.truth_file), *listen)
+        self.traffic["urllc"] = self._spawn("gen", "urllc", "--dst", VIP, "--port", str(URLLC_PORT),
+                                            "--rate", str(c.urllc_rate_pps), "--flows", str(c.urllc_flows),
+                                            "--seed", str(c.seed), *send)
+        if c.gap_probe_pps > 0:
+            self.traffic["gap"] = self._spawn("gen", "gap", "--dst", VIP, "--port", str(URLLC_PORT),
+                                              "--rate", str(c.gap_probe_pps), *send)
+        if not embb:
+            return start
+        for i, node in enumerate(c.embb_nodes):
+            sink, seed, port = c.embb_sink(node), str(c.seed + 1000 + i), str(c.embb_port(node))
+            kind = "tcpsink" if c.onset == "flash" else "sink"
+            self.traffic[f"sink-{node}"] = self._spawn("rx", kind, "--port", port, *listen)
+            if c.onset == "abrupt":
+                args = ["embb", "--rate", str(c.embb_rate_pps), "--on", str(c.embb_on_s), "--off", str(c.embb_off_s)]
+            elif c.onset == "ramp":
+                args = ["sessions", "--mbit", str(c.session_mbit), "--arrivals", str(c.session_rate_per_s),
+                        "--amplitude", str(c.diurnal_amplitude), "--day", str(c.day_s),
+                        "--phase", str(c.embb_phase(node)), "--hold", str(c.session_hold_s), "--ramp", str(c.session_ramp_s)]
+            else:
+                args = ["crowd", "--mbit", str(c.client_mbit), "--rate", str(c.crowd_rate_per_s),
+                        "--clients", str(c.crowd_clients), "--ramp", str(c.crowd_ramp_s), "--hold", str(c.crowd_hold_s)]
+            self.traffic[f"embb-{node}"] = self._spawn("gen", *args, "--dst", sink, "--port", port, "--seed", seed, *send)
+        return start
+
+    def finish_traffic(self, timeout_s: float = 30.0) -> None:
+        """Wait until every traffic process has exited (the receivers stop
+        :data:`GRACE_S` after the senders) and keep what each printed; then read the
+        receiver's last records. Waiting for the processes, not a fixed time: a loaded
+        machine starts and stops them late."""
+        deadline = time.monotonic() + timeout_s
+        for role, p in self.traffic.items():
+            try:
+                out, err = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise MantraError(f"the {role} traffic process did not finish within {timeout_s:g} s") from None
+            if p.returncode != 0:
+                tail = "\n".join((err or "").strip().splitlines()[-5:])
+                raise MantraError(f"the {role} traffic process failed (exit {p.returncode}):\n{tail}")
+            self.traffic_output[role] = out.strip()
+        records, self._truth_offset = read_records(self.truth_file, self._truth_offset)
+        self.truth += records
 
     def sent_urllc(self) -> int | None:
-        """Packets the URLLC sender sent (after it exited)."""
-        p = self._urllc
-        if p.poll() is None:
-            return None
-        return int(p.stdout.read().strip() or 0)
+        """Packets the URLLC sender sent (after :meth:`finish_traffic`)."""
+        out = self.traffic_output.get("urllc")
+        return int(out or 0) if out is not None else None
 
-    def embb_delivery(self) -> tuple[int, int, int] | None:
-        """(bulk packets sent, packets and bytes the sink received), once both exited."""
-        if self._embb is None or self._embb.poll() is None or self._embb_sink.poll() is None:
-            return None
-        packets, octets = map(int, self._embb_sink.stdout.read().split())
-        return int(self._embb.stdout.read().strip() or 0), packets, octets
+    def embb_delivery(self) -> tuple[float, float] | None:
+        """(payload Mbit the eMBB senders sent, Mbit their sinks received through the
+        chains), summed over eMBB nodes, after :meth:`finish_traffic`."""
+        from mantra6g.testbed.traffic import BULK_BYTES, SESSION_BYTES
 
-    def link_stats(self) -> dict[str, tuple[int, int]]:
-        """(bytes sent so far, bytes queued now) of every rate-limited link (see
-        :meth:`SiteConfig.inbound` for the names), from one ``tc -j`` call: cheap enough
-        to poll several times per interval."""
+        c = self.config
+        if not any(r.startswith("embb-") for r in self.traffic_output):
+            return None
+        sent = got = 0.0
+        for node in c.embb_nodes:
+            out, back = self.traffic_output.get(f"embb-{node}", "0"), self.traffic_output.get(f"sink-{node}", "0 0")
+            n = int(out or 0)
+            size = {"abrupt": BULK_BYTES, "ramp": SESSION_BYTES}.get(c.onset)
+            sent += (n * size if size else n) * 8 / 1e6  # flash: the crowd reports bytes
+            got += int(back.split()[1]) * 8 / 1e6
+        return sent, got
+
+    def link_stats(self) -> dict[str, tuple[int, int, int, int]]:
+        """(bytes sent so far, bytes queued now, packets dropped so far, packets sent so
+        far) of every rate-limited link (see :meth:`SiteConfig.inbound` for the names),
+        from the kernel's tbf statistics in one ``tc -s -j`` call: cheap enough to poll
+        several times per interval."""
         r = _run("tc", "-s", "-j", "qdisc", "show")
         by_dev = {q.get("dev"): q for q in json.loads(r.stdout or "[]") if q.get("kind") == "tbf"}
         out = {}
-        for link in [n.name for n in self.config.nodes] + [f"^{r.name}" for r in self.config.racks]:
+        for link in self.config.links():
             q = by_dev.get(self.port(link), {})
-            out[link] = (int(q.get("bytes", 0)), int(q.get("backlog", 0)))
+            out[link] = (int(q.get("bytes", 0)), int(q.get("backlog", 0)), int(q.get("drops", 0)),
+                         int(q.get("packets", 0)))
         return out
 
     # -------------------------------------------------------------- monitor
-    def read_monitor(self) -> MonitorReading:
-        """The sink's registers for the URLLC slice, summed over the nodes it ran on
-        (the state a migration copied is not counted twice: see :meth:`migrate`)."""
-        node = self.placement[EGRESS]
-        with PinnedMaps(self.pins(node)) as m:
-            s = m.register(m.name_ending("delay_sum"), self.slice_id)
-            n = m.register(m.name_ending("delay_count"), self.slice_id)
-            x = m.register(m.name_ending("delay_max"), self.slice_id)
-        return MonitorReading(time.time(), s, n, x)
+    def read_monitor(self, attempts: int = 50) -> MonitorReading:
+        """The sink's registers for the URLLC slice, read consistently: the count before
+        and after the sum and maximum must agree, else the read is repeated (a packet
+        counted between two ``bpf()`` reads would pair one interval's sum with another's
+        count; on a loaded machine a reader preempted between the reads saw that). The
+        registers are the chain's state across migrations (:meth:`Migrator.register`)."""
+        reg = self.migrator.register
+        with self.migrator.lock:
+            for _ in range(attempts):
+                t0 = time.time()
+                n0 = reg(EGRESS, "delay_count", self.slice_id)
+                s, x = reg(EGRESS, "delay_sum", self.slice_id), reg(EGRESS, "delay_max", self.slice_id)
+                n1 = reg(EGRESS, "delay_count", self.slice_id)
+                t1 = time.time()
+                if n0 == n1:
+                    break
+            else:
+                raise MantraError(f"no consistent monitor reading in {attempts} attempts")
+        return MonitorReading((t0 + t1) / 2, s, n1, x, (t1 - t0) / 2)
 
     def interval(self) -> IntervalStats:
         """Monitor and ground truth since the previous call."""
@@ -528,7 +692,7 @@ class Site:
         records binned by their kernel receive time between consecutive monitor readings
         (the live :meth:`interval` sees records only when the receiver flushes them)."""
         out = []
-        truth = sorted(self.truth, key=lambda r: r.received_ns)
+        truth = sorted(self.truth, key=lambda r: r.received_ns)  # every probe the sink counted
         j = 0
         for prev, now in zip(self.readings, self.readings[1:]):
             lo, hi = int(prev.time * 1e9), int(now.time * 1e9)
@@ -544,141 +708,11 @@ class Site:
         return out
 
     # -------------------------------------------------------------- migration
-    def migrate(self, stage: str, target: str, drain_s: float = 0.05) -> MigrationReport:
-        """Move ``stage`` to node ``target`` while traffic flows: start it there, copy its
-        registers and counters while the old one keeps forwarding, switch traffic to the
-        new node (egress: one route entry in the ingress stage's pinned map; ingress: the
-        sender's next-hop MAC), let the old one drain, fold in what it counted
-        meanwhile, remove it."""
-        from mantra6g.targets import xdp
-
-        source = self.placement[stage]
-        if target == source:
-            raise MantraError(f"the {stage} stage already runs on {target}")
-        started = time.time()
-        new_placement = dict(self.placement, **{stage: target})
-        builds = self._prebuilt.pop(tuple(sorted(new_placement.items())), None) or compile_chain(
-            self.chain_params(), self._nodes_arg(new_placement), self.workdir / f"build{len(self.migrations) + 1}")
-        new = builds[stage]
-        self._attach(new)
-        with PinnedMaps(self.pins(source)) as old_maps, PinnedMaps(self.pins(target)) as new_maps:
-            snapshot = _copy_state(new.program, old_maps, new_maps)
-            if stage == EGRESS:
-                ing = builds[INGRESS]
-                table = next(t for t in ing.program.tables if t.name.endswith("to_egress_fib"))
-                with PinnedMaps(self.pins(self.placement[INGRESS])) as ing_maps:
-                    for k, v in xdp.table_entries(ing.program, table):
-                        ing_maps.update(f"tbl_{table.name}", k, v)
-            else:
-                self.lab.run("gen", "ip", "neigh", "replace", VIP, "lladdr", self.node_mac(target), "dev", self.iface("gen"))
-            switched = time.time()
-            time.sleep(drain_s)  # packets already queued towards the old node still arrive there
-            _merge_tail(new.program, old_maps, new_maps, snapshot)
-        self.placement = new_placement
-        self.builds = builds
-        with self.lab.in_ns(source):
-            xdp.undeploy(self.iface(source), None)
-        self._napi.pop(source, None)  # its NAPI thread ends with the program
-        report = MigrationReport(stage, source, target, started, switched, time.time(), len(snapshot))
-        self.migrations.append(report)
-        return report
-
-    def migration_loss(self, report: MigrationReport, margin_s: float = 0.1) -> MigrationLoss:
-        """The URLLC probes of a migration's window (start .. finish + ``margin_s``): sent,
-        lost, lost after the switch, longest delivery gap. Call after traffic ended."""
-        lo, hi = int(report.started * 1e9), int((report.finished + margin_s) * 1e9)
-        got = sorted((r.seq, r.sent_ns, r.received_ns) for r in self.truth)
-        if not got:
-            return MigrationLoss(0, 0, 0, 0.0)
-        # seqs are dense: the sent ones in the window run from the first received before it
-        # to the first received after it
-        before = [g[0] for g in got if g[1] < lo]
-        after = [g[0] for g in got if g[1] > hi]
-        first = before[-1] + 1 if before else 0
-        last = after[0] - 1 if after else got[-1][0]
-        sent = max(0, last - first + 1)
-        inside = [g for g in got if lo <= g[1] <= hi]
-        recv = sorted(g[2] for g in got if first <= g[0] <= last or lo <= g[1] <= hi)
-        gaps = [(b - a) / 1e6 for a, b in zip(recv, recv[1:])]
-        # A lost probe's send time is between its received neighbours' (Poisson pacing):
-        # after the switch means it took the new path, so the move itself lost it.
-        received = {g[0]: g[1] for g in got}
-        seqs = sorted(received)
-        switched = int(report.switched * 1e9)
-        after_switch = 0
-        for seq in range(first, last + 1):
-            if seq in received:
-                continue
-            i = bisect.bisect_left(seqs, seq)
-            if i < len(seqs) and received[seqs[i]] >= switched and (i == 0 or received[seqs[i - 1]] >= switched):
-                after_switch += 1
-        return MigrationLoss(sent, sent - len(inside), after_switch, max(gaps, default=0.0))
-
-
-@dataclass(frozen=True)
-class MigrationLoss:
-    """URLLC probes in a migration's window. ``lost_after_switch`` counts the lost probes
-    sent after traffic was switched to the new instance (both received neighbours were sent
-    after the switch): loss the move caused, as opposed to drops on the old, congested path
-    while the migration was under way."""
-
-    sent: int
-    lost: int
-    lost_after_switch: int
-    gap_ms: float
-
-
-# Registers whose value only grows are merged by adding what the old instance counted
-# after the snapshot; a maximum by taking the larger; anything else (LB flow affinity)
-# keeps the old value where the new instance has not written one. One place for this.
-def _merge_rule(map_name: str) -> str:
-    if map_name.startswith("ctr_") or map_name.endswith(("_sum", "_count", "_seq")):
-        return "add"
-    if map_name.endswith("_max"):
-        return "max"
-    return "fill"
-
-
-def _copy_state(program, old: PinnedMaps, new: PinnedMaps) -> dict[tuple[str, int], bytes | int]:
-    """Copy every non-zero register and counter entry; returns the snapshot copied."""
-    snap: dict[tuple[str, int], bytes | int] = {}
-    for kind, name, size in state_maps(program):
-        for i in range(size):
-            if kind == "reg":
-                v = old.register(name, i)
-                if v:
-                    new.set_register(name, i, v)
-                    snap[(name, i)] = v
-            else:
-                raw = old.counter_raw(name, i)
-                if any(raw):
-                    new.set_counter_raw(name, i, raw)
-                    snap[(name, i)] = raw
-    return snap
-
-
-def _merge_tail(program, old: PinnedMaps, new: PinnedMaps, snap: dict) -> None:
-    """Fold in what the old instance recorded between the snapshot and the switch."""
-    for kind, name, size in state_maps(program):
-        rule = _merge_rule(name)
-        for i in range(size):
-            if kind == "reg":
-                o, before, cur = old.register(name, i), snap.get((name, i), 0), new.register(name, i)
-                if o == before:
-                    continue
-                value = cur + (o - before) if rule == "add" else max(cur, o) if rule == "max" else (cur or o)
-                new.set_register(name, i, value)
-            else:
-                raw = old.counter_raw(name, i)
-                before = snap.get((name, i), bytes(len(raw)))
-                if raw == before:
-                    continue
-                cur = new.counter_raw(name, i)
-                words = [
-                    int.from_bytes(cur[j : j + 8], "little") + int.from_bytes(raw[j : j + 8], "little") - int.from_bytes(before[j : j + 8], "little")
-                    for j in range(0, len(raw), 8)
-                ]
-                new.set_counter_raw(name, i, b"".join(w.to_bytes(8, "little") for w in words))
+    def migrate(self, stage: str, target: str) -> MigrationReport:
+        """Move ``stage`` to node ``target`` while traffic flows: make-before-break onto a
+        warm standby there (one forwarding change), else the slow path (build, attach,
+        copy, switch, drain, merge, detach); see :mod:`mantra6g.testbed.migration`."""
+        return self.migrator.migrate(stage, target)
 
 
 def _napi_threads() -> list[int]:

@@ -1,4 +1,5 @@
-"""Each forecaster beats last-value on a series it should; real statsmodels and torch."""
+"""Each forecaster beats last-value on a series it should; real statsmodels and torch; the
+calibrated violation risk against the normal distribution (scipy) it must reproduce."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import pickle
 import numpy as np
 import pytest
 
+from scipy import stats
+
+from mantra6g.orchestrator.features import FEATURES, ChainSeries
 from mantra6g.orchestrator.forecast import (
-    Arima, ForecastError, Holt, LastValue, Lstm, LstmConfig, Quantile, make_forecaster,
+    Arima, ForecastError, Holt, LastValue, Lstm, LstmConfig, ViolationRisk, make_forecaster,
     sliding_windows,
 )
 
@@ -93,29 +97,104 @@ def test_lstm_beats_last_value_and_round_trips(tmp_path):
         model.predict(batch, 3)
 
 
-def _pinball(q_pred: np.ndarray, y: np.ndarray, level: float) -> float:
-    d = y - q_pred
-    return float(np.mean(np.maximum(level * d, (level - 1) * d)))
+def leading(rng, n):
+    """Latency one step behind a context feature (a leading indicator): y[t+1] = 1 +
+    0.8 u[t] + noise, u an AR(1) process the latency alone cannot anticipate."""
+    u = np.zeros(n)
+    for t in range(1, n):
+        u[t] = 0.7 * u[t - 1] + rng.normal(0, 0.5)
+    y = np.empty(n)
+    y[0] = 1.0
+    y[1:] = 2.0 + 0.8 * u[:-1] + rng.normal(0, 0.05, n - 1)
+    context = np.zeros((n, len(FEATURES)))
+    context[:, FEATURES.index("utilisation")] = u
+    context[:, FEATURES.index("traffic")] = 1.0
+    return ChainSeries(y, context, 3.0, "urllc")
 
 
-def test_quantile_forecaster_is_calibrated_and_beats_last_value_pinball():
-    train, test = _split(noisy_level, n_series=8, n=800)
-    model = Quantile(Holt(W, trend=False), level=0.9)
-    model.fit(train)
-    x, y = sliding_windows(test, W, 1)
-    q = model.predict(x, 1)[:, 0]
-    coverage = float(np.mean(y[:, 0] <= q))
-    assert 0.85 <= coverage <= 0.95
-    assert _pinball(q, y[:, 0], 0.9) < _pinball(LastValue(W).predict(x, 1)[:, 0], y[:, 0], 0.9)
-    # "How likely is a violation": decreasing in the threshold, and consistent with q.
-    p_low, p_q, p_high = (model.violation_probability(x[:50], thr)[:, 0]
-                          for thr in (4.0, q[:50], 8.0))
-    assert np.all(p_low >= p_q) and np.all(p_q >= p_high)
-    assert np.all(p_q <= 0.1 + 0.01) and np.all(p_high < 0.01)
+@pytest.mark.slow
+def test_lstm_uses_a_leading_indicator_in_its_context():
+    rng = np.random.default_rng(3)
+    train, test = [leading(rng, 600) for _ in range(4)], [leading(rng, 400) for _ in range(2)]
+    cfg = LstmConfig(window=W, hidden=16, layers=1, epochs=10, samples=2000, seed=1)
+    with_ctx, without = Lstm(cfg), Lstm(LstmConfig(**{**cfg.__dict__, "context": False}))
+    with_ctx.fit(train)
+    without.fit(train)
+    from mantra6g.orchestrator.forecast import context_windows
+
+    x, c, y, _ = context_windows(test, W, 1)
+    err_with = float(np.mean((with_ctx.predict(x, 1, c)[:, 0] - y[:, 0]) ** 2))
+    err_without = float(np.mean((without.predict(x, 1, c)[:, 0] - y[:, 0]) ** 2))
+    # The indicator explains most of the next step: the model that sees it does far better.
+    assert err_with < 0.5 * err_without
+
+
+def _iid(rng, n):  # a stationary latency: N(5, 0.5) every step
+    return ChainSeries.bare(5.0 + rng.normal(0, 0.5, n), sla_ms=6.0, slice_="urllc")
+
+
+class Mean:
+    """The forecaster that knows the process's mean (5 ms): its errors are the noise."""
+
+    name, window = "mean", W
+
+    def fit(self, series) -> None:
+        pass
+
+    def predict(self, windows, horizon=1, context=None):
+        return np.full((len(windows), horizon), 5.0)
+
+
+def test_violation_risk_matches_the_normal_distribution_it_is_calibrated_on():
+    rng = np.random.default_rng(7)
+    flat = Mean()
+    risk = ViolationRisk(flat, horizon=2)
+    risk.fit([_iid(rng, 4000) for _ in range(4)])
+    test = [_iid(rng, 3000) for _ in range(2)]
+    x, y = sliding_windows(test, W, 2)
+    point = flat.predict(x, 2)
+    sla = np.full(len(x), 6.0)
+    p = risk.probabilities(point, sla, ["urllc"] * len(x))
+    within = risk.within_horizon(point, sla, ["urllc"] * len(x))
+    # Oracle: scipy's normal distribution. One step: P(N(5, 0.5) > 6); within two
+    # independent steps: 1 - P(both below).
+    one = stats.norm.sf(6.0, 5.0, 0.5)
+    assert abs(float(p[:, 0].mean()) - one) < 0.004
+    assert abs(float(within.mean()) - (1 - (1 - one) ** 2)) < 0.006
+    # Reliable on held-out data: predicted and observed frequencies agree.
+    observed = (y > 6.0).any(axis=1)
+    assert abs(float(within.mean()) - float(observed.mean())) < 0.01
+    # The band: the 95 % quantile sits 1.645 sigma above the forecast.
+    band = risk.quantile(np.full((1, 2), 5.0), [6.0], ["urllc"], 0.95)
+    assert band[0, 0] == pytest.approx(5.0 + stats.norm.ppf(0.95) * 0.5, abs=0.05)
+    with pytest.raises(ForecastError, match="no calibration residuals"):
+        risk.probabilities(point[:1], [6.0], ["embb"])
+
+
+def test_violation_risk_is_calibrated_per_regime():
+    """Near the SLA the errors are wider (a node close to saturation): a residual table
+    per regime keeps the risk calibrated there, where one pooled table would not."""
+    rng = np.random.default_rng(11)
+
+    def hetero(n):
+        level = np.where(rng.random(n // 100).repeat(100) < 0.5, 2.0, 8.5)  # calm, or close to SLA
+        noise = np.where(level > 5, 1.0, 0.2)
+        return ChainSeries.bare(level + rng.normal(0, 1, n) * noise, sla_ms=10.0, slice_="urllc")
+
+    base = Holt(W, trend=False, alpha=0.3)
+    risk = ViolationRisk(base, horizon=1)
+    risk.fit([hetero(6000) for _ in range(4)])
+    p = risk.probabilities(np.array([[8.5]]), [10.0], ["urllc"])[0, 0]
+    # Oracle: in that regime the latency is N(8.5, 1) (plus the forecast's small error).
+    assert abs(p - stats.norm.sf(10.0, 8.5, 1.0)) < 0.03
+    calm = risk.probabilities(np.array([[2.0]]), [10.0], ["urllc"])[0, 0]
+    assert calm < 1e-3
 
 
 def test_make_forecaster_names():
-    for name in ("last", "ewma", "holt", "arima", "lstm", "quantile"):
+    for name in ("last", "ewma", "holt", "arima", "lstm"):
         assert make_forecaster(name, W).name == name
     with pytest.raises(ForecastError, match="choose from"):
         make_forecaster("prophet")
+    with pytest.raises(ForecastError, match="predictive/holt is the old"):
+        make_forecaster("quantile")

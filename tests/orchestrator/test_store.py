@@ -54,3 +54,48 @@ def test_prometheus_exposition_of_latest_values():
     assert 'mantra_node_cpu_used_cores{node="A"} 3.5' in text
     assert " 0.1\n" not in text.split("mantra_vnf_queueing_ms")[0]  # only the latest time
     assert TelemetryStore().prometheus() == ""
+
+
+def test_schema_is_versioned_and_a_version_1_file_is_upgraded(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from mantra6g.orchestrator.store import _SCHEMA_V1, SCHEMA_VERSION, StoreError
+
+    old = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(old)  # a file as version 1 wrote it: no user_version, 10 columns
+    db.executescript(_SCHEMA_V1)
+    db.execute("INSERT INTO vnf_samples VALUES (0.1, 'c1', 'urllc', 'c1.v0', 'A', 0.4, 0.1, 0.5, 256, 10)")
+    db.commit()
+    db.close()
+    with TelemetryStore(old) as store:
+        (s,) = store.samples()
+        assert s.latency_ms == 0.4 and s.utilisation == 0.0 and s.drops_kpps == 0.0
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        store.append(_obs(0.2, 0.3))
+        assert store.count() == 4
+    newer = tmp_path / "v9.sqlite"
+    db = sqlite3.connect(newer)
+    db.execute("PRAGMA user_version = 9")
+    db.close()
+    with pytest.raises(StoreError, match="version 9 is newer"):
+        TelemetryStore(newer)
+
+
+def test_leading_indicators_links_and_migrations_round_trip():
+    from mantra6g.orchestrator.infra import LinkSample, MigrationDelay, MigrationPlan
+
+    store = TelemetryStore()
+    vnfs = (TelemetrySample(0.5, "c1", SliceKind.URLLC, "c1.v0", "A", 0.2, 0.05, 0.1, 16, 0.3, 0.4, 0.0),
+            TelemetrySample(0.5, "c1", SliceKind.URLLC, "c1.v1", "D", 0.6, 0.5, 0.1, 16, 0.3, 0.95, 1.5))
+    link = LinkSample(0.5, "^r1", 0.95, 12000.0, 2.4, 7, 44.0)
+    store.append(Observation(0.5, vnfs, (), (link,)))
+    assert store.link_samples() == [link]
+    w = store.chain_window(["c1"], 5)
+    # The chain's bottleneck is its busiest hop; queueing and drops add up along it.
+    assert w["utilisation"][0, 0] == 0.95 and w["queueing_ms"][0, 0] == 0.55
+    assert w["drops_kpps"][0, 0] == 1.5 and w["latency_ms"][0, 0] == 0.8 and w["traffic_kpps"][0, 0] == 0.3
+    plan = MigrationPlan("c1.v1", "c1", "D", "E", MigrationDelay(0, 0, 0.05), 0.1, 0.15, "risk")
+    store.record_migration(0.5, plan)
+    assert store.migrations("c1") == [(0.5, "c1", "c1.v1", "D", "E")]

@@ -1,7 +1,8 @@
-"""A short real testbed run (root): the URLLC chain as XDP programs on two nodes of a
-Mininet site (LinuxBridge switches), placed by the orchestrator, Poisson probes with eMBB
-bursts sharing the egress node's rack uplink, the in-network monitor against the
-receivers' ground truth, one live migration."""
+"""Short real testbed runs (root): the URLLC chain as XDP programs on the nodes of a
+Mininet site (LinuxBridge switches), placed by the orchestrator; the in-network monitor
+against kernel packet timestamps and the receivers' ground truth; make-before-break
+migrations onto warm standbys that lose no packet and keep the NF state; the reactive
+policy; CPU isolation."""
 
 from __future__ import annotations
 
@@ -9,20 +10,36 @@ import os
 import time
 from collections import defaultdict
 
+import numpy as np
 import pytest
+
+from tests.testbed.taps import Tap
 
 pytestmark = pytest.mark.root
 
-# Stated bound: per 0.5 s interval, the monitor's mean one-way delay (ingress XDP stamp to
-# egress XDP sink) and the receivers' (sender's socket to receiver's kernel timestamp)
-# differ by at most this. The truth also covers what happens before the stamp (the
-# sender's socket path, the hop to the ingress node and the wake-up of its NAPI thread)
-# and the last hop to the receiver: 50-100 us here, up to ~0.2 ms in the run's last
-# interval, so the monitor reads lower.
-MONITOR_BOUND_MS = 0.25
+# Stated bound: per 0.2 s interval, the monitor's mean delay (ingress XDP stamp to egress
+# XDP sink) and the same span from the kernel's packet timestamps on the switch ports
+# around it differ by at most SPAN_BOUND_MS + SPAN_SHARE of the delay: the kernel
+# timestamps the frame just before the ingress node's NAPI thread wakes and just after
+# the egress node's program sent it, a few tens of microseconds outside the monitor's
+# span; the egress timestamp is taken in the switch port's softirq, which shares the
+# reserved core with the congested uplink's tbf watchdog and lags with it (measured up
+# to ~1 % of a 12 ms congested delay on the loaded machine; 0.2 % when it is quiet).
+SPAN_BOUND_MS = 0.1
+SPAN_SHARE = 0.02
 
 
-def test_chain_monitor_and_live_migration(tmp_path):
+def _root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+
+
+def test_the_monitor_measures_its_span_and_survives_a_migration(tmp_path):
+    """Oracle: the kernel's packet timestamps on the switch ports around the monitored
+    span (tests/testbed/taps.py), binned by when the frame left the egress stage between
+    consecutive monitor readings. Every interval is compared, the ones with a migration
+    too: the readings are consistent snapshots (count read before and after the sum) and
+    an old instance still draining adds its share."""
     from mantra6g.orchestrator.controller import Controller
     from mantra6g.orchestrator.policy import PolicyConfig
     from mantra6g.orchestrator.store import TelemetryStore
@@ -30,11 +47,10 @@ def test_chain_monitor_and_live_migration(tmp_path):
     from mantra6g.testbed.infra import MIGRATION_COST, TestbedInfra
     from mantra6g.testbed.site import Site, SiteConfig
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    _root()
     config = SiteConfig(urllc_rate_pps=300.0, embb_on_s=0.8, embb_off_s=1.0, embb_limit_mbit=10.0, seed=3)
     with Site(config, tmp_path, prefix=f"mtb{os.getpid() % 1000}") as site:
-        infra = TestbedInfra(site, duration_s=8.0, interval_s=0.5)
+        infra = TestbedInfra(site, duration_s=6.0)
         # The orchestrator's initial placement: URLLC home node first, then a spare (never
         # the eMBB node B or the shared node C).
         placement = infra.initial_placement(PolicyConfig())
@@ -44,55 +60,122 @@ def test_chain_monitor_and_live_migration(tmp_path):
         # The orchestrator's initial isolation (every policy): URLLC stages pinned.
         Controller("static", PolicyConfig(), MIGRATION_COST).start(infra)
         assert site.isolated == {INGRESS, EGRESS}
+        site.standby(EGRESS, ["E"])
+        taps = [Tap(site.port("A"), outgoing=True).start()] + [Tap(site.port(n), outgoing=False).start()
+                                                                for n in ("D", "E")]
         store = TelemetryStore()
-        site.start_traffic(8.0)
-        compared = []
-        report = None
-        before = None
+        site.start_traffic(6.0)
+        before = report = None
         while (obs := infra.observe()) is not None:
             store.append(obs)
-            if report is None and obs.time >= 3.0:
+            if report is None and obs.time >= 2.5:
                 before = site.read_monitor()
                 report = site.migrate(EGRESS, "E")
-        time.sleep(1.5)  # the senders finish; the receiver writes its last records
+        site.migrator.wait()
+        site.finish_traffic()
         site.interval()
         after = site.read_monitor()
-        sent = site.sent_urllc()
-        bulk_sent, bulk_got, bulk_bytes = site.embb_delivery()
-        loss = site.migration_loss(report)
-        window_sent, lost, gap_ms = loss.sent, loss.lost, loss.gap_ms
-        # The migration's interval mixes two nodes' registers: compare the others.
-        compared = [a.truth_mean_ms - a.monitor_mean_ms for a in site.accuracy()
-                    if not report.started <= a.time <= report.finished + infra.interval_s]
+        for tap in taps:
+            tap.stop()
+        embb_sent, embb_got = site.embb_delivery()
 
-    print(f"\nURLLC sent {sent}, received {len(site.truth)}; monitor vs truth (ms, truth - monitor) "
-          f"per interval: {[round(x, 3) for x in compared]}")
-    print(f"migration {report.source} -> {report.target}: {report.duration_ms:.0f} ms, "
-          f"{report.state_entries_copied} state entries copied, {lost} of {window_sent} packets lost in "
-          f"the window ({loss.lost_after_switch} after the switch), longest delivery gap {gap_ms:.1f} ms")
-    print(f"eMBB: {bulk_sent} packets sent, {bulk_got} delivered ({bulk_bytes * 8 / 8.0 / 1e6:.1f} Mbit/s "
-          f"over the run, policed to {config.embb_limit_mbit:g} Mbit/s)")
-    # The bulk crossed its own chain (B forwards nothing by itself), and its policer held it
-    # to the slice's rate: bursts arrive at up to 40 Mbit/s (the uplink), so a 10 Mbit/s
-    # policer passes about a quarter of them (the uplink alone passes over 80 %).
-    assert 0.1 * bulk_sent < bulk_got < 0.5 * bulk_sent
-    # Traffic went through the XDP chain: DNAT to a backend, routed to the receiver.
-    assert sent and len(site.truth) >= 0.9 * sent
-    assert {r.backend for r in site.truth} <= set(config.backends)
-    # The monitor's samples reached the telemetry store and agree with ground truth.
-    assert store.count() > 0 and len(compared) >= 5
-    assert all(abs(d) <= MONITOR_BOUND_MS for d in compared), compared
-    # State preserved: the sink's counters continue from the old node's values.
+    entered = taps[0].seen
+    left = {**taps[1].seen, **taps[2].seen}
+    spans = sorted((left[k], (left[k] - entered[k]) / 1e6) for k in left if k in entered)
+    span_ms = np.array([d for _, d in spans])
+    # The taps saw every probe the sink counted, so the k-th probe to leave the egress
+    # stage is the sink's k-th count: an interval's probes are those ranked between two
+    # readings' counts. (Binning by the readings' wall-clock time instead misplaced the
+    # probes sent while a preempted reader's timestamp and its bpf() reads were apart:
+    # one 12 ms probe moved into a calm interval of 60 shifts its mean by 0.2 ms - the
+    # flaky failure on the loaded machine.)
+    assert len(spans) == after.delay_count, (len(spans), after.delay_count)
+    compared = []
+    for prev, now in zip(site.readings, site.readings[1:]):
+        n = now.delay_count - prev.delay_count
+        if n >= 20:
+            kernel = float(span_ms[prev.delay_count:now.delay_count].mean())
+            compared.append(((now.delay_sum_ns - prev.delay_sum_ns) / n / 1e6, kernel))
+    print(f"\nmonitor vs kernel span per interval (ms): {[(round(a, 3), round(b, 3)) for a, b in compared]}")
+    print(f"migration {report.source} -> {report.target}: switched in {report.switch_ms:.2f} ms (standby), "
+          f"merged {report.state_entries_copied} state entries")
+    assert report.standby and site.placement[EGRESS] == "E"
+    assert store.count() > 0 and len(compared) >= 20
+    assert all(abs(m - k) <= SPAN_BOUND_MS + SPAN_SHARE * k for m, k in compared), compared
+    # Over the whole run, no binning at all: the monitor's mean against the kernel's.
+    assert abs(after.delay_sum_ns / after.delay_count / 1e6 - float(span_ms.mean())) <= SPAN_BOUND_MS
+    # The ground truth (sender's socket to receiver's kernel timestamp) covers more than
+    # the span: the monitor never reads more delay than the packets had.
+    for a in site.accuracy():
+        assert a.truth_mean_ms >= a.monitor_mean_ms - 0.05, a
+    # State preserved across the move: the sink counted every probe the receiver got
+    # (Poisson and gap probes, all through the sink) - the old node's count plus the new one's.
     assert after.delay_count >= before.delay_count > 0
-    # Without the copy the new node would count only the packets after the switch (~60 %).
-    assert after.delay_count >= 0.95 * len(site.truth)
+    assert after.delay_count == len(site.truth)
     # Flow affinity preserved: every flow kept its backend across the migration.
     backends = defaultdict(set)
     for r in site.truth:
         backends[r.flow].add(r.backend)
     assert all(len(b) == 1 for b in backends.values()), dict(backends)
-    assert site.placement[EGRESS] == "E"
-    assert loss.lost_after_switch <= lost <= window_sent
+    # The eMBB bulk crossed its own chain, and its policer held it to the slice's rate:
+    # bursts arrive at up to 40 Mbit/s (the uplink), so a 10 Mbit/s policer passes about
+    # a quarter of them (the uplink alone passes over 80 %).
+    assert 0.1 * embb_sent < embb_got < 0.5 * embb_sent
+
+
+def test_make_before_break_loses_no_packet_and_keeps_the_state(tmp_path):
+    """Migrations back and forth onto warm standbys under a 2 kpps probe stream, then one
+    on the slow path (build, attach, copy, switch, drain, merge, detach). Oracles: the
+    receivers' records (every probe sent must arrive: the site has no congestion here)
+    and the sink's own counters against them."""
+    from mantra6g.testbed.chain import EGRESS, INGRESS, STAGES
+    from mantra6g.testbed.migration import switch_cost
+    from mantra6g.testbed.site import Site, SiteConfig
+
+    _root()
+    config = SiteConfig(embb_rate_pps=0.0, seed=4)
+    with Site(config, tmp_path, prefix=f"mtm{os.getpid() % 1000}") as site:
+        site.deploy_chain({INGRESS: "A", EGRESS: "D"})
+        for stage in STAGES:
+            site.isolate(stage, True)
+        site.standby(EGRESS, ["E"])
+        site.prebuild(EGRESS, ["E"])  # the slow path's build, so it does not wait for clang
+        site.start_traffic(6.0, embb=False)
+        time.sleep(1.0 + 1.0)
+        for _ in range(4):
+            site.migrator.sync()
+            site.migrate(EGRESS, "E" if site.placement[EGRESS] == "D" else "D")
+            time.sleep(0.4)
+        # The slow path: E's standby is detached first, so the move has none.
+        site.migrator.drop("E")
+        site.migrate(EGRESS, "E")
+        site.migrator.wait()
+        site.finish_traffic()
+        site.interval()
+        final = site.read_monitor()
+        with site.migrator.lock:
+            buckets = sum(site.migrator.counter(EGRESS, "histogram", (site.slice_id << 4) | b)[0] for b in range(16))
+            m = site.migrator.maps(site.placement[EGRESS])
+            flows = m.dump(m.name_ending("lb_flows"))
+        sent = site.sent_urllc() + int(site.traffic_output["gap"])
+        reports = list(site.migrations)
+        costs = [switch_cost(r, site.truth) for r in reports]
+
+    print(f"\n{len(reports)} migrations: switch ms {[round(r.switch_ms, 2) for r in reports]}, "
+          f"standby {[r.standby for r in reports]}, gap ms {[round(c.gap_ms, 2) for c in costs]}")
+    assert [r.standby for r in reports] == [True] * 4 + [False]
+    # No probe lost, at the switches or anywhere: make before break.
+    assert len(site.truth) == sent
+    assert all(c.lost_after_switch == 0 and c.lost == 0 and c.probes_sent > 100 for c in costs)
+    # The NF state is whole after five moves and four merges: the sink's count and its
+    # histogram each saw every probe once (the oracle: the receiver's records).
+    assert final.delay_count == len(site.truth) == buckets
+    # Flow affinity: every flow one backend, and the affinity register holds the flows.
+    backends = defaultdict(set)
+    for r in site.truth:
+        backends[r.flow].add(r.backend)
+    assert all(len(b) == 1 for b in backends.values())
+    assert np.count_nonzero(np.frombuffer(flows, dtype="<u8")) >= len(backends) - 1
 
 
 def test_reactive_policy_migrates_off_the_congested_node(tmp_path):
@@ -102,8 +185,7 @@ def test_reactive_policy_migrates_off_the_congested_node(tmp_path):
     from mantra6g.testbed.run import run_policy
     from mantra6g.testbed.site import SiteConfig
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    _root()
     # Bursts from the start (seed 1's first on-period begins within the first seconds).
     r = run_policy("reactive", 10.0, 1, tmp_path, config=SiteConfig(embb_on_s=1.0, embb_off_s=1.0),
                    prefix=f"mtr{os.getpid() % 1000}")
@@ -111,6 +193,8 @@ def test_reactive_policy_migrates_off_the_congested_node(tmp_path):
     assert r.migrations >= 1
     assert r.received <= r.sent  # no duplicates (the bridge never floods a migration's target)
     assert r.received >= 0.8 * r.sent
+    assert r.lost_after_switch == 0
+    assert r.embb_offered_mbit > 0 and 0 < r.embb_delivered_mbit <= r.embb_offered_mbit
 
 
 def test_noisy_neighbours_hurt_until_the_chain_is_isolated(tmp_path):
@@ -120,14 +204,13 @@ def test_noisy_neighbours_hurt_until_the_chain_is_isolated(tmp_path):
     from mantra6g.testbed.chain import EGRESS, INGRESS, STAGES
     from mantra6g.testbed.site import RESERVED_CPU, Site, SiteConfig
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    config = SiteConfig(embb_rate_pps=0.0, noisy_neighbours=4, seed=5)
+    _root()
+    config = SiteConfig(embb_rate_pps=0.0, noisy_neighbours=4, gap_probe_pps=0.0, seed=5)
     with Site(config, tmp_path, prefix=f"mti{os.getpid() % 1000}") as site:
         site.deploy_chain({INGRESS: "A", EGRESS: "E"})
         site.start_noise()
-        site.start_traffic(8.0, embb=False)
-        time.sleep(4.0)
+        start = site.start_traffic(8.0, embb=False)
+        time.sleep(max(0.0, start + 4.0 - time.time()))
         isolated_at = time.time_ns()
         for stage in STAGES:
             site.isolate(stage, True)
@@ -137,8 +220,7 @@ def test_noisy_neighbours_hurt_until_the_chain_is_isolated(tmp_path):
             assert os.sched_getaffinity(pid) == {RESERVED_CPU}
             assert os.sched_getscheduler(pid) == os.SCHED_FIFO
         assert all(RESERVED_CPU not in os.sched_getaffinity(p.pid) for p in site.noise)
-        time.sleep(5.5)
-        site.interval()
+        site.finish_traffic()
 
     def share_over_sla(records):
         return sum(r.delay_ms > 1.0 for r in records) / max(1, len(records))
