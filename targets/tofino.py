@@ -101,6 +101,14 @@ class TnaPrinter(P4Printer):
     resource_extras: list[list[LogicalTable]] = field(default_factory=list)
     n: int = 0
 
+    def assign(self, target: str, e, ctx) -> str:
+        # bf-p4c refuses a comparison cast to bits as an assignment's source ("source of
+        # modify_field invalid"): a condition selects the constant instead.
+        if self.is_bool(e):
+            ref = self.ref(target, ctx)
+            return f"if ({self.cond(e, ctx)}) {{ {ref} = 1; }} else {{ {ref} = 0; }}"
+        return super().assign(target, e, ctx)
+
     def fresh(self, prefix: str) -> str:
         self.n += 1
         return f"{prefix}_{self.n}"
