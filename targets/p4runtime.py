@@ -1,9 +1,8 @@
 """P4Runtime through finsy: a program's pipeline, runtime entries and meter rates onto a
 switch that speaks P4Runtime (``simple_switch_grpc``, or any P4Runtime server).
 
-    install("127.0.0.1:9559", program, p4info=Path("x.p4info.txtpb"), p4blob=Path("x.json"))
-    entities(program)    # the finsy updates install() writes, in order
-    script(program)      # the same as a standalone finsy script (<name>.p4rt.py)
+    deploy("127.0.0.1:9559", program, p4info=Path("x.p4info.txtpb"), p4blob=Path("x.json"))
+    script(program)      # those as a standalone finsy script (<name>.p4rt.py)
 
 The entries are the ones every backend installs (:func:`mantra6g.targets.p4.entry_records`:
 best first, P4Runtime priorities with the higher value winning); "don't care" fields
@@ -11,7 +10,7 @@ are omitted as P4Runtime §9.1.1 requires (an LPM of length 0, a ternary mask of
 range over the whole field). Meters get CIR = PIR = the DP-IR rate in bytes/s and
 CBS = PBS = its burst, so the two-rate meter never says yellow.
 
-finsy is asyncio; :func:`install` runs its own event loop, so the caller need not.
+finsy is asyncio; :func:`deploy` runs its own event loop, so the caller need not.
 """
 
 from __future__ import annotations
@@ -62,13 +61,6 @@ def _entities(program: Program) -> tuple[list, list]:
     return tables, meters
 
 
-def entities(program: Program) -> list:
-    """The P4Runtime updates that install ``program``'s runtime state on an empty
-    pipeline: an insert per runtime entry, then a modify per meter index."""
-    tables, meters = _entities(program)
-    return [+e for e in tables] + [~m for m in meters]
-
-
 @dataclass(frozen=True)
 class Deployed:
     """What :func:`deploy` did: whether the pipeline was (re)loaded, and the entry
@@ -102,7 +94,8 @@ def deploy(address: str, program: Program, p4info: Path, p4blob: Path, device_id
     entries those of ``program`` with the fewest writes — insert the new, modify those
     whose action or arguments changed, delete those ``program`` no longer has — so
     traffic and state (counters, registers, other entries) are undisturbed by an entry
-    change. One P4Runtime write batch; a refused batch raises :class:`MantraError`."""
+    change. The updates go in one P4Runtime write (not atomic: P4Runtime applies what it
+    can); a refused update raises :class:`MantraError` with the switch's reason."""
     tables, meters = _entities(program)
     runtime = {qualified(t.name) for t in program.tables if not t.const}
     options = fy.SwitchOptions(p4info=p4info, p4blob=p4blob, device_id=device_id)
@@ -244,21 +237,3 @@ def _field(program: Program, t, m: dict):
     key = next(k for k in t.keys if p4.key_name(k.field, k.match) == m["field"])
     full = (1 << p4.width_of_key(program, key.field)) - 1
     return None if (low, high) == (0, full) else (low, high)
-
-
-def install(address: str, program: Program, p4info: Path, p4blob: Path | None = None, device_id: int = 1,
-            timeout: float = 30.0) -> int:
-    """Connect to the P4Runtime server at ``address`` as the primary controller, load the
-    pipeline (``p4info`` and, if given, the target's ``p4blob``: BMv2's JSON) and write
-    the program's runtime entries and meter rates. Returns the number of updates
-    written; raises :class:`MantraError` saying what the switch refused."""
-    updates = entities(program)
-    options = fy.SwitchOptions(p4info=p4info, p4blob=p4blob, device_id=device_id, p4force=p4blob is not None)
-
-    async def go() -> None:
-        async with fy.Switch(program.name, address, options) as sw:
-            if updates:
-                await sw.write(updates)
-
-    _run(address, go(), timeout)
-    return len(updates)

@@ -150,7 +150,7 @@ def _switch(b: Built, ports: list[int], wait: int, want: int):
         if b.p4runtime:
             from mantra6g.targets import p4runtime
 
-            p4runtime.install(f"127.0.0.1:{grpc}", b.case.program, b.p4info, b.json, device_id=os.getpid() % 1000)
+            p4runtime.deploy(f"127.0.0.1:{grpc}", b.case.program, b.p4info, b.json, device_id=os.getpid() % 1000)
         if time.monotonic() - started >= wait:
             return {}, True
         got: dict[int, list[bytes]] = {}
