@@ -37,7 +37,9 @@ class Tap:
     def start(self) -> Tap:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        # FORCE (root) past net.core.rmem_max, which would cap it at ~200 KB: a loaded
+        # machine's tap thread falls behind, and a full buffer drops frames.
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 1 << 24)
         s.bind((self.device, 0))
         s.settimeout(0.1)
         self._thread = threading.Thread(target=self._run, args=(s,), daemon=True)

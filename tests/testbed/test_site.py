@@ -81,21 +81,24 @@ def test_the_monitor_measures_its_span_and_survives_a_migration(tmp_path):
 
     entered = taps[0].seen
     left = {**taps[1].seen, **taps[2].seen}
-    spans = sorted((left[k], (left[k] - entered[k]) / 1e6) for k in left if k in entered)
-    span_ms = np.array([d for _, d in spans])
-    # The taps saw every probe the sink counted, so the k-th probe to leave the egress
-    # stage is the sink's k-th count: an interval's probes are those ranked between two
-    # readings' counts. (Binning by the readings' wall-clock time instead misplaced the
-    # probes sent while a preempted reader's timestamp and its bpf() reads were apart:
-    # one 12 ms probe moved into a calm interval of 60 shifts its mean by 0.2 ms - the
-    # flaky failure on the loaded machine.)
-    assert len(spans) == after.delay_count, (len(spans), after.delay_count)
+    span_of = {k: (left[k] - entered[k]) / 1e6 for k in left if k in entered}
+    # Every probe the sink counted reached the receiver (asserted below), in the order it
+    # left the egress stage: the k-th received is the sink's k-th count, so an interval's
+    # probes are those ranked between two readings' counts. (Binning by the readings'
+    # wall-clock time instead misplaced the probes sent while a preempted reader's
+    # timestamp and its bpf() reads were apart: the flaky failure on the loaded machine.)
+    # A tap on a loaded machine can miss a frame (its socket buffer overflows): a missed
+    # probe keeps its rank and only leaves the kernel's mean of its interval.
+    ranked = [(r.gap_probe, r.seq) for r in sorted(site.truth, key=lambda r: r.received_ns)]
+    missed = sum(k not in span_of for k in ranked)
+    assert missed <= 0.001 * len(ranked) + 3, f"the taps missed {missed} of {len(ranked)} probes"
+    span_ms = np.array([span_of[k] for k in ranked if k in span_of])
     compared = []
     for prev, now in zip(site.readings, site.readings[1:]):
         n = now.delay_count - prev.delay_count
-        if n >= 20:
-            kernel = float(span_ms[prev.delay_count:now.delay_count].mean())
-            compared.append(((now.delay_sum_ns - prev.delay_sum_ns) / n / 1e6, kernel))
+        spans = [span_of[k] for k in ranked[prev.delay_count:now.delay_count] if k in span_of]
+        if n >= 20 and len(spans) >= n - 1:
+            compared.append(((now.delay_sum_ns - prev.delay_sum_ns) / n / 1e6, float(np.mean(spans))))
     print(f"\nmonitor vs kernel span per interval (ms): {[(round(a, 3), round(b, 3)) for a, b in compared]}")
     print(f"migration {report.source} -> {report.target}: switched in {report.switch_ms:.2f} ms (standby), "
           f"merged {report.state_entries_copied} state entries")
