@@ -25,6 +25,7 @@ written by :mod:`mantra6g.synth.checksums`), so nothing is recomputed at deparse
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mantra6g import serde
@@ -638,3 +639,22 @@ def pretty(p: Program) -> str:
     out.append("}")
     out.append("deparse " + ", ".join(p.deparse))
     return "\n".join(out) + "\n"
+
+
+def walk_body(body) -> Iterator[Stmt]:
+    """Every statement of ``body``, nested ones (in ``If`` and ``Apply``) included."""
+    for s in body:
+        yield s
+        if isinstance(s, If):
+            yield from walk_body(s.then)
+            yield from walk_body(s.orelse)
+        elif isinstance(s, Apply):
+            yield from walk_body(s.on_hit)
+            yield from walk_body(s.on_miss)
+
+
+def walk(p: Program) -> Iterator[Stmt]:
+    """Every statement of the control and the actions, nested ones included."""
+    yield from walk_body(p.control)
+    for a in p.actions:
+        yield from walk_body(a.body)

@@ -27,15 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mantra6g.synth import dpir
 from mantra6g.synth.dpir import (
-    Apply,
     Assign,
     BinOp,
     Const,
     CopyHeader,
     Drop,
     Expr,
-    If,
     IsValid,
     Program,
     SetInvalid,
@@ -192,20 +191,7 @@ def join(groups: Iterable[Layout]) -> tuple[Layout, ...]:
     return tuple(Layout(c, frozenset(ps)) for c, ps in merged.items())
 
 
-def _all_stmts(p: Program) -> Iterable[Stmt]:
-    def walk(body):
-        for s in body:
-            yield s
-            if isinstance(s, If):
-                yield from walk(s.then)
-                yield from walk(s.orelse)
-            elif isinstance(s, Apply):
-                yield from walk(s.on_hit)
-                yield from walk(s.on_miss)
-
-    yield from walk(p.control)
-    for a in p.actions:
-        yield from walk(a.body)
+_all_stmts = dpir.walk
 
 
 __all__ = ["FRESH", "GONE", "Layout", "ParsePath", "Tracker", "join", "parse_paths"]

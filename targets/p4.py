@@ -28,6 +28,7 @@ import jinja2
 
 from mantra6g.errors import MantraError
 from mantra6g.synth import dpir
+from mantra6g.synth.dpir import walk, walk_body  # noqa: F401  (one walker, the IR's)
 from mantra6g.synth.dpir import (
     Action,
     Apply,
@@ -625,25 +626,6 @@ def _indent(lines: list[str], n: int = 1) -> list[str]:
 def indent_block(text: str, n: int) -> str:
     """``text`` indented by ``n`` levels (for templates)."""
     return "\n".join(INDENT * n + line if line else line for line in text.splitlines())
-
-
-def walk_body(body: Iterable[Stmt]) -> Iterable[Stmt]:
-    """Every statement of ``body``, nested ones (in ``If`` and ``Apply``) included."""
-    for s in body:
-        yield s
-        if isinstance(s, If):
-            yield from walk_body(s.then)
-            yield from walk_body(s.orelse)
-        elif isinstance(s, Apply):
-            yield from walk_body(s.on_hit)
-            yield from walk_body(s.on_miss)
-
-
-def walk(p: Program) -> Iterable[Stmt]:
-    """Every statement of the control and the actions, nested ones included."""
-    yield from walk_body(p.control)
-    for a in p.actions:
-        yield from walk_body(a.body)
 
 
 def iter_exprs(e: Expr) -> Iterable[Expr]:

@@ -168,7 +168,7 @@ def _run(address: str, coroutine, timeout: float):
 
 def script(program: Program) -> str:
     """A standalone finsy script (``<name>.p4rt.py``) that loads the pipeline and writes
-    the same updates as :func:`install`, for a switch without Mantra beside it."""
+    the same updates as :func:`deploy` on an empty pipeline, for a switch without Mantra beside it."""
     name = p4.ident(program.name)
     lines = []
     for kind, table, match, data, priority in _updates(program):

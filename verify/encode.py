@@ -774,20 +774,7 @@ def _refs(e: Expr):
         yield from _refs(x)
 
 
-def _statements(p: Program):
-    def go(body):
-        for s in body:
-            yield s
-            if isinstance(s, If):
-                yield from go(s.then)
-                yield from go(s.orelse)
-            elif isinstance(s, Apply):
-                yield from go(s.on_hit)
-                yield from go(s.on_miss)
-
-    yield from go(p.control)
-    for a in p.actions:
-        yield from go(a.body)
+_statements = dpir.walk
 
 
 def reading_only(p: Program, headers: set[str]) -> Program:
