@@ -51,6 +51,7 @@ from mantra6g.synth.dpir import (
     SetValid,
     Stmt,
     UnOp,
+    walk_body,
 )
 from mantra6g.synth.dpir_check import DpirError
 from mantra6g.synth.headers import HEADERS, HeaderType
@@ -111,6 +112,24 @@ def adjusted(checksum: Expr, old: list[Expr], new: list[Expr]) -> Expr:
     return UnOp("~", OnesSum((UnOp("~", checksum), *(UnOp("~", o) for o in old), *new)))
 
 
+def pseudo_sources(p: Program, l4: str) -> list[str]:
+    """The IP headers whose pseudo-header the checksum of ``l4`` (a UDP or TCP header) may
+    cover, nearest first in the emitted order (the interpreter, P4 and XDP emit
+    ``deparse`` in order): the nearest valid one is the source."""
+    order = list(p.deparse)
+    if l4 not in order:
+        return []
+    types = {h.name: h.type for h in p.headers}
+    out = []
+    for h in reversed(order[: order.index(l4)]):
+        t = types[h]
+        if t in IP_TYPES:
+            out.append(h)
+        elif t not in CHECKSUMMED:  # an Ethernet or tunnel header ends the search
+            break
+    return out
+
+
 @dataclass(frozen=True)
 class _Fresh:
     """Pushed headers whose checksum is not set yet: on every path, and on some path."""
@@ -133,22 +152,7 @@ class _Binder:
         self.p = p
         self.problems: list[str] = []
         self.types = {h.name: h.type for h in p.headers}
-        self.pseudo = {h.name: self._pseudo_sources(h.name) for h in p.headers if h.type in L4_WITH_PSEUDO}
-
-    def _pseudo_sources(self, l4: str) -> list[str]:
-        """The IP headers whose pseudo-header ``l4``'s checksum may cover, nearest first
-        in the emitted order (the interpreter, P4 and XDP emit ``deparse`` in order)."""
-        order = list(self.p.deparse)
-        if l4 not in order:
-            return []
-        out = []
-        for h in reversed(order[: order.index(l4)]):
-            t = self.types[h]
-            if t in IP_TYPES:
-                out.append(h)
-            elif t not in CHECKSUMMED:  # an Ethernet or tunnel header ends the search
-                break
-        return out
+        self.pseudo = {h.name: pseudo_sources(p, h.name) for h in p.headers if h.type in L4_WITH_PSEUDO}
 
     # ------------------------------------------------------------ the rewrite
     def body(self, stmts: tuple[Stmt, ...], fresh: _Fresh, where: str) -> tuple[tuple[Stmt, ...], _Fresh]:
@@ -261,7 +265,7 @@ class _Binder:
         action = next((a for a in self.p.actions if a.name == name), None)
         if action is None:
             return  # the validator reports it
-        writes = {s.target.partition(".")[0] for s in _walk(action.body) if isinstance(s, Assign)}
+        writes = {s.target.partition(".")[0] for s in walk_body(action.body) if isinstance(s, Assign)}
         if writes & fresh.maybe:
             self.problems.append(f"{where}: action '{name}' writes a pushed header ({', '.join(sorted(writes & fresh.maybe))})")
 
@@ -273,17 +277,6 @@ class _Binder:
     def unsettled(self, fresh: _Fresh, where: str) -> None:
         for h in sorted(fresh.maybe):
             self.problems.append(f"{where}: header '{h}' is pushed but its checksum is never set")
-
-
-def _walk(body):
-    for s in body:
-        yield s
-        if isinstance(s, If):
-            yield from _walk(s.then)
-            yield from _walk(s.orelse)
-        elif isinstance(s, Apply):
-            yield from _walk(s.on_hit)
-            yield from _walk(s.on_miss)
 
 
 def bind(p: Program) -> Program:
@@ -298,4 +291,4 @@ def bind(p: Program) -> Program:
     return replace(p, actions=actions, control=control)
 
 
-__all__ = ["CHECKSUMMED", "adjusted", "bind", "field_words", "header_checksum"]
+__all__ = ["CHECKSUMMED", "L4_WITH_PSEUDO", "adjusted", "bind", "field_words", "header_checksum", "pseudo_sources"]

@@ -369,6 +369,10 @@ class P4Printer:
             return self.reject_state()
         return f"parse_{ident(name)}"
 
+    def after_extract(self, st: dpir.ParserState) -> list[str]:
+        """Target statements that follow a state's extracts (Tofino's parser checksums)."""
+        return []
+
     def parser_verify(self, st: dpir.ParserState) -> list[str]:
         """A state's ``verify``: P4's ``verify(cond, error)``, which ends parsing with that
         error (the ingress then drops the packet, as DP-IR does)."""
@@ -379,7 +383,7 @@ class P4Printer:
         for st in self.p.parser:
             lines = [f"state {self.state_name(st.name)} {{"]
             lines += [f"{INDENT}{pkt}.extract(hdr.{ident(h)});" for h in st.extract]
-            lines += [INDENT + line for line in self.parser_verify(st)]
+            lines += [INDENT + line for line in self.after_extract(st) + self.parser_verify(st)]
             if not st.select:
                 lines.append(f"{INDENT}transition {self.state_name(st.default)};")
             else:

@@ -14,13 +14,18 @@ How DP-IR's semantics map onto TNA (docs/targets.md has the long form):
 * ``Hash``: a CRC-32 ``Hash<bit<32>>`` with the polynomial spelled out as
   ``CRCPolynomial`` (zlib's CRC-32: reflected 0x04C11DB7, init and xor all ones).
   ``% size`` is a mask for powers of two; otherwise (Tofino has no divider) four
-  byte tables add up ``byte × 2^(8k) mod size`` and a range table subtracts the
-  multiple of ``size``, which is exact;
+  byte tables give ``byte × 2^(8k) mod size``, added up pairwise (one addition per
+  stage: the odd bytes' tables add to the even ones'), and a range table subtracts the multiple of ``size``, which is exact;
 * registers become ``Register`` + one ``RegisterAction`` per access; meters are
   ``Meter`` (byte, configured CIR = PIR so yellow never happens) whose colour
   ``GREEN=0``/``RED=3`` becomes DP-IR's 0/2 by masking bit 1;
-* checksums are DP-IR fields the program keeps right itself (``OnesSum`` arithmetic in
-  a 32-bit temporary);
+* checksums: a chain of one's-complement additions does not fit one MAU stage, so
+  the ingress only flags a header whose checksum DP-IR computes, and the deparser's
+  ``Checksum`` extern computes it from the header's final fields, as Intel's switch.p4
+  does: an IPv4 header's over its 20 bytes, a UDP/TCP/ICMP header's incrementally,
+  from the residual the parser deposits (``subtract_all_and_deposit``: the arriving
+  checksum less the fields the deparser adds back, the pseudo-header's addresses
+  included);
 * a parser ``verify`` that reads the packet length (IPv4 total length against the frame)
   is left out: the Tofino ingress has no packet length (a note says so);
 * timestamps: ``ig_intr_md.ingress_mac_tstamp`` is already in ns.
@@ -30,23 +35,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mantra6g.synth import dpir
+from mantra6g.synth.checksums import pseudo_sources
 from mantra6g.synth.dpir import (
+    Assign,
+    BinOp,
+    Const,
+    CopyHeader,
     Count,
     Expr,
     Hash,
+    If,
     MeterExec,
+    OnesSum,
     Program,
     ReadTimestamp,
+    Ref,
     RegisterRead,
     RegisterWrite,
+    SetValid,
+    Stmt,
 )
 from mantra6g.synth.dpir_check import validate
 from mantra6g.targets import p4
-from mantra6g.targets.p4 import INDENT, P4BackendError, P4Output, P4Printer, Summary, _Ctx, ident, lit
+from mantra6g.targets.p4 import (
+    INDENT,
+    P4BackendError,
+    P4Output,
+    P4Printer,
+    Summary,
+    _Ctx,
+    field_ref,
+    ident,
+    lit,
+)
 from mantra6g.targets.tofino_resources import LogicalTable, logical_tables, place
 
 TARGET = "tofino"
 REGISTER_WIDTHS = (8, 16, 32)  # Tofino-1 stateful ALU cell widths
+RESIDUAL_TYPES = ("udp", "tcp", "icmp")  # checksums that cover bytes the parser never reads
 
 
 def emit(program: Program) -> P4Output:
@@ -100,6 +127,107 @@ class TnaPrinter(P4Printer):
     temps: list[tuple[str, int]] = field(default_factory=list)
     resource_extras: list[list[LogicalTable]] = field(default_factory=list)
     n: int = 0
+    # header -> its type, for headers whose checksum the deparser computes
+    checksummed: dict[str, str] = field(default_factory=dict)
+    # UDP/TCP/ICMP header -> the IP header of its pseudo-header (None for ICMP)
+    residual: dict[str, str | None] = field(default_factory=dict)
+    sums_in_mau: bool = False  # a one's-complement sum left to the ingress (not a checksum)
+
+    def __post_init__(self) -> None:
+        self.checksummed = _checksummed(self.p)
+        for h, t in self.checksummed.items():
+            if t in RESIDUAL_TYPES:
+                self.residual[h] = self._pseudo_source(h, t)
+        if any(t not in RESIDUAL_TYPES for t in self.checksummed.values()):
+            self.notes.append(
+                "TNA: a rewritten IPv4 header's checksum is recomputed over its 20 bytes in the deparser: an "
+                "arriving checksum error is corrected rather than carried over, and IPv4 options are not covered"
+            )
+
+    def _pseudo_source(self, h: str, t: str) -> str | None:
+        """The one IP header whose addresses ``h``'s checksum covers; refuses what the
+        parser's residual cannot follow (a copied header, a rewritten length or protocol)."""
+        sources = pseudo_sources(self.p, h) if t != "icmp" else []
+        if len(sources) > 1:
+            raise P4BackendError(
+                f"program '{self.p.name}': the {t.upper()} checksum of '{h}' may cover the pseudo-header of "
+                f"{' or '.join(sources)}; Tofino's deparser takes one: compile this device for bmv2 or xdp"
+            )
+        fixed = {f"{src}.{f}" for src in sources for f in ("proto", "len")} | ({f"{h}.len"} if t == "udp" else set())
+        for s in dpir.walk(self.p):
+            if isinstance(s, CopyHeader) and s.dst in (h, *sources):
+                raise P4BackendError(
+                    f"program '{self.p.name}' rewrites '{h}' after copying a header into '{s.dst}' (a "
+                    "decapsulation): Tofino computes its checksum from what its parser read there; compile "
+                    "this device for bmv2 or xdp"
+                )
+            if isinstance(s, Assign) and s.target in fixed:
+                raise P4BackendError(
+                    f"program '{self.p.name}' writes {s.target}, which the {t.upper()} checksum of '{h}' covers "
+                    "and Tofino's deparser does not add back: compile this device for bmv2 or xdp"
+                )
+        return sources[0] if sources else None
+
+    def sum_stmts(self, e: Expr, ctx: _Ctx) -> list[str]:
+        out = super().sum_stmts(e, ctx)
+        self.sums_in_mau = self.sums_in_mau or bool(out)
+        return out
+
+    def std_fields(self) -> list[tuple[str, int]]:
+        # printed after the control (program_text): the sum temporary only if still used
+        return [f for f in super().std_fields() if f != ("csum", 32) or self.sums_in_mau]
+
+    def flag(self, h: str) -> str:
+        return f"meta.std.{ident(h)}_checksum_update"
+
+    def checksum_fields(self, h: str) -> list[str]:
+        ht = self.p.header(h).header_type
+        return [field_ref(f"{h}.{f.name}") for f in ht.fields if f.name != "checksum"]
+
+    def stmt(self, s: Stmt, ctx: _Ctx) -> list[str]:
+        if _computes_checksum(s) and s.target.rpartition(".")[0] in self.checksummed:
+            return [f"{self.flag(s.target.rpartition('.')[0])} = 1w1;  // {s.target}: the deparser computes it"]
+        if isinstance(s, If) and _zero_to_ones(s, self.checksummed):
+            return []  # the deparser's zeros_as_ones
+        out = super().stmt(s, ctx)
+        if isinstance(s, CopyHeader) and s.dst in self.checksummed:
+            out.append(f"{self.flag(s.dst)} = {self.flag(s.src) if s.src in self.checksummed else '1w0'};")
+        elif isinstance(s, SetValid) and s.header in self.checksummed:
+            out.append(f"{self.flag(s.header)} = 1w0;")
+        return out
+
+    def after_extract(self, st: dpir.ParserState) -> list[str]:
+        out = []
+        for h, src in self.residual.items():
+            ck = f"{ident(h)}_residual_csum"
+            if src in st.extract:
+                out.append(f"{ck}.subtract({{{field_ref(src + '.src')}, {field_ref(src + '.dst')}}});")
+            if h in st.extract:
+                out += [
+                    f"{ck}.subtract_all_and_deposit(meta.std.{ident(h)}_residual);",
+                    f"{ck}.subtract({{{field_ref(h + '.checksum')}}});",
+                    f"{ck}.subtract({{{', '.join(self.checksum_fields(h))}}});",
+                ]
+        return out
+
+    def parser_externs(self) -> list[str]:
+        return [f"Checksum() {ident(h)}_residual_csum;" for h in self.residual]
+
+    def deparser_checksums(self) -> tuple[list[str], list[str]]:
+        """The deparser's ``Checksum`` declarations and updates, in deparse order."""
+        decls, lines = [], []
+        for h in [h for h in self.p.deparse if h in self.checksummed]:
+            t, ck = self.checksummed[h], f"{ident(h)}_csum"
+            data = self.checksum_fields(h)
+            if h in self.residual:
+                src = self.residual[h]
+                pseudo = [field_ref(f"{src}.src"), field_ref(f"{src}.dst")] if src else []
+                data = pseudo + data + [f"meta.std.{ident(h)}_residual"]
+            zeros = ", true" if t == "udp" else ""  # a computed 0 is sent as all ones (RFC 768)
+            decls.append(f"Checksum() {ck};")
+            lines.append(f"if ({self.flag(h)} == 1w1) {{\n{INDENT}{field_ref(h + '.checksum')} = "
+                         f"{ck}.update({{{', '.join(data)}}}{zeros});\n}}")
+        return decls, lines
 
     def assign(self, target: str, e, ctx) -> str:
         # bf-p4c refuses a comparison cast to bits as an assignment's source ("source of
@@ -117,7 +245,8 @@ class TnaPrinter(P4Printer):
         return "parse_reject"
 
     def extra_std_fields(self) -> list[tuple[str, int]]:
-        return [("parser_reject", 1)] + self.temps
+        flags = [(f"{ident(h)}_checksum_update", 1) for h in self.checksummed]
+        return [("parser_reject", 1)] + flags + [(f"{ident(h)}_residual", 16) for h in self.residual] + self.temps
 
     def parser_verify(self, st) -> list[str]:
         if st.verify is not None and "std.pkt_len" in {e.path for e in p4.iter_exprs(st.verify) if isinstance(e, p4.Ref)}:
@@ -166,18 +295,22 @@ class TnaPrinter(P4Printer):
 
     def hash_modulo(self, name: str, s: Hash, target: str, tw: int) -> list[str]:
         """``target = base + hash % size`` without a divider: byte k of the hash
-        contributes ``byte × 2^(8k) mod size`` (four exact tables), and a range table
-        subtracts the multiple of ``size`` from their sum (< 4 × size)."""
+        contributes ``byte × 2^(8k) mod size`` (four exact tables), their sum (< 4 × size)
+        is added up pairwise (one addition per MAU stage, the odd bytes' tables adding
+        theirs to the even ones'), and a range table subtracts
+        the multiple of ``size`` and adds ``base`` in one addition (modulo 2^width)."""
         size = s.size
-        rw = (size - 1).bit_length()
         sw = (4 * size - 1).bit_length()
         lines, extras = [], []
         for k in range(4):
-            part = f"{name}_r{k}"
-            self.temps.append((part, rw))
-            self.extra_actions.append(f"action {name}_set_r{k}(bit<{rw}> r) {{\n{INDENT}meta.std.{part} = r;\n}}")
+            # Odd bytes add their part to the even byte's (bf-p4c puts a table reading
+            # another's result in a later stage): two tables' worth of additions.
+            pair = f"{name}_r{k - 1}{k}"
+            part, value = (pair, f"meta.std.{name}_r{k - 1} + r") if k % 2 else (f"{name}_r{k}", "r")
+            self.temps.append((part, sw))
+            self.extra_actions.append(f"action {name}_set_r{k}(bit<{sw}> r) {{\n{INDENT}meta.std.{part} = {value};\n}}")
             entries = "\n".join(
-                f"{INDENT * 2}{lit(b, 8)}: {name}_set_r{k}({lit((b << (8 * k)) % size, rw)});" for b in range(256)
+                f"{INDENT * 2}{lit(b, 8)}: {name}_set_r{k}({lit((b << (8 * k)) % size, sw)});" for b in range(256)
             )
             self.extra_tables.append(
                 f"// byte {k} of {name}: its contribution to {name} mod {size}\n"
@@ -186,20 +319,20 @@ class TnaPrinter(P4Printer):
                 f"{INDENT}size = 256;\n{INDENT}const entries = {{\n{entries}\n{INDENT}}}\n}}"
             )
             lines.append(f"{name}_byte{k}.apply();")
-            extras.append(LogicalTable(f"{name}_byte{k}", "hash_mod", frozenset({f"std.{name}"}), frozenset(),
+            added = frozenset({f"std.{name}_r{k - 1}"} if k % 2 else set())
+            extras.append(LogicalTable(f"{name}_byte{k}", "hash_mod", frozenset({f"std.{name}"}), added,
                                        frozenset({f"std.{part}"}), sram=2))
         self.temps.append((f"{name}_sum", sw))
-        parts = " + ".join(f"(bit<{sw}>)meta.std.{name}_r{k}" for k in range(4))
-        lines.append(f"meta.std.{name}_sum = {parts};")
+        lines.append(f"meta.std.{name}_sum = meta.std.{name}_r01 + meta.std.{name}_r23;")
         extras.append(LogicalTable(f"{name}_sum", "action", frozenset(),
-                                   frozenset(f"std.{name}_r{k}" for k in range(4)), frozenset({f"std.{name}_sum"})))
-        base = f"{lit(s.base, tw)} + " if s.base else ""
+                                   frozenset({f"std.{name}_r01", f"std.{name}_r23"}), frozenset({f"std.{name}_sum"})))
         self.extra_actions.append(
-            f"action {name}_reduce(bit<{sw}> multiple) {{\n"
-            f"{INDENT}{target} = {base}(bit<{tw}>)(meta.std.{name}_sum - multiple);\n}}"
+            f"action {name}_reduce(bit<{tw}> delta) {{\n"
+            f"{INDENT}{target} = (bit<{tw}>)meta.std.{name}_sum + delta;\n}}"
         )
         entries = "\n".join(
-            f"{INDENT * 2}{lit(j * size, sw)} .. {lit((j + 1) * size - 1, sw)}: {name}_reduce({lit(j * size, sw)});"
+            f"{INDENT * 2}{lit(j * size, sw)} .. {lit((j + 1) * size - 1, sw)}: "
+            f"{name}_reduce({lit((s.base - j * size) % (1 << tw), tw)});"
             for j in range(4)
         )
         self.extra_tables.append(
@@ -288,6 +421,7 @@ class TnaPrinter(P4Printer):
         body = self.control_body()  # first: it declares externs, temporaries, tables
         actions = [self.action_decl(a) for a in p.actions]  # may declare more externs
         parser = self.parser_text()
+        checksum_decls, checksums = self.deparser_checksums()
         return p4.template("tna/program.p4.j2").render(
             name=ident(p.name),
             doc=(p.doc or f"DP-IR program {p.name}").replace("*/", "* /").splitlines()[0],
@@ -300,4 +434,28 @@ class TnaPrinter(P4Printer):
             tables=p4.indent_block("\n\n".join([self.table_decl(t) for t in p.tables] + self.extra_tables), 1),
             body=p4.indent_block("\n".join(body), 3),
             deparse=self.deparse_headers(),
+            parser_externs=p4.indent_block("\n".join(self.parser_externs()), 1),
+            deparser_externs=p4.indent_block("\n".join(checksum_decls), 1),
+            checksums=p4.indent_block("\n".join(checksums), 2),
         )
+
+
+def _computes_checksum(s: Stmt) -> bool:
+    """``h.checksum = ...`` from a one's-complement sum (synth/checksums.py writes these)."""
+    return (isinstance(s, Assign) and s.target.endswith(".checksum")
+            and any(isinstance(e, OnesSum) for e in p4.iter_exprs(s.value)))
+
+
+def _checksummed(p: Program) -> dict[str, str]:
+    return {s.target.rpartition(".")[0]: p.header(s.target.rpartition(".")[0]).type
+            for s in dpir.walk(p) if _computes_checksum(s)}
+
+
+def _zero_to_ones(s: If, checksummed: dict[str, str]) -> bool:
+    """``if (udp.checksum == 0) udp.checksum = 0xFFFF``: what ``zeros_as_ones`` does."""
+    c = s.cond
+    if not (isinstance(c, BinOp) and c.op == "==" and isinstance(c.left, Ref) and c.right == Const(0, 16)):
+        return False
+    h = c.left.path.rpartition(".")[0]
+    return (checksummed.get(h) == "udp" and c.left.path == f"{h}.checksum" and not s.orelse
+            and s.then == (Assign(c.left.path, Const(0xFFFF, 16)),))

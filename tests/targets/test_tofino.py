@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from mantra6g.synth import dpir
+from mantra6g.synth import checksums, dpir
 from mantra6g.synth.dpir import (
     Action,
     ActionCall,
@@ -17,6 +17,7 @@ from mantra6g.synth.dpir import (
     Assign,
     Cast,
     Const,
+    IsValid,
     Program,
     Ref,
     RegisterWrite,
@@ -27,7 +28,7 @@ from mantra6g.targets import p4check, tofino
 from mantra6g.targets.p4 import P4BackendError
 from mantra6g.targets.tofino_resources import STAGES, TofinoResourceError
 from tests.synth.test_dpir import router
-from tests.targets.programs import PROGRAMS, example_programs, load_balancer, stateful, tunnel
+from tests.targets.programs import PROGRAMS, example_programs, load_balancer, stateful
 
 
 def stateful32() -> Program:
@@ -126,12 +127,16 @@ def test_hash_modulo_tables_compute_exactly_crc_mod_size():
     (name,) = set(re.findall(r"(hash_\d+)_mod\.apply\(\);", text))
     tables, ranges = residue_tables(text, name)
     assert all(len(t) == 256 for t in tables) and len(ranges) == 4
-    assert f"meta.bucket = 9w1 + (bit<9>)(meta.std.{name}_sum - multiple);" in text
+    # One addition per action (bf-p4c places an action in one stage): the odd bytes'
+    # tables add to the even ones', then the two pairs, then the reduction adds a delta.
+    assert f"meta.std.{name}_r01 = meta.std.{name}_r0 + r;" in text
+    assert f"meta.std.{name}_sum = meta.std.{name}_r01 + meta.std.{name}_r23;" in text
+    assert f"meta.bucket = (bit<9>)meta.std.{name}_sum + delta;" in text
     rng = random.Random(1)
     for h in [0, 1, 6, 7, 0xFFFFFFFF, *(rng.getrandbits(32) for _ in range(500))]:
         total = sum(tables[k][(h >> (8 * k)) & 0xFF] for k in range(4))
-        (multiple,) = [m for lo, hi, m in ranges if lo <= total <= hi]
-        assert total - multiple == h % 7
+        (delta,) = [d for lo, hi, d in ranges if lo <= total <= hi]
+        assert (total + delta) % 512 == 1 + h % 7  # base 1, a 9-bit target
 
 
 def test_power_of_two_hash_is_a_mask():
@@ -162,13 +167,100 @@ def test_registers_meters_counters_and_timestamps():
     assert "Counter<bit<32>, bit<32>>(32w4, CounterType_t.PACKETS_AND_BYTES) pkts;" in text
 
 
-def test_checksums_are_kept_by_the_ingress():
-    """Consistency: DP-IR's one's-complement sums are ingress arithmetic on TNA as on
-    v1model; the deparser only emits."""
-    text = text_of(tunnel())
-    deparser = text[text.index("control MantraIngressDeparser") :]
-    assert "Checksum" not in deparser
-    assert "hdr.outer_ipv4.checksum = ~(bit<16>)meta.std.csum;" in text
+def dnat() -> Program:
+    """DNAT of UDP/TCP to a backend with a TTL decrement: every checksum kind the
+    deparser computes (IPv4 over its header, UDP and TCP from the parser's residual)."""
+    act = Action("dnat", (ActionParam("ip", 32), ActionParam("port", 16)), (
+        Assign("ipv4.dst", Ref("param.ip")),
+        Assign("ipv4.ttl", dpir.BinOp("-", Ref("ipv4.ttl"), Const(1, 8))),
+        dpir.If(IsValid("udp"), (Assign("udp.dport", Ref("param.port")),),
+                (dpir.If(IsValid("tcp"), (Assign("tcp.dport", Ref("param.port")),)),)),
+        dpir.Forward(Const(1, 9)),
+    ))
+    table = Table("nat", (TableKey("ipv4.dst", "exact"),), ("dnat", "drop"), ActionCall("drop"), 16)
+    return checksums.bind(router(name="dnat", actions=(act, Action("drop", (), (dpir.Drop(),))), tables=(table,),
+                                 control=(dpir.If(IsValid("ipv4"), (Apply("nat"),)),)))
+
+
+def _words(values: list[tuple[int, int]]) -> list[int]:
+    """The 16-bit words of fields (value, width) laid end to end (byte aligned in all)."""
+    bits = sum(w for _, w in values)
+    assert bits % 16 == 0, "a Checksum field list must fill whole words"
+    n = 0
+    for v, w in values:
+        n = n << w | v
+    return [(n >> (bits - 16 * (k + 1))) & 0xFFFF for k in range(bits // 16)]
+
+
+def _add(a: int, b: int) -> int:
+    s = a + b
+    return (s & 0xFFFF) + (s >> 16)
+
+
+def test_deparser_checksums_are_rfc_checksums_of_the_rewritten_packet():
+    """Oracle: scapy's IPv4/UDP/TCP checksums of the packet as rewritten. The field
+    lists are read from the emitted P4 and summed as tna.p4 documents Tofino's Checksum
+    unit: ``subtract`` adds the one's complement of each word, ``subtract_all_and_deposit``
+    deposits the running sum, ``update`` is the complemented sum (``zeros_as_ones``:
+    0 sent as 0xFFFF). bf-p4c compiling it is test_tools.py's."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+
+    p = dnat()
+    text = text_of(p)
+    assert "OnesSum" not in text and "meta.std.csum =" not in text  # no checksum arithmetic in the MAU
+    widths = {f"hdr.{h.name}.{f.name}": f.width for h in p.headers for f in h.header_type.fields}
+    def value(pkt, ref: str) -> int:
+        h, f = ref.split(".")[1:]
+        layer = {"ipv4": IP, "udp": UDP, "tcp": TCP}[h]
+        raw = bytes(pkt[layer])
+        ht = p.header(h).header_type
+        off = sum(x.width for x in ht.fields[: [x.name for x in ht.fields].index(f)])
+        n = int.from_bytes(raw[: (off + widths[ref] + 7) // 8 + 1], "big")
+        total = 8 * ((off + widths[ref] + 7) // 8 + 1)
+        return (n >> (total - off - widths[ref])) & ((1 << widths[ref]) - 1)
+
+    def fields(lst: str) -> list[str]:
+        return [x.strip() for x in lst.split(",")]
+
+    for l4, layer in (("udp", UDP(sport=5000, dport=53)), ("tcp", TCP(sport=5000, dport=80, flags="PA", seq=7))):
+        before = Ether(bytes(Ether(dst="02:00:00:00:00:01") / IP(src="10.1.2.3", dst="192.0.2.1", ttl=9) / layer / (b"payload" * 3)))
+        after = before.copy()
+        after[IP].dst, after[IP].ttl = "10.9.9.9", 8
+        after[{"udp": UDP, "tcp": TCP}[l4]].dport = 8080
+        del after[IP].chksum
+        del after[{"udp": UDP, "tcp": TCP}[l4]].chksum
+        after = Ether(bytes(after))
+        # the parser: the pseudo-header's addresses in parse_ipv4, the deposit in parse_<l4>
+        acc = 0
+        for state in ("parse_ipv4", f"parse_{l4}"):
+            body = text[text.index(f"state {state} {{"):]
+            body = body[: body.index("\n    }")]
+            for call in re.finditer(rf"{l4}_residual_csum\.(subtract|subtract_all_and_deposit)\(\{{?([^}})]*)\}}?\);", body):
+                if call.group(1) == "subtract_all_and_deposit":
+                    assert call.group(2) == f"meta.std.{l4}_residual"
+                    continue  # the deposit marks the end; the subtracts that follow still count
+                refs = fields(call.group(2))
+                for w in _words([(value(before, r), widths[r]) for r in refs]):
+                    acc = _add(acc, ~w & 0xFFFF)
+        residual = acc
+        m = re.search(rf"hdr\.{l4}\.checksum = {l4}_csum\.update\(\{{([^}}]*)\}}(, true)?\);", text)
+        assert m and (m.group(2) is not None) == (l4 == "udp")
+        terms = fields(m.group(1))
+        assert terms[-1] == f"meta.std.{l4}_residual"
+        words = _words([(value(after, r), widths[r]) for r in terms[:-1]]) + [residual]
+        total = 0
+        for w in words:
+            total = _add(total, w)
+        got = ~total & 0xFFFF
+        if l4 == "udp" and got == 0:
+            got = 0xFFFF
+        assert got == after[{"udp": UDP, "tcp": TCP}[l4]].chksum, l4
+        m = re.search(r"hdr\.ipv4\.checksum = ipv4_csum\.update\(\{([^}]*)\}\);", text)
+        total = 0
+        for w in _words([(value(after, r), widths[r]) for r in fields(m.group(1))]):
+            total = _add(total, w)
+        assert ~total & 0xFFFF == after[IP].chksum
 
 
 # ---------------------------------------------------------------- the resource model

@@ -45,23 +45,8 @@ def test_p4c_bm2_ss_compiles_every_program(tmp_path, name):
     assert build.json.exists() and build.p4info.exists()
 
 
-# What the real bf-p4c (p4c 1.2.5.16's Tofino back end) refuses in the TNA output today
-# (issue 13): the one's-complement checksum sums computed in ingress actions span several
-# MAU stages (as does the load balancer's four-term sum for `% size`), and the tunnel's
-# nested casts are too complex for it. Strict: a fix makes the test pass and the marker
-# must go.
-BF_REFUSES = {
-    "acl": "checksum arithmetic in an action spans several stages",
-    "router": "checksum arithmetic in an action spans several stages",
-    "tunnel": "nested casts in the outer IPv4 checksum are too complex",
-    "lb": "the four-term sum of the hash's `% size` in one action spans several stages",
-}
-
-
 @pytest.mark.skipif(toolchain.find("bf-p4c") is None, reason=NO_BF)
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=f"bf-p4c: {BF_REFUSES[n]}")) if n in BF_REFUSES else n
-    for n in sorted(set(PROGRAMS) - {"stateful"})])  # stateful: 64-bit register
+@pytest.mark.parametrize("name", sorted(set(PROGRAMS) - {"stateful"}))  # stateful: 64-bit register
 def test_bf_p4c_compiles_every_tna_program(tmp_path, name):
     write(tmp_path, tofino.emit(PROGRAMS[name]()).files)
     toolchain.compile_tofino(tmp_path / f"{name}.p4", tmp_path / "build")
