@@ -527,10 +527,7 @@ class P4Printer:
         if isinstance(s, ReadTimestamp):
             return self.timestamp(s, ctx)
         if isinstance(s, If):
-            out = [f"if ({self.cond(s.cond, ctx)}) {{"] + _indent(self.stmts(s.then, ctx))
-            if s.orelse:
-                out += ["} else {"] + _indent(self.stmts(s.orelse, ctx))
-            return out + ["}"]
+            return self.if_stmt(s, ctx, self.cond(s.cond, ctx))
         if isinstance(s, Apply):
             if ctx.in_action:
                 raise P4BackendError(f"program '{self.p.name}': P4 cannot apply table '{s.table}' inside an action")
@@ -546,6 +543,13 @@ class P4Printer:
         if isinstance(s, Call):
             return [f"{ident(s.action)}({self.args(s.action, s.args)});"]
         raise TypeError(f"unknown statement {s!r}")  # pragma: no cover
+
+    def if_stmt(self, s: If, ctx: _Ctx, cond: str) -> list[str]:
+        """``s`` with its condition printed as ``cond``."""
+        out = [f"if ({cond}) {{"] + _indent(self.stmts(s.then, ctx))
+        if s.orelse:
+            out += ["} else {"] + _indent(self.stmts(s.orelse, ctx))
+        return out + ["}"]
 
     def args(self, action: str, args: tuple[int, ...]) -> str:
         a = self.p.action(action)

@@ -73,7 +73,9 @@ from mantra6g.targets.tofino_resources import LogicalTable, logical_tables, plac
 
 TARGET = "tofino"
 REGISTER_WIDTHS = (8, 16, 32)  # Tofino-1 stateful ALU cell widths
-RESIDUAL_TYPES = ("udp", "tcp", "icmp")  # checksums that cover bytes the parser never reads
+RESIDUAL_TYPES = ("udp", "tcp", "icmp")
+# A gateway (an `if` outside a table) compares at most 4 bytes + 12 bits of PHV.
+GATEWAY_BITS = 32  # checksums that cover bytes the parser never reads
 
 
 def emit(program: Program) -> P4Output:
@@ -189,12 +191,44 @@ class TnaPrinter(P4Printer):
             return [f"{self.flag(s.target.rpartition('.')[0])} = 1w1;  // {s.target}: the deparser computes it"]
         if isinstance(s, If) and _zero_to_ones(s, self.checksummed):
             return []  # the deparser's zeros_as_ones
+        if isinstance(s, If) and not ctx.in_action and self.input_bits(s.cond, ctx) > GATEWAY_BITS:
+            return self.split_condition(s, ctx)
         out = super().stmt(s, ctx)
         if isinstance(s, CopyHeader) and s.dst in self.checksummed:
             out.append(f"{self.flag(s.dst)} = {self.flag(s.src) if s.src in self.checksummed else '1w0'};")
         elif isinstance(s, SetValid) and s.header in self.checksummed:
             out.append(f"{self.flag(s.header)} = 1w0;")
         return out
+
+    def input_bits(self, e: Expr, ctx: _Ctx) -> int:
+        """The PHV bits a condition reads (its distinct fields; a validity bit is one)."""
+        refs = {x.path for x in p4.iter_exprs(e) if isinstance(x, Ref)}
+        valid = {x.header for x in p4.iter_exprs(e) if isinstance(x, dpir.IsValid)}
+        return sum(self.p.width_of(r, ctx.params) for r in refs) + len(valid)
+
+    def split_condition(self, s: If, ctx: _Ctx) -> list[str]:
+        """An ``if`` whose condition reads more than one gateway can: each comparison
+        is evaluated first into a 1-bit flag (its own gateway), and the ``if`` tests the
+        flags. Conditions have no side effects, and a flag for a field of an invalid
+        header is only read next to that header's validity, as the comparison was."""
+        flags: dict[Expr, str] = {}
+        out = []
+        for atom in _comparisons(s.cond):
+            if atom not in flags:
+                flag = self.fresh("cond")
+                self.temps.append((flag, 1))
+                out.append(f"if ({self.cond(atom, ctx)}) {{ meta.std.{flag} = 1w1; }}")
+                flags[atom] = f"meta.std.{flag} == 1w1"
+        return out + self.if_stmt(s, ctx, self.flag_cond(s.cond, flags, ctx))
+
+    def flag_cond(self, e: Expr, flags: dict[Expr, str], ctx: _Ctx) -> str:
+        if e in flags:
+            return flags[e]
+        if isinstance(e, dpir.UnOp) and e.op == "!":
+            return f"!{p4.paren(self.flag_cond(e.operand, flags, ctx))}"
+        if isinstance(e, BinOp) and e.op in dpir.LOGIC_OPS:
+            return f"{p4.paren(self.flag_cond(e.left, flags, ctx))} {e.op} {p4.paren(self.flag_cond(e.right, flags, ctx))}"
+        return self.cond(e, ctx)  # a validity bit
 
     def after_extract(self, st: dpir.ParserState) -> list[str]:
         out = []
@@ -449,6 +483,15 @@ def _computes_checksum(s: Stmt) -> bool:
 def _checksummed(p: Program) -> dict[str, str]:
     return {s.target.rpartition(".")[0]: p.header(s.target.rpartition(".")[0]).type
             for s in dpir.walk(p) if _computes_checksum(s)}
+
+
+def _comparisons(e: Expr) -> list[Expr]:
+    """The operands of a condition's ``&&``, ``||`` and ``!`` that are not validity bits."""
+    if isinstance(e, dpir.UnOp) and e.op == "!":
+        return _comparisons(e.operand)
+    if isinstance(e, BinOp) and e.op in dpir.LOGIC_OPS:
+        return _comparisons(e.left) + _comparisons(e.right)
+    return [] if isinstance(e, dpir.IsValid) else [e]
 
 
 def _zero_to_ones(s: If, checksummed: dict[str, str]) -> bool:

@@ -313,3 +313,20 @@ def test_large_tables_spread_over_stages_and_too_large_ones_fail():
     assert tofino.emit(one(512 * 30, "ternary")).summary.stages == 2
     with pytest.raises(TofinoResourceError, match="table 'big' needs .* more than the whole pipeline"):
         tofino.emit(one(512 * 24 * 12 + 1, "ternary"))
+
+
+def test_conditions_wider_than_a_gateway_are_split_into_flags():
+    """Consistency (bf-p4c refusing the unsplit condition, "condition too complex", is
+    what test_tools.py's compile of the examples checks): a condition reading more than
+    a gateway's 4 bytes is evaluated comparison by comparison into 1-bit flags."""
+    wide = dpir.BinOp("&&", IsValid("ipv4"), dpir.BinOp("&&", dpir.BinOp("==", Ref("ipv4.src"), Const(1, 32)),
+                                                         dpir.BinOp("!=", Ref("ipv4.dst"), Const(2, 32))))
+    narrow = dpir.BinOp("&&", IsValid("udp"), dpir.BinOp("==", Ref("udp.dport"), Const(53, 16)))
+    p = router(name="conds", control=(dpir.If(wide, (dpir.Drop(),)), dpir.If(narrow, (dpir.Drop(),)), Apply("fib")))
+    text = text_of(p)
+    p4check.check(text)
+    flags = re.findall(r"if \((hdr\.ipv4\.(?:src|dst) [!=]= 32w\d+)\) \{ meta\.std\.(cond_\d+) = 1w1; \}", text)
+    assert [c for c, _ in flags] == ["hdr.ipv4.src == 32w1", "hdr.ipv4.dst != 32w2"]
+    (a, b) = (f for _, f in flags)
+    assert f"if (hdr.ipv4.isValid() && ((meta.std.{a} == 1w1) && (meta.std.{b} == 1w1))) {{" in text
+    assert "if (hdr.udp.isValid() && (hdr.udp.dport == 16w53)) {" in text  # 17 bits: one gateway
