@@ -104,7 +104,8 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
 @dataclass(frozen=True)
 class Bmv2Build:
     json: Path  # the BMv2 JSON simple_switch loads
-    p4info: Path  # P4Runtime P4Info (text)
+    p4info: Path  # p4c's P4Runtime P4Info (text format), beside Mantra's own <name>.p4info.txtpb
+    output: str = ""  # what p4c-bm2-ss printed (its warnings)
 
 
 def p4test(p4_file: Path) -> str:
@@ -116,9 +117,10 @@ def compile_bmv2(p4_file: Path, out_dir: Path) -> Bmv2Build:
     """Compile a v1model program with ``p4c-bm2-ss`` into BMv2 JSON and P4Info."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = p4_file.stem
-    build = Bmv2Build(out_dir / f"{stem}.json", out_dir / f"{stem}.p4info.txt")
-    run([str(require("p4c-bm2-ss")), "--p4runtime-files", str(build.p4info), "-o", str(build.json), str(p4_file)])
-    return build
+    # p4c picks the P4Info format by the suffix (".txt" is deprecated: ".txtpb").
+    program_json, p4info = out_dir / f"{stem}.json", out_dir / f"{stem}.p4c.p4info.txtpb"
+    output = run([str(require("p4c-bm2-ss")), "--p4runtime-files", str(p4info), "-o", str(program_json), str(p4_file)])
+    return Bmv2Build(program_json, p4info, output)
 
 
 def compile_tofino(p4_file: Path, out_dir: Path) -> Path:
