@@ -20,44 +20,10 @@ from mantra6g.errors import MantraError
 from mantra6g.source import SourceFile
 from mantra6g.synth import frontend
 from mantra6g.synth.compose import compile_specs
+from mantra6g.synth.scale import chain_site
 from mantra6g.targets import bmv2, tofino
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def generate(chains: int) -> str:
-    """``chains`` tenants, each with one slice and a 5-NF chain, all on one DPU."""
-    out = []
-    for i in range(1, chains + 1):
-        out += [
-            f"tenant t{i} id {i} {{",
-            "    slice s {",
-            "        latency <= 5 ms",
-            "        bandwidth >= 10 Mbps",
-            "    }",
-            "}",
-            f"graph g{i} for t{i}.s {{",
-            "    nf cls = classifier() {",
-            f"        match ipv4.dst in 10.{i}.0.0/16",
-            "    }",
-            "    nf fw = firewall(default: deny) {",
-            f"        allow ipv4.src in 10.{i}.0.0/16 and udp.dport in 1000..2000",
-            "        allow tcp.dport in [80, 443]",
-            "    }",
-            "    nf pol = policer(rate: 100 Mbps, burst: 64 KB)",
-            f"    nf lb = load_balancer(vip: 10.{i}.255.1) {{",
-            f"        backend 10.{i}.1.1",
-            f"        backend 10.{i}.1.2 weight 2",
-            "    }",
-            "    nf mon = latency_monitor(role: source, sample: 1/8)",
-            "    nf rt = router(mac: 02:00:00:00:00:fe) {",
-            f"        route 10.{i}.0.0/16 via 02:00:00:00:00:01 port 1",
-            "    }",
-            "    cls -> fw -> pol -> lb -> mon -> rt",
-            "    place fw, pol, lb, mon, rt on smartnic site edge",
-            "}",
-        ]
-    return "\n".join(out) + "\n"
 
 
 def median(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
@@ -99,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     for path in sorted((ROOT / "examples").glob("*.sg")):
         bench(path.name, [SourceFile(str(path), path.read_text())], args.repeat)
-    bench(f"generated {args.chains} chains x 5 NFs", [SourceFile("generated.sg", generate(args.chains))], args.repeat)
+    bench(f"generated {args.chains} chains x 5 NFs", [SourceFile("generated.sg", chain_site(args.chains))], args.repeat)
 
 
 if __name__ == "__main__":

@@ -481,16 +481,32 @@ def _all_upstream_in_order(g: ServiceGraph, name: str, order: tuple[str, ...]) -
 UNCLAIMED = ("drop", "pass")
 
 
-def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed: str = "drop") -> list[DeviceProgram]:
-    """Every device program the site's graphs need, validated. ``unclaimed`` says what a
-    device does with frames no classifier claims: ``drop`` them, or ``pass`` them to the
-    host's own network stack (ARP, ND, management traffic; XDP only)."""
+def _device_groups(specs) -> dict[tuple[str, str | None], list[tuple[ServiceGraph, set[str]]]]:
+    """(device class, site) -> the graphs with NFs there, each with those NFs' names."""
     groups: dict[tuple[str, str | None], list[tuple[ServiceGraph, set[str]]]] = {}
     for spec in specs:
         for g in spec.graphs:
             where = _device_of(g)
             for dev in dict.fromkeys(where.values()):
                 groups.setdefault(dev, []).append((g, {n for n, d in where.items() if d == dev}))
+    return groups
+
+
+def _device_name(device: str, site: str | None) -> str:
+    return device if site is None else f"{device}_{site}"
+
+
+def device_names(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> list[str]:
+    """The names of the device programs :func:`compile_specs` makes, in its order, from
+    the placements alone (nothing is lowered)."""
+    return [_device_name(device, site) for device, site in _device_groups(specs)]
+
+
+def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed: str = "drop") -> list[DeviceProgram]:
+    """Every device program the site's graphs need, validated. ``unclaimed`` says what a
+    device does with frames no classifier claims: ``drop`` them, or ``pass`` them to the
+    host's own network stack (ARP, ND, management traffic; XDP only)."""
+    groups = _device_groups(specs)
     from mantra6g.synth.merge import Claim, MergedProgram, TenantProgram, merge
     from mantra6g.synth.nf.classifier import match_condition
 
@@ -498,7 +514,7 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
     plans = {d.name: d for spec in specs for d in spec.devices}
     out = []
     for (device, site), members in groups.items():
-        name = device if site is None else f"{device}_{site}"
+        name = _device_name(device, site)
         owners = list(dict.fromkeys(g.tenant for g, _ in members))
         programs = []
         for owner in owners:  # each tenant's graphs alone, as if it had the device to itself

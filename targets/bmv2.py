@@ -59,19 +59,10 @@ def emit(program: Program) -> P4Output:
 # ---------------------------------------------------------------- the P4 program
 
 
-def index32(pr: P4Printer, e: Expr, size: int, ctx: _Ctx) -> str:
-    """An extern index as ``bit<32>``, wrapped into ``size`` as the interpreter does
-    (``index % size``); v1model would ignore an out-of-range index instead."""
-    if isinstance(e, p4.Const):
-        return lit(e.value % size, 32)
-    w = pr.width(e, ctx)
-    text = pr.value(e, ctx, 32)
-    return text if (1 << w) <= size else f"{p4.paren(text)} % {lit(size, 32)}"
-
-
 @dataclass
 class V1modelPrinter(P4Printer):
     target = TARGET
+    hashed_index: bool = False  # an extern index is wrapped by the hash extern (index)
 
     def hash_stmt(self, s: Hash, ctx: _Ctx) -> list[str]:
         tw = self.p.width_of(s.target, ctx.params)
@@ -81,22 +72,42 @@ class V1modelPrinter(P4Printer):
             f"{{{data}}}, {lit(s.size, 32)});"
         ]
 
+    def index(self, e: Expr, size: int, ctx: _Ctx) -> tuple[list[str], str]:
+        """An extern index as ``bit<32>``, wrapped into ``size`` as the interpreter does
+        (``index % size``; v1model would ignore an out-of-range index instead): the
+        statements that compute it first, and the index. A power-of-two size is a mask;
+        any other needs ``%`` of a run-time value, which p4c refuses ("could not evaluate
+        expression at compilation time"), so BMv2's ``hash`` extern takes the remainder:
+        the identity of the 32-bit index, modulo ``size``, into ``meta.std.index``."""
+        if isinstance(e, p4.Const):
+            return [], lit(e.value % size, 32)
+        text = self.value(e, ctx, 32)
+        if (1 << self.width(e, ctx)) <= size:
+            return [], text
+        if size & (size - 1) == 0:
+            return [], f"{p4.paren(text)} & {lit(size - 1, 32)}"
+        self.hashed_index = True
+        return [f"hash(meta.std.index, HashAlgorithm.identity, 32w0, {{{text}}}, {lit(size, 32)});"], "meta.std.index"
+
     def register_read(self, s: RegisterRead, ctx: _Ctx) -> list[str]:
         reg = self.p.register(s.register)
-        return [f"{ident(reg.name)}.read({self.ref(s.target, ctx)}, {index32(self, s.index, reg.size, ctx)});"]
+        first, idx = self.index(s.index, reg.size, ctx)
+        return first + [f"{ident(reg.name)}.read({self.ref(s.target, ctx)}, {idx});"]
 
     def register_write(self, s: RegisterWrite, ctx: _Ctx) -> list[str]:
         reg = self.p.register(s.register)
-        idx = index32(self, s.index, reg.size, ctx)
-        return [f"{ident(reg.name)}.write({idx}, {self.value(s.value, ctx, reg.width)});"]
+        first, idx = self.index(s.index, reg.size, ctx)
+        return first + [f"{ident(reg.name)}.write({idx}, {self.value(s.value, ctx, reg.width)});"]
 
     def count(self, s: Count, ctx: _Ctx) -> list[str]:
         c = self.p.counter(s.counter)
-        return [f"{ident(c.name)}.count({index32(self, s.index, c.size, ctx)});"]
+        first, idx = self.index(s.index, c.size, ctx)
+        return first + [f"{ident(c.name)}.count({idx});"]
 
     def meter(self, s: MeterExec, ctx: _Ctx) -> list[str]:
         m = self.p.meter(s.meter)
-        return [f"{ident(m.name)}.execute_meter({index32(self, s.index, m.size, ctx)}, {self.ref(s.target, ctx)});"]
+        first, idx = self.index(s.index, m.size, ctx)
+        return first + [f"{ident(m.name)}.execute_meter({idx}, {self.ref(s.target, ctx)});"]
 
     def timestamp(self, s: ReadTimestamp, ctx: _Ctx) -> list[str]:
         w = self.p.width_of(s.target, ctx.params)
@@ -104,6 +115,9 @@ class V1modelPrinter(P4Printer):
         ns = "(bit<64>)standard_metadata.ingress_global_timestamp * 64w1000"
         value = ns if w == 64 else f"(bit<{w}>)({ns})"
         return [f"{self.ref(s.target, ctx)} = {value};  // BMv2 timestamps are in µs"]
+
+    def extra_std_fields(self) -> list[tuple[str, int]]:
+        return [("index", 32)] if self.hashed_index else []
 
     # -- whole program ----------------------------------------------------------
     def externs(self) -> list[str]:
@@ -137,7 +151,9 @@ class V1modelPrinter(P4Printer):
 
     def program_text(self) -> str:
         p = self.p
-        body = self.control_body()  # first: it may add notes
+        # Statements first: they may add notes and temporaries (std fields).
+        body = self.control_body()
+        actions = p4.indent_block("\n\n".join(self.action_decl(a) for a in p.actions), 1)
         return p4.template("v1model/program.p4.j2").render(
             name=ident(p.name),
             doc=(p.doc or f"DP-IR program {p.name}").replace("*/", "* /").splitlines()[0],
@@ -146,7 +162,7 @@ class V1modelPrinter(P4Printer):
             meta_init=p4.indent_block("\n".join(self.meta_init()), 2),
             states=p4.indent_block("\n\n".join(self.parser_states()), 1),
             externs=p4.indent_block("\n".join(self.externs()), 1),
-            actions=p4.indent_block("\n\n".join(self.action_decl(a) for a in p.actions), 1),
+            actions=actions,
             tables=p4.indent_block("\n\n".join(self.table_decl(t) for t in p.tables), 1),
             body=p4.indent_block("\n".join(body), 3),
             deparse=self.deparse_headers(),

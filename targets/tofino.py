@@ -13,7 +13,7 @@ How DP-IR's semantics map onto TNA (docs/targets.md has the long form):
   (short packets), with ``ig_dprsr_md.drop_ctl``; so is a packet never forwarded;
 * ``Hash``: a CRC-32 ``Hash<bit<32>>`` with the polynomial spelled out as
   ``CRCPolynomial`` (zlib's CRC-32: reflected 0x04C11DB7, init and xor all ones).
-  ``% size`` is a mask for powers of two; otherwise (Tofino has no divider) four
+  ``% size`` is the low bits (a slice) for powers of two; otherwise (Tofino has no divider) four
   byte tables give ``byte × 2^(8k) mod size``, added up pairwise (one addition per
   stage: the odd bytes' tables add to the even ones'), and a range table subtracts the multiple of ``size``, which is exact;
 * registers become ``Register`` + one ``RegisterAction`` per access; meters are
@@ -69,13 +69,11 @@ from mantra6g.targets.p4 import (
     ident,
     lit,
 )
-from mantra6g.targets.tofino_resources import LogicalTable, logical_tables, place
+from mantra6g.targets.tofino_resources import LogicalTable, fits_gateway, logical_tables, place
 
 TARGET = "tofino"
 REGISTER_WIDTHS = (8, 16, 32)  # Tofino-1 stateful ALU cell widths
-RESIDUAL_TYPES = ("udp", "tcp", "icmp")
-# A gateway (an `if` outside a table) compares at most 4 bytes + 12 bits of PHV.
-GATEWAY_BITS = 32  # checksums that cover bytes the parser never reads
+RESIDUAL_TYPES = ("udp", "tcp", "icmp")  # checksums that cover bytes the parser never reads
 
 
 def emit(program: Program) -> P4Output:
@@ -88,7 +86,7 @@ def emit(program: Program) -> P4Output:
     validate(program)
     pr = TnaPrinter(program)
     text = pr.program_text()
-    report = place(logical_tables(program, pr.resource_extras))
+    report = place(logical_tables(program, pr.resource_extras) + pr.epilogue_tables())
     name = ident(program.name)
     files = {
         f"{name}.p4": text,
@@ -131,29 +129,34 @@ class TnaPrinter(P4Printer):
     n: int = 0
     # header -> its type, for headers whose checksum the deparser computes
     checksummed: dict[str, str] = field(default_factory=dict)
-    # UDP/TCP/ICMP header -> the IP header of its pseudo-header (None for ICMP)
-    residual: dict[str, str | None] = field(default_factory=dict)
+    # UDP/TCP/ICMP header -> the IP headers of its pseudo-header (none for ICMP)
+    residual: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sums_in_mau: bool = False  # a one's-complement sum left to the ingress (not a checksum)
+    salu_value: str | None = None  # the register value read, while a RegisterAction is printed
 
     def __post_init__(self) -> None:
         self.checksummed = _checksummed(self.p)
         for h, t in self.checksummed.items():
             if t in RESIDUAL_TYPES:
-                self.residual[h] = self._pseudo_source(h, t)
+                self.residual[h] = self._pseudo_sources(h, t)
         if any(t not in RESIDUAL_TYPES for t in self.checksummed.values()):
             self.notes.append(
                 "TNA: a rewritten IPv4 header's checksum is recomputed over its 20 bytes in the deparser: an "
                 "arriving checksum error is corrected rather than carried over, and IPv4 options are not covered"
             )
 
-    def _pseudo_source(self, h: str, t: str) -> str | None:
-        """The one IP header whose addresses ``h``'s checksum covers; refuses what the
-        parser's residual cannot follow (a copied header, a rewritten length or protocol)."""
+    def _pseudo_sources(self, h: str, t: str) -> tuple[str, ...]:
+        """The IP headers whose addresses ``h``'s checksum may cover, of which the parser
+        extracts at most one (the deparser's checksum reads only valid headers' fields);
+        refuses what the parser's residual cannot follow (a copied header, a rewritten
+        length or protocol)."""
         sources = pseudo_sources(self.p, h) if t != "icmp" else []
-        if len(sources) > 1:
+        together = [(a, b) for a in sources for b in sources if a < b and _on_one_path(self.p, a, b)]
+        if together:
             raise P4BackendError(
-                f"program '{self.p.name}': the {t.upper()} checksum of '{h}' may cover the pseudo-header of "
-                f"{' or '.join(sources)}; Tofino's deparser takes one: compile this device for bmv2 or xdp"
+                f"program '{self.p.name}': the {t.upper()} checksum of '{h}' covers the pseudo-header of the "
+                f"nearer of {' and '.join(together[0])}, which one packet may both carry; Tofino's deparser "
+                "cannot choose: compile this device for bmv2 or xdp"
             )
         fixed = {f"{src}.{f}" for src in sources for f in ("proto", "len")} | ({f"{h}.len"} if t == "udp" else set())
         for s in dpir.walk(self.p):
@@ -168,7 +171,7 @@ class TnaPrinter(P4Printer):
                     f"program '{self.p.name}' writes {s.target}, which the {t.upper()} checksum of '{h}' covers "
                     "and Tofino's deparser does not add back: compile this device for bmv2 or xdp"
                 )
-        return sources[0] if sources else None
+        return tuple(sources)
 
     def sum_stmts(self, e: Expr, ctx: _Ctx) -> list[str]:
         out = super().sum_stmts(e, ctx)
@@ -178,6 +181,18 @@ class TnaPrinter(P4Printer):
     def std_fields(self) -> list[tuple[str, int]]:
         # printed after the control (program_text): the sum temporary only if still used
         return [f for f in super().std_fields() if f != ("csum", 32) or self.sums_in_mau]
+
+    def checksums_only(self, body) -> bool:
+        return all((_computes_checksum(x) and x.target.rpartition(".")[0] in self.checksummed)
+                   or (isinstance(x, If) and (_zero_to_ones(x, self.checksummed)
+                                              or (not x.orelse and self.checksums_only(x.then))))
+                   for x in body)
+
+    def control_body(self) -> list[str]:
+        out = super().control_body()
+        for h in (h for h, t in self.checksummed.items() if t == "udp"):
+            out.append(f"if ({field_ref(h + '.checksum')} == 16w0) {{ {self.flag(h)} = 1w0; }}  // none (RFC 768)")
+        return out
 
     def flag(self, h: str) -> str:
         return f"meta.std.{ident(h)}_checksum_update"
@@ -191,24 +206,22 @@ class TnaPrinter(P4Printer):
             return [f"{self.flag(s.target.rpartition('.')[0])} = 1w1;  // {s.target}: the deparser computes it"]
         if isinstance(s, If) and _zero_to_ones(s, self.checksummed):
             return []  # the deparser's zeros_as_ones
-        if isinstance(s, If) and not ctx.in_action and self.input_bits(s.cond, ctx) > GATEWAY_BITS:
+        if isinstance(s, If) and not s.orelse and self.checksums_only(s.then):
+            # Guards of checksum updates (a UDP checksum of 0 stays 0; which IP header is
+            # the pseudo-header's) are left out: Tofino takes no such condition in an
+            # action, recomputing an unchanged header's checksum gives it back, and a UDP
+            # checksum of 0 clears the flag at the end of the ingress (control_body).
+            return self.stmts(s.then, ctx)
+        if isinstance(s, If) and not ctx.in_action and not fits_gateway(self.p, s.cond, ctx.params):
             return self.split_condition(s, ctx)
         out = super().stmt(s, ctx)
         if isinstance(s, CopyHeader) and s.dst in self.checksummed:
             out.append(f"{self.flag(s.dst)} = {self.flag(s.src) if s.src in self.checksummed else '1w0'};")
-        elif isinstance(s, SetValid) and s.header in self.checksummed:
-            out.append(f"{self.flag(s.header)} = 1w0;")
         return out
-
-    def input_bits(self, e: Expr, ctx: _Ctx) -> int:
-        """The PHV bits a condition reads (its distinct fields; a validity bit is one)."""
-        refs = {x.path for x in p4.iter_exprs(e) if isinstance(x, Ref)}
-        valid = {x.header for x in p4.iter_exprs(e) if isinstance(x, dpir.IsValid)}
-        return sum(self.p.width_of(r, ctx.params) for r in refs) + len(valid)
 
     def split_condition(self, s: If, ctx: _Ctx) -> list[str]:
         """An ``if`` whose condition reads more than one gateway can: each comparison
-        is evaluated first into a 1-bit flag (its own gateway), and the ``if`` tests the
+        is evaluated first into a flag (its own gateway), and the ``if`` tests the
         flags. Conditions have no side effects, and a flag for a field of an invalid
         header is only read next to that header's validity, as the comparison was."""
         flags: dict[Expr, str] = {}
@@ -216,9 +229,11 @@ class TnaPrinter(P4Printer):
         for atom in _comparisons(s.cond):
             if atom not in flags:
                 flag = self.fresh("cond")
-                self.temps.append((flag, 1))
-                out.append(f"if ({self.cond(atom, ctx)}) {{ meta.std.{flag} = 1w1; }}")
-                flags[atom] = f"meta.std.{flag} == 1w1"
+                # A byte each: bf-p4c puts tables writing bits of one PHV container in
+                # successive stages (nf:classifier: 7 stages with 1-bit flags, 5 with bytes).
+                self.temps.append((flag, 8))
+                out.append(f"if ({self.cond(atom, ctx)}) {{ meta.std.{flag} = 8w1; }}")
+                flags[atom] = f"meta.std.{flag} == 8w1"
         return out + self.if_stmt(s, ctx, self.flag_cond(s.cond, flags, ctx))
 
     def flag_cond(self, e: Expr, flags: dict[Expr, str], ctx: _Ctx) -> str:
@@ -230,11 +245,25 @@ class TnaPrinter(P4Printer):
             return f"{p4.paren(self.flag_cond(e.left, flags, ctx))} {e.op} {p4.paren(self.flag_cond(e.right, flags, ctx))}"
         return self.cond(e, ctx)  # a validity bit
 
+    def epilogue_tables(self) -> list[LogicalTable]:
+        """What follows the program's tables, as bf-p4c (p4c 1.2.5.16) places it: the
+        leave-or-drop gateway after the last table deciding it, its drop a stage later,
+        and the deparser checksums' update conditions after that (measured on the test
+        corpus, tests/targets/test_tools.py)."""
+        fate = frozenset({"std.drop", "std.forwarded"})
+        out = [LogicalTable("epilogue (leave or drop)", "action", fate, frozenset({"std.egress_port"}),
+                            frozenset({"std.leave"})),
+               LogicalTable("epilogue (drop)", "action", frozenset({"std.leave"}), frozenset(), frozenset({"std.drop_ctl"}))]
+        if self.checksummed:
+            flags = frozenset(f"{h}.checksum" for h in self.checksummed) | {"std.drop_ctl"}
+            out.append(LogicalTable("deparser checksum conditions", "action", flags, frozenset(), frozenset()))
+        return out
+
     def after_extract(self, st: dpir.ParserState) -> list[str]:
         out = []
-        for h, src in self.residual.items():
+        for h, sources in self.residual.items():
             ck = f"{ident(h)}_residual_csum"
-            if src in st.extract:
+            for src in (x for x in sources if x in st.extract):
                 out.append(f"{ck}.subtract({{{field_ref(src + '.src')}, {field_ref(src + '.dst')}}});")
             if h in st.extract:
                 out += [
@@ -254,8 +283,7 @@ class TnaPrinter(P4Printer):
             t, ck = self.checksummed[h], f"{ident(h)}_csum"
             data = self.checksum_fields(h)
             if h in self.residual:
-                src = self.residual[h]
-                pseudo = [field_ref(f"{src}.src"), field_ref(f"{src}.dst")] if src else []
+                pseudo = [field_ref(f"{src}.{f}") for src in self.residual[h] for f in ("src", "dst")]
                 data = pseudo + data + [f"meta.std.{ident(h)}_residual"]
             zeros = ", true" if t == "udp" else ""  # a computed 0 is sent as all ones (RFC 768)
             decls.append(f"Checksum() {ck};")
@@ -269,7 +297,83 @@ class TnaPrinter(P4Printer):
         if self.is_bool(e):
             ref = self.ref(target, ctx)
             return f"if ({self.cond(e, ctx)}) {{ {ref} = 1; }} else {{ {ref} = 0; }}"
+        masked = _masked_field(e)
+        w = self.p.width_of(target, ctx.params)
+        if masked is not None and self.width(masked[0], ctx) == w:
+            # `x = y & mask` as slice copies and zeroed slices: an AND beside the other
+            # writes to the container is a second instruction on it, which bf-p4c refuses
+            # (the load balancer's outer header: flags = inner flags & DF)
+            ref, src = self.ref(target, ctx), self.ref(masked[0].path, ctx)
+            return " ".join(f"{ref}[{hi}:{lo}] = {f'{src}[{hi}:{lo}]' if keep else lit(0, hi - lo + 1)};"
+                            for lo, hi, keep in _runs(masked[1] & ((1 << w) - 1), w))
         return super().assign(target, e, ctx)
+
+    def stmts(self, body, ctx: _Ctx) -> list[str]:
+        out: list[str] = []
+        skip = False
+        for i, s in enumerate(body):
+            if skip:
+                skip = False  # the write fused into the read before it
+            elif isinstance(s, SetValid):
+                # DP-IR zeroes a pushed header; fields the body then sets are not zeroed
+                # first (bf-p4c: "repeated lvalue", then no instruction for the slices)
+                h = ident(s.header)
+                later = _set_after(body[i + 1:], s.header)
+                out.append(f"hdr.{h}.setValid();")
+                out += [f"hdr.{h}.{ident(f.name)} = 0;" for f in self.p.header(s.header).header_type.fields
+                        if f.name not in later]
+                if s.header in self.checksummed:
+                    out.append(f"{self.flag(s.header)} = 1w0;")
+            elif isinstance(s, RegisterRead) and (update := self.fusable(s, body[i + 1] if i + 1 < len(body) else None, ctx)):
+                out += self.register_update(s, *update, ctx)
+                skip = True
+            else:
+                out += self.stmt(s, ctx)
+        return out
+
+    def fusable(self, read: RegisterRead, nxt: Stmt | None, ctx: _Ctx) -> tuple[Expr | None, Expr, bool] | None:
+        """(condition, value, whether the read target takes the new value) when ``nxt``
+        writes the register ``read`` just read, at the same index, from the value read,
+        fields and constants (``[if (c)] { r[i] = v; [t = v;] }``): one RegisterAction
+        can do both."""
+        write, cond, renew = nxt, None, False
+        if isinstance(nxt, If) and not nxt.orelse and len(nxt.then) in (1, 2):
+            write, cond = nxt.then[0], nxt.cond
+            if len(nxt.then) == 2:
+                if not (isinstance(write, RegisterWrite) and nxt.then[1] == Assign(read.target, write.value)):
+                    return None
+                renew = True
+        if not (isinstance(write, RegisterWrite) and write.register == read.register and write.index == read.index):
+            return None
+        reg = self.p.register(read.register)
+        exprs = [write.value] + ([cond] if cond is not None else [])
+        refs = {e.path for x in exprs for e in p4.iter_exprs(x) if isinstance(e, Ref)}
+        if (_storage_width(reg.name, reg.width) != reg.width or self.p.width_of(read.target, ctx.params) != reg.width
+                or any(r.startswith("param.") for r in refs)
+                or read.target in {e.path for e in p4.iter_exprs(read.index) if isinstance(e, Ref)}):
+            return None
+        return cond, write.value, renew
+
+    def register_update(self, s: RegisterRead, cond: Expr | None, value: Expr, renew: bool, ctx: _Ctx) -> list[str]:
+        """``target = r[i]; [if (cond)] { r[i] = value; [target = value;] }`` as one
+        RegisterAction: the value read is the SALU's ``value`` (Tofino accesses a register
+        once per packet), and it returns the old value or, with ``renew``, the new one."""
+        reg = self.p.register(s.register)
+        w = reg.width
+        act = self.fresh(f"{ident(reg.name)}_update")
+        self.salu_value = s.target
+        try:
+            write = f"value = {self.value(value, ctx, w)};"
+            body = f"if ({self.cond(cond, ctx)}) {{ {write} }}" if cond is not None else write
+        finally:
+            self.salu_value = None
+        self.externs.append(
+            f"RegisterAction<bit<{w}>, bit<32>, bit<{w}>>({ident(reg.name)}) {act} = {{\n"
+            f"{INDENT}void apply(inout bit<{w}> value, out bit<{w}> rv) {{\n"
+            + (f"{INDENT * 2}{body}\n{INDENT * 2}rv = value;\n" if renew else f"{INDENT * 2}rv = value;\n{INDENT * 2}{body}\n")
+            + f"{INDENT}}}\n}};"
+        )
+        return [f"{self.ref(s.target, ctx)} = {act}.execute({self.index(s.index, reg.size, ctx)});"]
 
     def fresh(self, prefix: str) -> str:
         self.n += 1
@@ -289,6 +393,8 @@ class TnaPrinter(P4Printer):
         return super().parser_verify(st)
 
     def ref(self, path: str, ctx: _Ctx) -> str:
+        if path == self.salu_value:
+            return "value"
         if path == "std.pkt_len":
             raise P4BackendError(
                 f"program '{self.p.name}' reads std.pkt_len: the Tofino ingress has no packet length"
@@ -317,8 +423,12 @@ class TnaPrinter(P4Printer):
         out = [f"meta.std.{name} = {name}.get({{{data}}});"]
         target = self.ref(s.target, ctx)
         base = f"{lit(s.base, tw)} + " if s.base else ""
+        if s.size == 1:
+            return out + [f"{target} = {lit(s.base, tw)};"]
         if s.size & (s.size - 1) == 0:
-            out.append(f"{target} = {base}(bit<{tw}>)(meta.std.{name} & {lit(s.size - 1, 32)});")
+            # the hash's low bits as a slice: one addition in the action (a mask and an
+            # addition would be two, which bf-p4c cannot place in one stage)
+            out.append(f"{target} = {base}(bit<{tw}>)meta.std.{name}[{s.size.bit_length() - 2}:0];")
             return out
         if ctx.in_action:
             raise P4BackendError(
@@ -472,6 +582,57 @@ class TnaPrinter(P4Printer):
             deparser_externs=p4.indent_block("\n".join(checksum_decls), 1),
             checksums=p4.indent_block("\n".join(checksums), 2),
         )
+
+
+def _set_after(body, h: str) -> set[str]:
+    """The fields of ``h`` that the leading assignments of ``body`` set before anything
+    reads them (whose zero nothing can see)."""
+    out, read = set(), set()
+    for s in body:
+        if not isinstance(s, Assign):
+            break
+        read |= {e.path[len(h) + 1:] for e in p4.iter_exprs(s.value)
+                 if isinstance(e, Ref) and e.path.startswith(h + ".")} - out
+        if s.target.startswith(h + "."):
+            out.add(s.target[len(h) + 1:])
+    return out - read
+
+
+def _masked_field(e: Expr) -> tuple[Ref, int] | None:
+    """(field, mask) when ``e`` is ``field & constant``."""
+    if isinstance(e, BinOp) and e.op == "&":
+        for f, m in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(f, Ref) and isinstance(m, Const) and not f.path.startswith("param."):
+                return f, m.value
+    return None
+
+
+def _runs(mask: int, w: int) -> list[tuple[int, int, bool]]:
+    """The runs of equal bits of a ``w``-bit mask, low first: (lo, hi, bits set)."""
+    out, lo = [], 0
+    for i in range(1, w + 1):
+        if i == w or (mask >> i & 1) != (mask >> lo & 1):
+            out.append((lo, i - 1, bool(mask >> lo & 1)))
+            lo = i
+    return out
+
+
+def _on_one_path(p: Program, a: str, b: str) -> bool:
+    """Whether one walk through the parser can extract both headers."""
+    states = {st.name: st for st in p.parser}
+
+    def reach(name: str, seen: set[str]) -> set[str]:
+        st = states.get(name)
+        if st is not None and name not in seen:
+            seen.add(name)
+            for nxt in (*(c.next for c in st.cases), st.default):
+                reach(nxt, seen)
+        return seen
+
+    def extracting(h: str) -> list[str]:
+        return [st.name for st in p.parser if h in st.extract]
+
+    return any(t in reach(s, set()) for x, y in ((a, b), (b, a)) for s in extracting(x) for t in extracting(y))
 
 
 def _computes_checksum(s: Stmt) -> bool:

@@ -70,6 +70,10 @@ SRAM_WORDS, SRAM_WIDTH = 1024, 128
 TCAM_WORDS, TCAM_WIDTH = 512, 44
 ENTRY_OVERHEAD_BITS = 4  # version/valid bits per exact-match entry
 RANGE_FACTOR = 4
+# A gateway (an `if` outside a table) compares at most 4 bytes + 12 bits of PHV (the
+# bits: validity bits, as bf-p4c takes them); the TNA backend evaluates a condition
+# reading more into flags first (one gateway each).
+GATEWAY_BYTES_BITS, GATEWAY_SINGLE_BITS = 32, 12
 
 
 class TofinoResourceError(MantraError):
@@ -189,6 +193,15 @@ def expr_reads(e: Expr) -> set[str]:
     return set().union(*(expr_reads(x) for x in operands(e)))
 
 
+def fits_gateway(p: Program, e: Expr, params: tuple[dpir.ActionParam, ...] = ()) -> bool:
+    """Whether one gateway can evaluate condition ``e``: its distinct fields in 4 bytes,
+    its validity bits in 12 (`ipv4.isValid() && ipv4.dst == X` fits, bf-p4c agrees)."""
+    refs = expr_reads(e)
+    valid = [r for r in refs if r.endswith("." + VALID_SUFFIX)]
+    wide = sum(p.width_of(r, params) for r in refs if not r.endswith("." + VALID_SUFFIX))
+    return wide <= GATEWAY_BYTES_BITS and len(valid) <= GATEWAY_SINGLE_BITS
+
+
 def _flatten(p: Program, body: Iterable[Stmt]) -> Iterable[Stmt]:
     for s in body:
         yield s
@@ -265,13 +278,22 @@ class _Builder:
     def body(self, body: Iterable[Stmt], guard: frozenset[str], after: frozenset[str]) -> None:
         run: list[Stmt] = []
         for s in body:
-            if isinstance(s, Apply) or (isinstance(s, If) and (_has_apply(s) or (self.extra and _has_mod_hash(s)))):
+            # bf-p4c makes a table of each `if` (a gateway) and of each run of straight-line
+            # statements between them: so does the model.
+            if isinstance(s, (Apply, If)):
                 self.flush(run, guard, after)
                 run = []
                 if isinstance(s, Apply):
                     self.apply(s, guard, after)
                 else:
                     g = guard | frozenset(expr_reads(s.cond))
+                    if not fits_gateway(self.p, s.cond):
+                        # evaluated into flags first (TnaPrinter.split_condition)
+                        self.counter += 1
+                        flags = f"std.cond_flags_{self.counter}"
+                        self.add(LogicalTable(f"statements {self.counter} (flags of a wide condition)", "action",
+                                              g, frozenset(), frozenset({flags}), after=after))
+                        g = guard | {flags}
                     self.ifs += 1
                     # Both branches carry this if's id (nested ifs increment the counter).
                     this_if = self.ifs
@@ -327,22 +349,6 @@ class _Builder:
         branch_after = after | {t.name}
         self.body(s.on_hit, guard, branch_after)
         self.body(s.on_miss, guard, branch_after)
-
-
-def _has_apply(s: Stmt) -> bool:
-    if isinstance(s, Apply):
-        return True
-    if isinstance(s, If):
-        return any(_has_apply(x) for x in s.then + s.orelse)
-    return False
-
-
-def _has_mod_hash(s: Stmt) -> bool:
-    if isinstance(s, Hash):
-        return bool(s.size & (s.size - 1))
-    if isinstance(s, If):
-        return any(_has_mod_hash(x) for x in s.then + s.orelse)
-    return False
 
 
 def logical_tables(p: Program, extra: list[list[LogicalTable]] | None = None) -> list[LogicalTable]:

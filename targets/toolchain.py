@@ -15,11 +15,13 @@ its output, both :class:`~mantra6g.errors.MantraError`.
 
 from __future__ import annotations
 
+import json
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +106,8 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
 @dataclass(frozen=True)
 class Bmv2Build:
     json: Path  # the BMv2 JSON simple_switch loads
-    p4info: Path  # P4Runtime P4Info (text)
+    p4info: Path  # p4c's P4Runtime P4Info (text format), beside Mantra's own <name>.p4info.txtpb
+    output: str = ""  # what p4c-bm2-ss printed (its warnings)
 
 
 def p4test(p4_file: Path) -> str:
@@ -116,9 +119,10 @@ def compile_bmv2(p4_file: Path, out_dir: Path) -> Bmv2Build:
     """Compile a v1model program with ``p4c-bm2-ss`` into BMv2 JSON and P4Info."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = p4_file.stem
-    build = Bmv2Build(out_dir / f"{stem}.json", out_dir / f"{stem}.p4info.txt")
-    run([str(require("p4c-bm2-ss")), "--p4runtime-files", str(build.p4info), "-o", str(build.json), str(p4_file)])
-    return build
+    # p4c picks the P4Info format by the suffix (".txt" is deprecated: ".txtpb").
+    program_json, p4info = out_dir / f"{stem}.json", out_dir / f"{stem}.p4c.p4info.txtpb"
+    output = run([str(require("p4c-bm2-ss")), "--p4runtime-files", str(p4info), "-o", str(program_json), str(p4_file)])
+    return Bmv2Build(program_json, p4info, output)
 
 
 def compile_tofino(p4_file: Path, out_dir: Path) -> Path:
@@ -126,3 +130,22 @@ def compile_tofino(p4_file: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     run([str(require("bf-p4c")), "--target", "tofino", "--arch", "tna", "-o", str(out_dir), str(p4_file)])
     return out_dir
+
+
+def tofino_stages(out_dir: Path, gress: str = "ingress") -> int:
+    """The MAU stages bf-p4c used for ``gress``: one more than the highest stage any of
+    its tables (gateways included) was placed in, read from ``pipe/context.json``."""
+    context = json.loads((out_dir / "pipe" / "context.json").read_text())
+
+    def stages(node) -> Iterator[int]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "stage_number":
+                    yield value
+                else:
+                    yield from stages(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from stages(value)
+
+    return 1 + max((s for t in context["tables"] if t.get("direction") == gress for s in stages(t)), default=-1)

@@ -32,12 +32,14 @@ class FirewallRule:
 
 def lower(nf, low) -> tuple:
     """One ternary/range table; the first matching rule (highest priority) decides."""
-    allow = low.action("allow")
-    deny = low.action("deny", body=(Drop(),))
-    verdict = {"allow": allow, "deny": deny}
-    default = ActionCall(verdict[nf.params.default])
+    bodies = {"allow": (), "deny": (Drop(),)}
     if not nf.rules:
-        return (Call(default.action),)
+        # No table: the default runs on every packet, and only its action is declared
+        # (p4c warns about an action nothing uses, and leaves it out of the P4Info).
+        return (Call(low.action(nf.params.default, body=bodies[nf.params.default])),)
+    verdict = {v: low.action(v, body=body) for v, body in bodies.items()}
+    allow, deny = verdict["allow"], verdict["deny"]
+    default = ActionCall(verdict[nf.params.default])
     keys, entries = rule_table([(r.match, ActionCall(verdict[r.action])) for r in nf.rules])
     acl = low.table(
         "acl",

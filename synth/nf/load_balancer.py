@@ -157,17 +157,18 @@ def lower(nf, low) -> tuple:
     p = nf.params
     slot = low.meta("slot", 16)
     flow = low.meta("flow", 12)
-    backend = low.meta("backend", 8)
+    backend, chosen = low.meta("backend", 8), low.meta("chosen", 8)
     flows = low.name("flows")
     low.registers.append(Register(flows, 8, FLOW_SLOTS))
-    pick = low.action("pick", params=(("id", 8),), body=(Assign(backend, Ref("param.id")),))
+    pick = low.action("pick", params=(("id", 8),), body=(Assign(chosen, Ref("param.id")),))
     none = low.action("no_backend", body=(Drop(),))
+    unpicked = low.action("no_slot", body=(Assign(chosen, Const(0, 8)),))
     table = maglev_table(nf.rules, p.table_size)
     maglev = low.table(
         "maglev",
         keys=(TableKey(slot, "exact"),),
-        actions=(pick, none),
-        default=ActionCall(none),
+        actions=(pick, unpicked),
+        default=ActionCall(unpicked),
         size=p.table_size,
         entries=tuple(Entry((Exact(s),), ActionCall(pick, (i + 1,))) for s, i in enumerate(table)),
     )
@@ -206,13 +207,18 @@ def lower(nf, low) -> tuple:
             return full
         return (If(all_of([IsValid(h) for h in headers]), full, (Hash(target, _hash_inputs(ip_only), size),)),)
 
+    # The Maglev slot is looked up for every packet, before the affinity slot is read,
+    # so that the slot is read and (for a new flow) written in one access, as a switch
+    # ALU must (Tofino: one RegisterAction per register per packet). Its backend 0 (no
+    # slot) sends the packet to no backend (the `backends` table drops it).
+    new_flow = BinOp("==", Ref(backend), Const(0, 8))
     hashing = (
+        *hashed(slot, p.table_size),
+        Apply(maglev),
+        # apart from the slot's hash: two 32-bit hashes are more than one Tofino action takes
         *hashed(flow, FLOW_SLOTS),
         RegisterRead(backend, flows, Ref(flow)),
-        If(
-            BinOp("==", Ref(backend), Const(0, 8)),
-            (*hashed(slot, p.table_size), Apply(maglev), RegisterWrite(flows, Ref(flow), Ref(backend))),
-        ),
+        If(new_flow, (RegisterWrite(flows, Ref(flow), Ref(chosen)), Assign(backend, Ref(chosen)))),
     )
     to_vip = BinOp("&&", IsValid("ipv4"), BinOp("==", Ref("ipv4.dst"), vip))
     if p.mode == "dsr":

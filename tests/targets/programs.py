@@ -228,7 +228,35 @@ def acl() -> Program:
     )
 
 
-PROGRAMS = {"router": router, "tunnel": tunnel, "lb": load_balancer, "stateful": stateful, "acl": acl}
+def wrapped() -> Program:
+    """Extern indices wider than their extern, whose size is no power of two, so each
+    must wrap (``index % size``, as the interpreter does): the 7-cell register is written
+    at ``ttl`` and read back at ``ttl + 7`` (the same cell only if both wrap) into
+    ``ipv4.ident``; a 6-cell counter counts by UDP source port."""
+    return router(
+        name="wrapped",
+        metadata=(dpir.MetaField("back", 8),),
+        registers=(dpir.Register("ttl_of", 8, 7),),
+        counters=(dpir.Counter("by_sport", 6),),
+        actions=(),
+        tables=(),
+        control=(
+            If(
+                IsValid("ipv4"),
+                (
+                    RegisterWrite("ttl_of", Ref("ipv4.ttl"), Ref("ipv4.ttl")),
+                    RegisterRead("meta.back", "ttl_of", BinOp("+", dpir.Cast(Ref("ipv4.ttl"), 16), Const(7, 16))),
+                    Assign("ipv4.ident", dpir.Cast(Ref("meta.back"), 16)),
+                    If(IsValid("udp"), (Count("by_sport", Ref("udp.sport")),)),
+                    Forward(Const(1, 9)),
+                ),
+            ),
+        ),
+    )
+
+
+PROGRAMS = {"router": router, "tunnel": tunnel, "lb": load_balancer, "stateful": stateful, "acl": acl,
+            "wrapped": wrapped}
 
 
 # ---------------------------------------------------------------- packets

@@ -11,7 +11,7 @@ from mantra6g.synth import dpir
 from mantra6g.synth.dpir import Apply, Program, Table
 from mantra6g.targets import bmv2, p4check
 from mantra6g.targets.p4 import P4BackendError, ident
-from tests.targets.programs import PROGRAMS, acl, load_balancer, stateful, tunnel
+from tests.targets.programs import PROGRAMS, acl, load_balancer, stateful, tunnel, wrapped
 
 
 def p4_text(p: Program) -> str:
@@ -60,13 +60,26 @@ def test_externs_registers_counters_meters_and_timestamps():
     assert "meter(32w1, MeterType.bytes) m;" in text
     assert "pkts.count(32w2);" in text
     # a 9-bit index into 4 cells wraps as the interpreter does
-    assert "last_ttl.write((bit<32>)meta.slot % 32w4, hdr.ipv4.ttl);" in text
+    assert "last_ttl.write((bit<32>)meta.slot & 32w3, hdr.ipv4.ttl);" in text
     assert "port_of.read(meta.port, 32w1);" in text
     assert "m.execute_meter(32w0, meta.colour);" in text
     # µs on BMv2, ns in DP-IR
     assert "meta.ts = (bit<64>)standard_metadata.ingress_global_timestamp * 64w1000;" in text
     # an action named like a P4 keyword is renamed, in the P4 and the control plane
     assert "action out_(bit<9> port)" in text and "out_(9w1);" in text
+
+
+def test_indices_wrap_into_externs_of_any_size_without_run_time_modulo():
+    """p4c evaluates ``%`` only at compile time (p4test and p4c-bm2-ss refuse ``x % 32w7``):
+    a wide index into a 7-cell register or a 6-cell counter wraps through BMv2's hash
+    extern (identity, modulo the size). Tool-gated, BMv2 runs it like the interpreter
+    (test_tools.py, ``wrapped``)."""
+    text = p4_text(wrapped())
+    assert " % " not in text
+    assert ("hash(meta.std.index, HashAlgorithm.identity, 32w0, {(bit<32>)hdr.ipv4.ttl}, 32w7);\n"
+            "                ttl_of.write(meta.std.index, hdr.ipv4.ttl);") in text
+    assert "hash(meta.std.index, HashAlgorithm.identity, 32w0, {(bit<32>)hdr.udp.sport}, 32w6);" in text
+    assert "bit<32> index;" in text and "bit<32> index;" not in p4_text(stateful())  # only where needed
 
 
 def test_meters_are_configured_so_yellow_never_happens():

@@ -232,17 +232,13 @@ def test_a_rejected_program_leaves_the_old_one_running(lab, tmp_path):
 
 
 def test_a_device_that_needs_too_many_maps_is_refused_with_the_reason():
-    import sys
-
     from mantra6g.source import SourceFile
     from mantra6g.synth import frontend
     from mantra6g.synth.compose import compile_specs
+    from mantra6g.synth.scale import chain_site
     from mantra6g.targets.xdp import XdpBackendError, emit_c
 
-    sys.path.insert(0, "bench")
-    from compile import generate
-
-    (dp,) = compile_specs(frontend.load_sources([SourceFile("g.sg", generate(20))]))
+    (dp,) = compile_specs(frontend.load_sources([SourceFile("g.sg", chain_site(20))]))
     # 20 chains: their runtime tables, registers, counters and meters (const tables are code)
     with pytest.raises(XdpBackendError, match=r"needs (\d+) BPF maps .* the kernel allows 64 per program") as err:
         emit_c(dp.program)
