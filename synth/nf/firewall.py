@@ -38,13 +38,12 @@ def lower(nf, low) -> tuple:
         # (p4c warns about an action nothing uses, and leaves it out of the P4Info).
         return (Call(low.action(nf.params.default, body=bodies[nf.params.default])),)
     verdict = {v: low.action(v, body=body) for v, body in bodies.items()}
-    allow, deny = verdict["allow"], verdict["deny"]
     default = ActionCall(verdict[nf.params.default])
     keys, entries = rule_table([(r.match, ActionCall(verdict[r.action])) for r in nf.rules])
     acl = low.table(
         "acl",
         keys=keys,
-        actions=(allow, deny),
+        actions=tuple(verdict.values()),
         default=default,
         size=max(1, len(entries)),
         entries=tuple(entries),
