@@ -215,7 +215,7 @@ def _packet_burst(iface: str, data: bytes, rate: float):
 
 def _xdp_burst(iface: str, data: bytes, tx_object: Path):
     """The kernel's XDP traffic generator: ``BPF_PROG_RUN`` of an ``XDP_TX`` program in
-    live-frames mode sends each of ``repeat`` copies out of ``iface``."""
+    live-frames mode sends each of ``BURST`` copies of ``data`` out of ``iface``."""
     from mantra6g.targets import bpf
     from mantra6g.targets.bpf import BpfObject, _TestRunOpts
 
@@ -334,8 +334,8 @@ def build_bmv2(topo: Topology, name: str, p: Program) -> Bmv2Build:
     work = topo.work / f"bmv2-{name}"
     work.mkdir()
     out = bmv2.emit(p)
-    for name, text in out.files.items():
-        (work / name).write_text(text) if isinstance(text, str) else (work / name).write_bytes(text)
+    for file, text in out.files.items():
+        (work / file).write_text(text) if isinstance(text, str) else (work / file).write_bytes(text)
     stem = ident(p.name)
     return Bmv2Build(toolchain.compile_bmv2(work / f"{stem}.p4", work).json, out.files[f"{stem}.commands.txt"])
 
