@@ -166,7 +166,7 @@ def bench(name: str, sources: list[SourceFile], repeat: int, tool_repeat: int, w
         of = f"{len(compiled)} of {len(programs)} programs"
         if compiled:
             ratio = ours / theirs
-            versus.append(f"{lead}{theirs * 1e3:>8.1f} ms ({of})   ours/theirs {ratio:.3f}x")
+            versus.append(f"{lead}{theirs * 1e3:>8.1f} ms ({of})   ours/theirs {ratio:.2g}x")
             if len(compiled) == len(programs):
                 totals[backend.target].ours += ours
                 totals[backend.target].theirs += theirs
@@ -233,7 +233,7 @@ def main() -> None:
         t = totals[backend.target]
         if t.inputs:
             print(f"  {backend.target:<8}{len(t.inputs):>3} inputs   ours {t.ours * 1e3:>8.1f} ms   {backend.tool:<11}"
-                  f"{t.theirs * 1e3:>9.1f} ms   ours/theirs {t.ours / t.theirs:.3f}x")
+                  f"{t.theirs * 1e3:>9.1f} ms   ours/theirs {t.ours / t.theirs:.2g}x")
         else:
             print(f"  {backend.target:<8}none ({backend.tool} absent, or it refused a program of every input)")
 
