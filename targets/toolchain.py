@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,10 +55,21 @@ class ToolNotFound(MantraError):
 class ToolFailed(MantraError):
     """A P4 tool ran and reported errors."""
 
-    def __init__(self, cmd: list[str], output: str):
+    def __init__(self, cmd: list[str], output: str, returncode: int | None = None):
         super().__init__(f"{' '.join(cmd)} failed:\n{output.strip()}")
         self.cmd = cmd
         self.output = output
+        self.returncode = returncode
+
+    @property
+    def first_error(self) -> str:
+        """The tool's first error line (p4c's ``file(line): [...] error: ...``), past its
+        warnings; when no line says ``error``, how it ended and its last line."""
+        lines = [line.strip() for line in self.output.splitlines() if line.strip()]
+        said = (line for line in lines if re.search(r"\berror\b|compiler bug", line, re.IGNORECASE))
+        rc = self.returncode
+        ended = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
+        return next(said, f"{ended}, no error line; last: {lines[-1] if lines else '(no output)'}")
 
 
 def find(tool: str) -> Path | None:
@@ -99,7 +111,7 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> str:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise ToolFailed(cmd, output)
+        raise ToolFailed(cmd, output, proc.returncode)
     return output
 
 
