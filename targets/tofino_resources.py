@@ -358,9 +358,10 @@ def logical_tables(p: Program, extra: list[list[LogicalTable]] | None = None) ->
     return b.tables
 
 
-def place(tables: list[LogicalTable]) -> ResourceReport:
-    """Assign stages; raise :class:`TofinoResourceError` naming the table that overflows."""
-    usage = [[0, 0, 0] for _ in range(STAGES)]  # tables, sram, tcam
+def place(tables: list[LogicalTable], stages: int = STAGES) -> ResourceReport:
+    """Assign stages; raise :class:`TofinoResourceError` naming the table that overflows
+    and how many stages the program would need."""
+    usage = [[0, 0, 0] for _ in range(stages)]  # tables, sram, tcam
     placed: dict[str, Placement] = {}
     order: list[Placement] = []
     for i, t in enumerate(tables):
@@ -387,16 +388,19 @@ def place(tables: list[LogicalTable]) -> ResourceReport:
         # Find the first stage from `earliest` where the table starts, spreading what
         # does not fit into the following stages.
         while True:
-            if stage >= STAGES:
+            if stage >= stages:
+                binding = [d for d in deps if placed[d].last_stage + 1 == earliest] or deps
+                shown = ", ".join(binding[:3]) + (f" and {len(binding) - 3} more" if len(binding) > 3 else "")
                 raise TofinoResourceError(
-                    f"table '{t.name}' does not fit in Tofino-1's {STAGES} MAU stages: its dependencies "
-                    f"({', '.join(deps) or 'none'}) place it at stage {earliest} or later and the stages "
-                    "from there are full; shorten the chain of dependent tables or make tables smaller"
+                    f"table '{t.name}' does not fit in Tofino-1's {STAGES} MAU stages: the program needs "
+                    f"{place(tables, 4 * len(tables) + STAGES).stages_used}; its dependencies ({shown or 'none'}) "
+                    f"place it at stage {earliest} or later and the stages from there are full; shorten the chain "
+                    "of dependent tables (fewer NFs on this device, or split the chain over devices) or make tables smaller"
                 )
             left_sram, left_tcam, s, first = sram, tcam, stage, None
             ok = True
             while left_sram > 0 or left_tcam > 0 or first is None:
-                if s >= STAGES:
+                if s >= stages:
                     ok = False
                     break
                 room_t = usage[s][0] < TABLES_PER_STAGE

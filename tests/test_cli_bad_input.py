@@ -84,14 +84,15 @@ def test_a_failed_run_keeps_the_previous_output(site):
 
 
 def test_compile_of_a_site_is_all_or_nothing(tmp_path, monkeypatch):
-    # urllc_factory has two device programs; the second (host_factory_edge) does not fit
-    # Tofino. The first one's files must not be left behind, the old output must stay.
+    # urllc_factory has two device programs: the SmartNIC's goes to BMv2, the host's
+    # does not fit Tofino (64-bit registers). The first one's files must not be left
+    # behind, the old output must stay.
     monkeypatch.chdir(tmp_path)
     Path("f.sg").write_text(FACTORY)
     assert run_cli("compile", "f.sg", "-t", "bmv2", "-o", "out")[0] == 0
     Path("out/notes.txt").write_text("mine")
     before = snapshot(tmp_path)
-    code, stdout, err = run_cli("compile", "f.sg", "-t", "tofino", "-o", "out")
+    code, stdout, err = run_cli("compile", "f.sg", "-t", "smartnic=bmv2", "-t", "host=tofino", "-o", "out")
     assert_user_error(code, err, "device program 'host_factory_edge' (tofino)")
     assert snapshot(tmp_path) == before and stdout == ""
     assert sorted(p.name for p in Path("out").iterdir() if p.name.startswith(".")) == []  # no stage left

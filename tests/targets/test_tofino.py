@@ -28,6 +28,7 @@ from mantra6g.targets import p4check, tofino
 from mantra6g.targets.p4 import P4BackendError
 from mantra6g.targets.tofino_resources import STAGES, TofinoResourceError
 from tests.synth.test_dpir import router
+from tests.targets.corpus import emitted_programs
 from tests.targets.programs import PROGRAMS, example_programs, load_balancer, stateful
 
 
@@ -348,3 +349,27 @@ def test_a_masked_copy_is_slices():
     assert ("hdr.ipv4.flags[0:0] = 1w0; hdr.ipv4.flags[1:1] = hdr.ipv4.flags[1:1]; "
             "hdr.ipv4.flags[2:2] = 1w0;") in text
     assert "hdr.ipv4.ident[7:0] = 8w0; hdr.ipv4.ident[15:8] = hdr.ipv4.ident[15:8];" in text
+
+
+def test_a_read_and_write_of_one_cell_is_one_register_action():
+    """Consistency (bf-p4c refused the load balancer's read and later write of its flow
+    slot: "not able to allocate ... in the same stage along with Register"): Tofino's
+    stateful ALU reads and writes a register once per packet."""
+    reg = dpir.Register("seq", 32, 4)
+    control = (
+        dpir.RegisterRead("meta.n", "seq", Const(1, 2)),
+        dpir.RegisterWrite("seq", Const(1, 2), dpir.BinOp("+", Ref("meta.n"), Const(1, 32))),
+        dpir.RegisterRead("meta.m", "seq", Const(2, 2)),  # another cell: its own access
+        dpir.RegisterWrite("seq", Const(3, 2), Ref("meta.m")),
+        Apply("fib"),
+    )
+    p = router(name="seq", registers=(reg,), metadata=(dpir.MetaField("n", 32), dpir.MetaField("m", 32)),
+               control=control)
+    text = text_of(p)
+    p4check.check(text)
+    assert text.count("RegisterAction<") == 3
+    assert re.search(r"\(seq\) (seq_update_\d+) = \{\n\s+void apply\(inout bit<32> value, out bit<32> rv\) \{\n"
+                     r"\s+rv = value;\n\s+value = value \+ 32w1;\n", text)
+    lb = text_of(emitted_programs()["nf:load_balancer"]())
+    (action,) = re.findall(r"RegisterAction<bit<8>, bit<32>, bit<8>>\(g_lb_flows\) \w+ = \{.*?\n    \};", lb, re.S)
+    assert "if (value == 8w0) { value = meta.g_lb_chosen; }\n            rv = value;" in action  # the new backend
