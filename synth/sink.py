@@ -1,0 +1,184 @@
+"""Sinking: statements that only compute metadata for one branch, moved into it.
+
+A lowering may compute a value on every packet that only one branch uses: the load
+balancer looks its Maglev slot up before it reads the flow's affinity slot, because a
+switch must read and write that slot in one access (Tofino's stateful ALU), though only
+a new flow (``if (backend == 0)``) uses the result. A CPU target has no such rule, so
+its backend moves such statements to the start of the branch that reads what they
+write, and skips them for every other packet::
+
+    p = sink(program)   # the same behaviour, less work on the paths that do not need it
+
+A statement is moved only when it writes nothing but metadata (assignments, hashes,
+ifs of those, tables whose actions only assign metadata), what it writes is read in
+that branch (or by the statements moved with it) and nowhere else, and nothing between
+it and the branch writes what it reads or writes, or changes a header.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mantra6g.synth.dpir import (
+    Apply,
+    Assign,
+    Call,
+    Count,
+    Drop,
+    Expr,
+    Forward,
+    Hash,
+    If,
+    IsValid,
+    MeterExec,
+    Program,
+    ReadTimestamp,
+    Ref,
+    RegisterRead,
+    RegisterWrite,
+    Stmt,
+    operands,
+)
+
+UNKNOWN = "*"  # a write the pass does not follow: a header pushed, popped or copied
+
+
+def _reads(e: Expr) -> set[str]:
+    if isinstance(e, Ref):
+        return set() if e.path.startswith("param.") else {e.path}
+    if isinstance(e, IsValid):
+        return {f"{e.header}.$valid"}
+    return set().union(*(_reads(x) for x in operands(e)))
+
+
+class _Sinker:
+    def __init__(self, p: Program):
+        self.p = p
+
+    # -- what a statement reads and writes ----------------------------------------
+    def pure(self, s: Stmt) -> bool:
+        """Writes only metadata, and nothing else happens (no drop, state, header)."""
+        if isinstance(s, (Assign, Hash)):
+            return s.target.startswith("meta.")
+        if isinstance(s, If):
+            return all(self.pure(x) for x in s.then + s.orelse)
+        if isinstance(s, Apply) and not s.on_hit and not s.on_miss:
+            t = self.p.table(s.table)
+            names = set(t.actions) | {t.default.action}
+            return all(isinstance(x, Assign) and x.target.startswith("meta.")
+                       for a in names for x in self.p.action(a).body)
+        return False
+
+    def effects(self, body, skip: frozenset[int] = frozenset()) -> tuple[set[str], set[str]]:
+        """(fields read, fields written) by ``body``, leaving out the statements whose
+        ``id`` is in ``skip`` (for an ``If``: its ``then`` branch, ``-id``); a write the
+        pass does not follow is :data:`UNKNOWN`."""
+        reads: set[str] = set()
+        writes: set[str] = set()
+        for s in body:
+            if id(s) in skip:
+                continue
+            for e in _exprs(s):
+                reads |= _reads(e)
+            if isinstance(s, (Assign, Hash)):
+                writes.add(s.target)
+            elif isinstance(s, If):
+                for branch in ((s.then,) if -id(s) not in skip else ()) + (s.orelse,):
+                    r, w = self.effects(branch, skip)
+                    reads |= r
+                    writes |= w
+            elif isinstance(s, Apply):
+                t = self.p.table(s.table)
+                reads |= {k.field for k in t.keys}
+                for a in set(t.actions) | {t.default.action}:
+                    r, w = self.effects(self.p.action(a).body, skip)
+                    reads |= r
+                    writes |= w
+                for branch in (s.on_hit, s.on_miss):
+                    r, w = self.effects(branch, skip)
+                    reads |= r
+                    writes |= w
+            elif isinstance(s, Call):
+                r, w = self.effects(self.p.action(s.action).body, skip)
+                reads |= r
+                writes |= w
+            elif isinstance(s, Drop):
+                writes.add("std.drop")
+            elif isinstance(s, Forward):
+                writes |= {"std.egress_port", "std.forwarded"}
+            elif isinstance(s, (RegisterRead, MeterExec, ReadTimestamp)):
+                writes.add(s.target)
+            elif not isinstance(s, (RegisterWrite, Count)):  # state, which no movable statement reads
+                writes.add(UNKNOWN)  # a header pushed, popped or copied; a packet to the host
+        return reads, writes
+
+    # -- the pass ---------------------------------------------------------------
+    def body(self, body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+        out = list(body)
+        j = 0
+        while j < len(out):
+            s = out[j]
+            if isinstance(s, If) and s.then:
+                moved, kept = self.movable(out[:j], s)
+                if moved:
+                    s = dataclasses.replace(s, then=tuple(moved) + s.then)
+                    out = kept + [s] + out[j + 1:]
+                    j = len(kept)
+            j += 1
+        return tuple(self.inner(s) for s in out)
+
+    def inner(self, s: Stmt) -> Stmt:
+        if isinstance(s, If):
+            return dataclasses.replace(s, then=self.body(s.then), orelse=self.body(s.orelse))
+        if isinstance(s, Apply):
+            return dataclasses.replace(s, on_hit=self.body(s.on_hit), on_miss=self.body(s.on_miss))
+        return s
+
+    def movable(self, before: list[Stmt], target: If) -> tuple[list[Stmt], list[Stmt]]:
+        """The statements of ``before`` that can move into ``target.then`` (in order),
+        and those that stay."""
+        moved: list[Stmt] = []
+        kept = list(before)
+        for m in range(len(before) - 1, -1, -1):
+            s = before[m]
+            if not self.pure(s):
+                continue
+            reads, writes = self.effects([s])
+            b_reads, b_writes = self.effects(kept[m + 1:])
+            if writes & b_reads or (reads | writes) & b_writes:
+                continue
+            if UNKNOWN in b_writes and any(not r.startswith("meta.") for r in reads):
+                continue  # a header may change in between
+            # read nowhere else: the program without this, what moves with it and the branch
+            skip = frozenset({id(x) for x in moved} | {id(s), -id(target)})
+            elsewhere, _ = self.effects(self.p.control, skip)
+            if writes & (elsewhere | _reads(target.cond) | self._parser_reads()):
+                continue
+            if not writes & self.effects(target.then + tuple(moved))[0]:
+                continue  # nothing there reads it (a dead store stays where it is)
+            moved.insert(0, s)
+            kept.pop(m)
+        return moved, kept
+
+    def _parser_reads(self) -> set[str]:
+        out: set[str] = set()
+        for st in self.p.parser:
+            for e in (*st.select, *((st.verify,) if st.verify is not None else ())):
+                out |= _reads(e)
+        return out
+
+
+def _exprs(s: Stmt) -> list[Expr]:
+    """The expressions a statement evaluates itself (not those of nested statements)."""
+    if isinstance(s, Assign):
+        return [s.value]
+    if isinstance(s, Hash):
+        return list(s.inputs)
+    if isinstance(s, If):
+        return [s.cond]
+    return [v for v in (getattr(s, f, None) for f in ("index", "value", "port")) if isinstance(v, Expr)]
+
+
+def sink(p: Program) -> Program:
+    """``p`` with metadata computed only for one branch moved into it (module docstring)."""
+    return dataclasses.replace(p, control=_Sinker(p).body(p.control))
