@@ -18,6 +18,7 @@ it and the branch writes what it reads or writes, or changes a header.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 from mantra6g.synth.dpir import (
     Apply,
@@ -38,6 +39,8 @@ from mantra6g.synth.dpir import (
     RegisterWrite,
     Stmt,
     operands,
+    walk,
+    walk_body,
 )
 
 UNKNOWN = "*"  # a write the pass does not follow: a header pushed, popped or copied
@@ -54,6 +57,9 @@ def _reads(e: Expr) -> set[str]:
 class _Sinker:
     def __init__(self, p: Program):
         self.p = p
+        # Statements are told apart by identity: one that occurs twice (a shared tuple)
+        # is never moved nor moved into.
+        self.twice = {k for k, n in Counter(id(s) for s in walk(p)).items() if n > 1}
 
     # -- what a statement reads and writes ----------------------------------------
     def pure(self, s: Stmt) -> bool:
@@ -118,7 +124,7 @@ class _Sinker:
         j = 0
         while j < len(out):
             s = out[j]
-            if isinstance(s, If) and s.then:
+            if isinstance(s, If) and s.then and id(s) not in self.twice:
                 moved, kept = self.movable(out[:j], s)
                 if moved:
                     s = dataclasses.replace(s, then=tuple(moved) + s.then)
@@ -141,7 +147,7 @@ class _Sinker:
         kept = list(before)
         for m in range(len(before) - 1, -1, -1):
             s = before[m]
-            if not self.pure(s):
+            if not self.pure(s) or any(id(x) in self.twice for x in walk_body((s,))):
                 continue
             reads, writes = self.effects([s])
             b_reads, b_writes = self.effects(kept[m + 1:])
