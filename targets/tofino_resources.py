@@ -358,10 +358,24 @@ def logical_tables(p: Program, extra: list[list[LogicalTable]] | None = None) ->
     return b.tables
 
 
+def _critical_chain(placed: dict[str, Placement], deps: list[str], kinds: dict[str, str]) -> str:
+    """The DP-IR tables on the longest chain of dependencies that ends in ``deps``, first
+    to last, with their stages (the statement and epilogue tables between are counted,
+    not named)."""
+    chain, step = [], deps
+    while step:
+        last = max(step, key=lambda d: placed[d].last_stage)
+        chain.append(last)
+        step = list(placed[last].depends_on)
+    named = [f"'{n}' (stage {placed[n].first_stage})" for n in reversed(chain) if kinds.get(n) == "table"]
+    return " -> ".join(named) if named else "of statements"
+
+
 def place(tables: list[LogicalTable], stages: int = STAGES) -> ResourceReport:
     """Assign stages; raise :class:`TofinoResourceError` naming the table that overflows
     and how many stages the program would need."""
     usage = [[0, 0, 0] for _ in range(stages)]  # tables, sram, tcam
+    kinds = {t.name: t.kind for t in tables}
     placed: dict[str, Placement] = {}
     order: list[Placement] = []
     for i, t in enumerate(tables):
@@ -389,13 +403,11 @@ def place(tables: list[LogicalTable], stages: int = STAGES) -> ResourceReport:
         # does not fit into the following stages.
         while True:
             if stage >= stages:
-                binding = [d for d in deps if placed[d].last_stage + 1 == earliest] or deps
-                shown = ", ".join(binding[:3]) + (f" and {len(binding) - 3} more" if len(binding) > 3 else "")
                 raise TofinoResourceError(
                     f"table '{t.name}' does not fit in Tofino-1's {STAGES} MAU stages: the program needs "
-                    f"{place(tables, 4 * len(tables) + STAGES).stages_used}; its dependencies ({shown or 'none'}) "
-                    f"place it at stage {earliest} or later and the stages from there are full; shorten the chain "
-                    "of dependent tables (fewer NFs on this device, or split the chain over devices) or make tables smaller"
+                    f"{place(tables, 4 * len(tables) + STAGES).stages_used}, along the chain of dependent tables "
+                    f"{_critical_chain(placed, deps, kinds)}; shorten it (fewer NFs on this device, or split the chain "
+                    "over devices) or make tables smaller"
                 )
             left_sram, left_tcam, s, first = sram, tcam, stage, None
             ok = True
