@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from mantra6g.source import SourceFile
 from mantra6g.synth import frontend
 from mantra6g.synth.compose import compile_specs
 from mantra6g.synth.dpir import Lpm
+from mantra6g.targets import xdp
 
 pytestmark = pytest.mark.root
 
@@ -58,9 +60,13 @@ def site(tmp_path):
         lab.mac = {f"{ns}/{i}": _mac(lab, ns, i) for ns, i in (("h1", "h1-eth0"), ("h2", "h2-eth0"),
                                                                  ("dut", "dut-eth1"), ("dut", "dut-eth2"))}
         lab.work = tmp_path
-        yield lab
-        for o in passes:
-            o.close()
+        try:
+            yield lab
+        finally:
+            for o in passes:
+                o.close()
+            # The dut's pinned maps outlive its namespace (bpffs is the host's): remove them.
+            shutil.rmtree(xdp.PIN_ROOT / lab.ns("dut"), ignore_errors=True)
 
 
 def _mac(lab, ns: str, iface: str) -> str:
