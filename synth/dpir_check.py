@@ -59,6 +59,16 @@ VALID_SUFFIX = "$valid"
 MATCH_KINDS = {"exact": Exact, "lpm": Lpm, "ternary": Ternary, "range": Range}
 
 
+def expr_reads(e: dpir.Expr) -> set[str]:
+    """The fields ``e`` reads (``h.$valid`` for a validity test; action parameters are
+    not fields)."""
+    if isinstance(e, dpir.Ref):
+        return set() if e.path.startswith("param.") else {e.path}
+    if isinstance(e, dpir.IsValid):
+        return {f"{e.header}.{VALID_SUFFIX}"}
+    return set().union(*(expr_reads(x) for x in dpir.operands(e)))
+
+
 class DpirError(Exception):
     """An ill-formed DP-IR program (a bug in whatever produced it)."""
 

@@ -30,28 +30,18 @@ from mantra6g.synth.dpir import (
     Forward,
     Hash,
     If,
-    IsValid,
     MeterExec,
     Program,
     ReadTimestamp,
-    Ref,
     RegisterRead,
     RegisterWrite,
     Stmt,
-    operands,
     walk,
     walk_body,
 )
+from mantra6g.synth.dpir_check import expr_reads
 
 UNKNOWN = "*"  # a write the pass does not follow: a header pushed, popped or copied
-
-
-def _reads(e: Expr) -> set[str]:
-    if isinstance(e, Ref):
-        return set() if e.path.startswith("param.") else {e.path}
-    if isinstance(e, IsValid):
-        return {f"{e.header}.$valid"}
-    return set().union(*(_reads(x) for x in operands(e)))
 
 
 class _Sinker:
@@ -85,7 +75,7 @@ class _Sinker:
             if id(s) in skip:
                 continue
             for e in _exprs(s):
-                reads |= _reads(e)
+                reads |= expr_reads(e)
             if isinstance(s, (Assign, Hash)):
                 writes.add(s.target)
             elif isinstance(s, If):
@@ -158,7 +148,7 @@ class _Sinker:
             # read nowhere else: the program without this, what moves with it and the branch
             skip = frozenset({id(x) for x in moved} | {id(s), -id(target)})
             elsewhere, _ = self.effects(self.p.control, skip)
-            if writes & (elsewhere | _reads(target.cond) | self._parser_reads()):
+            if writes & (elsewhere | expr_reads(target.cond) | self._parserexpr_reads()):
                 continue
             if not writes & self.effects(target.then + tuple(moved))[0]:
                 continue  # nothing there reads it (a dead store stays where it is)
@@ -166,11 +156,11 @@ class _Sinker:
             kept.pop(m)
         return moved, kept
 
-    def _parser_reads(self) -> set[str]:
+    def _parserexpr_reads(self) -> set[str]:
         out: set[str] = set()
         for st in self.p.parser:
             for e in (*st.select, *((st.verify,) if st.verify is not None else ())):
-                out |= _reads(e)
+                out |= expr_reads(e)
         return out
 
 

@@ -48,19 +48,16 @@ from mantra6g.synth.dpir import (
     Forward,
     Hash,
     If,
-    IsValid,
     MeterExec,
     Program,
     ReadTimestamp,
-    Ref,
     RegisterRead,
     RegisterWrite,
     SetInvalid,
     SetValid,
     Stmt,
-    operands,
 )
-from mantra6g.synth.dpir_check import VALID_SUFFIX
+from mantra6g.synth.dpir_check import VALID_SUFFIX, expr_reads
 
 STAGES = 12
 TABLES_PER_STAGE = 16
@@ -183,14 +180,6 @@ def stateful_cost(p: Program, body: Iterable[Stmt]) -> int:
 
 
 # ---------------------------------------------------------------- reads and writes
-
-
-def expr_reads(e: Expr) -> set[str]:
-    if isinstance(e, Ref):
-        return set() if e.path.startswith("param.") else {e.path}
-    if isinstance(e, IsValid):
-        return {f"{e.header}.{VALID_SUFFIX}"}
-    return set().union(*(expr_reads(x) for x in operands(e)))
 
 
 def fits_gateway(p: Program, e: Expr, params: tuple[dpir.ActionParam, ...] = ()) -> bool:
