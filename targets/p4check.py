@@ -259,6 +259,8 @@ class _Checker:
 
     def run(self) -> list[str]:
         decls = [d for d in self.tree.children if isinstance(d, Tree)]
+        for d in decls:  # a control's annotations (bf-p4c's @pa_* pragmas) say nothing about types
+            d.children = [c for c in d.children if not (isinstance(c, Tree) and c.data == "annotation")]
         for d in decls:
             if d.data in ("header_type_declaration", "struct_type_declaration"):
                 self.types[str(d.children[0])] = {}

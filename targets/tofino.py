@@ -33,6 +33,7 @@ How DP-IR's semantics map onto TNA (docs/targets.md has the long form):
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from mantra6g.synth import dpir
@@ -57,6 +58,7 @@ from mantra6g.synth.dpir import (
     Stmt,
 )
 from mantra6g.synth.dpir_check import validate
+from mantra6g.synth.motion import hoist
 from mantra6g.targets import p4
 from mantra6g.targets.p4 import (
     INDENT,
@@ -84,6 +86,8 @@ def emit(program: Program) -> P4Output:
     for what TNA cannot express.
     """
     validate(program)
+    _one_access_per_register(program)
+    program = hoist(program)  # guarded pure work starts in the pipeline's first stages
     pr = TnaPrinter(program)
     text = pr.program_text()
     report = place(logical_tables(program, pr.resource_extras) + pr.epilogue_tables())
@@ -232,9 +236,52 @@ class TnaPrinter(P4Printer):
                 # A byte each: bf-p4c puts tables writing bits of one PHV container in
                 # successive stages (nf:classifier: 7 stages with 1-bit flags, 5 with bytes).
                 self.temps.append((flag, 8))
-                out.append(f"if ({self.cond(atom, ctx)}) {{ meta.std.{flag} = 8w1; }}")
+                if fits_gateway(self.p, atom, ctx.params):
+                    out.append(f"if ({self.cond(atom, ctx)}) {{ meta.std.{flag} = 8w1; }}")
+                else:
+                    out.append(self.atom_table(atom, flag, ctx))
                 flags[atom] = f"meta.std.{flag} == 8w1"
         return out + self.if_stmt(s, ctx, self.flag_cond(s.cond, flags, ctx))
+
+    def atom_table(self, atom: Expr, flag: str, ctx: _Ctx) -> str:
+        """A comparison no gateway can make (a range on more than 12 bits, an equality on
+        more than 4 bytes) as a one-entry table setting ``flag``: a range, exact or
+        ternary match of the field against the constant."""
+        rel = _field_relation(atom)
+        if rel is None:
+            raise P4BackendError(
+                f"program '{self.p.name}': the condition {self.cond(atom, ctx)} compares more than a Tofino "
+                "gateway can (4 bytes, 12 bits of ranges) and is not a field against a constant: compile this "
+                "device for bmv2 or xdp"
+            )
+        path, mask, op, c = rel
+        w = self.p.width_of(path, ctx.params)
+        top = (1 << w) - 1
+        mask = top if mask < 0 else mask & top
+        key = self.ref(path, ctx)
+        set_, none = f"{flag}_set", f"{flag}_keep"
+        self.extra_actions.append(f"action {set_}() {{\n{INDENT}meta.std.{flag} = 8w1;\n}}")
+        self.extra_actions.append(f"action {none}() {{\n}}")
+        default = none
+        if op in ("==", "!="):
+            kind = "exact" if mask == top else "ternary"
+            match = lit(c, w) if mask == top else f"{lit(c, w)} &&& {lit(mask, w)}"
+            # a constant with bits outside the mask is never equal: no entry
+            entries = [f"{match}: {none if op == '!=' else set_}();"] if not c & ~mask else []
+            default = set_ if op == "!=" else none
+        else:
+            kind = "range"
+            lo, hi = {"<": (0, c - 1), "<=": (0, c), ">": (c + 1, top), ">=": (c, top)}[op]
+            entries = [f"{lit(lo, w)} .. {lit(hi, w)}: {set_}();"] if lo <= hi else []
+        body = "\n".join(INDENT * 2 + e for e in entries)
+        self.extra_tables.append(
+            f"// {self.cond(atom, ctx)}\n"
+            f"table {flag}_match {{\n{INDENT}key = {{\n{INDENT * 2}{key}: {kind};\n{INDENT}}}\n"
+            f"{INDENT}actions = {{\n{INDENT * 2}{set_};\n{INDENT * 2}{none};\n{INDENT}}}\n"
+            f"{INDENT}const default_action = {default}();\n{INDENT}size = 1;\n"
+            f"{INDENT}const entries = {{\n{body}\n{INDENT}}}\n}}"
+        )
+        return f"{flag}_match.apply();"
 
     def flag_cond(self, e: Expr, flags: dict[Expr, str], ctx: _Ctx) -> str:
         if e in flags:
@@ -373,7 +420,8 @@ class TnaPrinter(P4Printer):
             + (f"{INDENT * 2}{body}\n{INDENT * 2}rv = value;\n" if renew else f"{INDENT * 2}rv = value;\n{INDENT * 2}{body}\n")
             + f"{INDENT}}}\n}};"
         )
-        return [f"{self.ref(s.target, ctx)} = {act}.execute({self.index(s.index, reg.size, ctx)});"]
+        first, index = self.index(s.index, reg.size, ctx)
+        return first + [f"{self.ref(s.target, ctx)} = {act}.execute({index});"]
 
     def fresh(self, prefix: str) -> str:
         self.n += 1
@@ -401,17 +449,25 @@ class TnaPrinter(P4Printer):
             )
         return super().ref(path, ctx)
 
-    def index(self, e: Expr, size: int, ctx: _Ctx) -> str:
+    def index(self, e: Expr, size: int, ctx: _Ctx) -> tuple[list[str], str]:
+        """(statements first, the index) of an extern access: bf-p4c takes a field (or a
+        constant) as the index, so anything else is computed into a temporary first
+        (dpir:wrapped: "the index is too complex")."""
         if isinstance(e, p4.Const):
-            return lit(e.value % size, 32)
+            return [], lit(e.value % size, 32)
         w = self.width(e, ctx)
         text = self.value(e, ctx, 32)
-        if (1 << w) <= size:
-            return text
-        if size & (size - 1) == 0:
-            return f"{p4.paren(text)} & {lit(size - 1, 32)}"
-        self.notes.append(f"an index wider than its {size}-cell extern is not wrapped on Tofino (the interpreter wraps)")
-        return text
+        if (1 << w) > size:
+            if size & (size - 1) == 0:
+                text = f"{p4.paren(text)} & {lit(size - 1, 32)}"
+            else:
+                self.notes.append(f"an index wider than its {size}-cell extern is not wrapped on Tofino (the "
+                                  "interpreter wraps)")
+        if isinstance(e, Ref) and text == self.value(e, ctx, 32):
+            return [], text
+        temp = self.fresh("index")
+        self.temps.append((temp, 32))
+        return [f"meta.std.{temp} = {text};"], f"meta.std.{temp}"
 
     # -- hash -----------------------------------------------------------------
     def hash_stmt(self, s: Hash, ctx: _Ctx) -> list[str]:
@@ -499,10 +555,11 @@ class TnaPrinter(P4Printer):
             f"RegisterAction<bit<{sw}>, bit<32>, bit<{sw}>>({ident(reg.name)}) {act} = {{\n"
             f"{INDENT}void apply(inout bit<{sw}> value, out bit<{sw}> rv) {{\n{INDENT * 2}rv = value;\n{INDENT}}}\n}};"
         )
-        value = f"{act}.execute({self.index(s.index, reg.size, ctx)})"
+        first, index = self.index(s.index, reg.size, ctx)
+        value = f"{act}.execute({index})"
         if sw != reg.width:
             value = f"(bit<{reg.width}>){value}"
-        return [f"{self.ref(s.target, ctx)} = {value};"]
+        return first + [f"{self.ref(s.target, ctx)} = {value};"]
 
     def register_write(self, s: RegisterWrite, ctx: _Ctx) -> list[str]:
         reg = self.p.register(s.register)
@@ -515,21 +572,21 @@ class TnaPrinter(P4Printer):
             f"RegisterAction<bit<{sw}>, bit<32>, bit<{sw}>>({ident(reg.name)}) {act} = {{\n"
             f"{INDENT}void apply(inout bit<{sw}> value) {{\n{INDENT * 2}value = meta.std.{temp};\n{INDENT}}}\n}};"
         )
-        return [
-            f"meta.std.{temp} = {self.value(s.value, ctx, sw)};",
-            f"{act}.execute({self.index(s.index, reg.size, ctx)});",
-        ]
+        first, index = self.index(s.index, reg.size, ctx)
+        return first + [f"meta.std.{temp} = {self.value(s.value, ctx, sw)};", f"{act}.execute({index});"]
 
     def count(self, s: Count, ctx: _Ctx) -> list[str]:
         c = self.p.counter(s.counter)
-        return [f"{ident(c.name)}.count({self.index(s.index, c.size, ctx)});"]
+        first, index = self.index(s.index, c.size, ctx)
+        return first + [f"{ident(c.name)}.count({index});"]
 
     def meter(self, s: MeterExec, ctx: _Ctx) -> list[str]:
         m = self.p.meter(s.meter)
         w = self.p.width_of(s.target, ctx.params)
         # MeterColor_t: GREEN = 0, YELLOW = 1, RED = 3; bit 1 gives DP-IR's 0 / 2.
-        colour = f"{ident(m.name)}.execute({self.index(s.index, m.size, ctx)}) & 8w2"
-        return [f"{self.ref(s.target, ctx)} = (bit<{w}>)({colour});"]
+        first, index = self.index(s.index, m.size, ctx)
+        colour = f"{ident(m.name)}.execute({index}) & 8w2"
+        return first + [f"{self.ref(s.target, ctx)} = (bit<{w}>)({colour});"]
 
     def timestamp(self, s: ReadTimestamp, ctx: _Ctx) -> list[str]:
         w = self.p.width_of(s.target, ctx.params)
@@ -560,6 +617,14 @@ class TnaPrinter(P4Printer):
         out.append("meta.std.ingress_port = ig_intr_md.ingress_port;")
         return out + [f"meta.{ident(m.name)} = 0;" for m in self.p.metadata]
 
+    def pragmas(self) -> list[str]:
+        """bf-p4c packs 1-bit metadata (the NFs' visit flags, drop) into shared PHV
+        containers, and tables writing bits of one container go to successive stages:
+        each gets a container of its own (merged:tunnel: 11 stages, 10 with this)."""
+        flags = [f"meta.std.{n}" for n, w in self.std_fields() if w == 1]
+        flags += [f"meta.{ident(m.name)}" for m in self.p.metadata if m.width == 1]
+        return [f'@pa_solitary("ingress", "{f}")' for f in flags]
+
     def program_text(self) -> str:
         p = self.p
         body = self.control_body()  # first: it declares externs, temporaries, tables
@@ -571,6 +636,7 @@ class TnaPrinter(P4Printer):
             doc=(p.doc or f"DP-IR program {p.name}").replace("*/", "* /").splitlines()[0],
             header_types=self.header_types(),
             structs=self.structs(),
+            pragmas="".join(f"{x}\n" for x in self.pragmas()),
             meta_init=p4.indent_block("\n".join(self.meta_init()), 2),
             states=p4.indent_block(parser, 1),
             externs=p4.indent_block("\n".join(self.stateful_externs() + self.externs), 1),
@@ -585,16 +651,34 @@ class TnaPrinter(P4Printer):
 
 
 def _set_after(body, h: str) -> set[str]:
-    """The fields of ``h`` that the leading assignments of ``body`` set before anything
-    reads them (whose zero nothing can see)."""
+    """The fields of ``h`` that the leading statements of ``body`` set before anything
+    reads them (whose zero nothing can see): assignments, timestamps, and ``if``s that
+    set a field in both branches (the monitor's ``mtel.type_`` from the VLAN's or the
+    Ethernet header's type; a zeroing first costs bf-p4c a stage)."""
     out, read = set(), set()
+
+    def reads(e: Expr) -> set[str]:
+        return {x.path[len(h) + 1:] for x in p4.iter_exprs(e) if isinstance(x, Ref) and x.path.startswith(h + ".")}
+
     for s in body:
-        if not isinstance(s, Assign):
+        if isinstance(s, Assign):
+            read |= reads(s.value) - out
+            target = s.target
+        elif isinstance(s, ReadTimestamp):
+            target = s.target
+        elif isinstance(s, If) and s.orelse:
+            read |= reads(s.cond) - out
+            both = _set_after(s.then, h) & _set_after(s.orelse, h)
+            if not all(isinstance(x, (Assign, ReadTimestamp)) or (isinstance(x, If) and x.orelse)
+                       for x in dpir.walk_body(s.then + s.orelse)):
+                break  # a branch does more than set fields: stop here
+            read |= {r for x in dpir.walk_body(s.then + s.orelse) if isinstance(x, Assign) for r in reads(x.value)} - out
+            out |= both
+            continue
+        else:
             break
-        read |= {e.path[len(h) + 1:] for e in p4.iter_exprs(s.value)
-                 if isinstance(e, Ref) and e.path.startswith(h + ".")} - out
-        if s.target.startswith(h + "."):
-            out.add(s.target[len(h) + 1:])
+        if target.startswith(h + "."):
+            out.add(target[len(h) + 1:])
     return out - read
 
 
@@ -644,6 +728,64 @@ def _computes_checksum(s: Stmt) -> bool:
 def _checksummed(p: Program) -> dict[str, str]:
     return {s.target.rpartition(".")[0]: p.header(s.target.rpartition(".")[0]).type
             for s in dpir.walk(p) if _computes_checksum(s)}
+
+
+def _one_access_per_register(p: Program) -> None:
+    """Refuses a program that accesses one register twice on one packet's path: Tofino's
+    stateful ALU reaches a register once per packet (a read and the write of the same
+    cell just after it fuse into one ``RegisterAction``: TnaPrinter.fusable)."""
+    def path_max(body) -> Counter:
+        total: Counter = Counter()
+        skip = False
+        for i, s in enumerate(body):
+            if skip:
+                skip = False
+                continue
+            here: Counter = Counter()
+            if isinstance(s, (RegisterRead, RegisterWrite)):
+                here[s.register] = 1
+                nxt = body[i + 1] if i + 1 < len(body) else None
+                write = nxt.then[0] if isinstance(nxt, If) and not nxt.orelse and nxt.then else nxt
+                skip = (isinstance(s, RegisterRead) and isinstance(write, RegisterWrite)
+                        and (write.register, write.index) == (s.register, s.index))
+            elif isinstance(s, If):
+                here = path_max(s.then) | path_max(s.orelse)
+            elif isinstance(s, dpir.Apply):
+                t = p.table(s.table)
+                for a in {*t.actions, t.default.action}:
+                    here |= path_max(p.action(a).body)
+                here.update(path_max(s.on_hit) | path_max(s.on_miss))
+            elif isinstance(s, dpir.Call):
+                here = path_max(p.action(s.action).body)
+            total.update(here)
+        return total
+
+    twice = [r for r, n in path_max(p.control).items() if n > 1]
+    if twice:
+        raise P4BackendError(
+            f"program '{p.name}' accesses register '{twice[0]}' more than once on one packet's path; Tofino's "
+            "stateful ALU reaches a register once per packet (a read and a write of the same cell just after it "
+            "are one access): compile this device for bmv2 or xdp"
+        )
+
+
+def _field_relation(e: Expr) -> tuple[str, int, str, int] | None:
+    """``(field, mask, op, constant)`` when ``e`` is ``field op c`` or ``(field & m) op c``
+    (the constant on either side; a mask only with ``==``/``!=``)."""
+    if not (isinstance(e, BinOp) and e.op in dpir.COMPARE_OPS):
+        return None
+    flip = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+    left, op, right = e.left, e.op, e.right
+    if isinstance(left, Const):
+        left, op, right = right, flip[op], left
+    if not isinstance(right, Const):
+        return None
+    if isinstance(left, Ref):
+        return left.path, -1, op, right.value
+    if (isinstance(left, BinOp) and left.op == "&" and isinstance(left.left, Ref) and isinstance(left.right, Const)
+            and op in ("==", "!=")):
+        return left.left.path, left.right.value, op, right.value
+    return None
 
 
 def _comparisons(e: Expr) -> list[Expr]:

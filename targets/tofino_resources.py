@@ -183,12 +183,27 @@ def stateful_cost(p: Program, body: Iterable[Stmt]) -> int:
 
 
 def fits_gateway(p: Program, e: Expr, params: tuple[dpir.ActionParam, ...] = ()) -> bool:
-    """Whether one gateway can evaluate condition ``e``: its distinct fields in 4 bytes,
-    its validity bits in 12 (`ipv4.isValid() && ipv4.dst == X` fits, bf-p4c agrees)."""
+    """Whether one gateway can evaluate condition ``e``: its distinct fields in 4 bytes;
+    its validity bits and the fields it compares by order (``<``, ``>=``: a range, which
+    bf-p4c's gateway takes only in its 12 single bits) in 12 (`ipv4.isValid() &&
+    ipv4.dst == X` fits, `udp.dport >= 5000` does not: bf-p4c agrees)."""
     refs = expr_reads(e)
-    valid = [r for r in refs if r.endswith("." + VALID_SUFFIX)]
-    wide = sum(p.width_of(r, params) for r in refs if not r.endswith("." + VALID_SUFFIX))
-    return wide <= GATEWAY_BYTES_BITS and len(valid) <= GATEWAY_SINGLE_BITS
+    ranged = _ranged(e)
+    single = [r for r in refs if r.endswith("." + VALID_SUFFIX)]
+    wide = sum(p.width_of(r, params) for r in refs if not r.endswith("." + VALID_SUFFIX) and r not in ranged)
+    bits = len(single) + sum(p.width_of(r, params) for r in ranged)
+    return wide <= GATEWAY_BYTES_BITS and bits <= GATEWAY_SINGLE_BITS
+
+
+def _ranged(e: Expr) -> set[str]:
+    """The fields ``e`` compares with ``<``, ``<=``, ``>`` or ``>=``."""
+    if isinstance(e, dpir.BinOp):
+        if e.op in ("<", "<=", ">", ">="):
+            return expr_reads(e)
+        return _ranged(e.left) | _ranged(e.right)
+    if isinstance(e, dpir.UnOp):
+        return _ranged(e.operand)
+    return set()
 
 
 def _flatten(p: Program, body: Iterable[Stmt]) -> Iterable[Stmt]:

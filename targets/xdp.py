@@ -48,7 +48,7 @@ from mantra6g.synth import dpir
 from mantra6g.synth.dpir import Lpm, Program, Range, Table, Ternary
 from mantra6g.synth.dpir_check import VALID_SUFFIX, validate
 from mantra6g.synth.interp import TOKEN_SCALE
-from mantra6g.synth.sink import sink
+from mantra6g.synth.motion import sink
 from mantra6g.targets.xdp_emit import Printer, _Env, XdpBackendError, crc32_table, field_parts, state_maps, table_nargs
 
 MAX_MAPS = 64  # the kernel's limit of maps one BPF program may use (MAX_USED_MAPS)
@@ -98,7 +98,7 @@ def map_tables(p: Program) -> tuple[Table, ...]:
 def emit_c(p: Program, test_hooks: bool = False) -> str:
     """The C source of ``p`` as an XDP program."""
     validate(p)
-    p = sink(p)  # what only one branch needs, computed there (synth/sink.py)
+    p = sink(p)  # what only one branch needs, computed there (synth/motion.py)
     maps = len(map_tables(p)) + len(p.registers) + len(p.counters) + len(p.meters) + FIXED_MAPS
     if maps > MAX_MAPS:
         raise XdpBackendError(

@@ -33,8 +33,8 @@ def test_compile_tofino_reports_stages_and_refuses_what_it_cannot_hold(tmp_path)
     r = mantra("compile", "examples/6g_user_plane.sg", "-t", "tofino", "--device", "smartnic_edge_a", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "of 12 MAU stages" in r.stdout and "Pipeline(" in (tmp_path / "smartnic_edge_a.p4").read_text()
-    # the factory's SmartNIC chain (firewall, load balancer, monitor) needs more than 12
-    r = mantra("compile", "examples/urllc_factory.sg", "-t", "tofino", "--device", "smartnic_factory_edge", "-o", str(tmp_path))
+    # the two tenants on one SmartNIC (firewall, monitor, router; policer, load balancer) need more than 12
+    r = mantra("compile", "examples/edge_site_two_tenants.sg", "-t", "tofino", "--device", "smartnic_edge_b", "-o", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "does not fit in Tofino-1's 12 MAU stages" in r.stderr
     # the host program's 64-bit delay registers do not fit Tofino-1's 32-bit cells
     r = mantra("compile", "examples/urllc_factory.sg", "-t", "tofino", "--device", "host_factory_edge", "-o", str(tmp_path))

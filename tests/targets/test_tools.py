@@ -81,18 +81,17 @@ TNA_REFUSED: dict[str, str] = {
     "dpir:stateful": "register 'last_seen' holds 64 bits",
     "nf:latency_monitor": "register 'g_k_delay_sum' holds 64 bits",
     "example:urllc_factory:host_factory_edge": "register 'motion_control_mon_out_delay_sum' holds 64 bits",
-    # more than 12 stages in the model (bf-p4c places programs in 0-1 stage more than it)
+    # two stateful-ALU accesses of one register (a write at ttl, a read at ttl + 7)
+    "dpir:wrapped": "accesses register 'ttl_of' more than once on one packet's path",
+    # more than 12 stages in the model (bf-p4c places programs within a stage of it)
     "nf:chain": "does not fit in Tofino-1's 12 MAU stages",
     "example:edge_site_two_tenants:smartnic_edge_b": "does not fit in Tofino-1's 12 MAU stages",
-    "example:urllc_factory:smartnic_factory_edge": "does not fit in Tofino-1's 12 MAU stages",
-    "merged:lb_routers:smartnic_edge": "does not fit in Tofino-1's 12 MAU stages",
     "generated:20x5:smartnic_edge": "does not fit in Tofino-1's 12 MAU stages",
 }
 # What the real bf-p4c (p4c 1.2.5.16's Tofino back end) still refuses in the TNA output
-# (issue 13), with its reason. Strict: a fix makes the test fail until its line goes.
+# the model accepts: one stage more than 12, within the model's one-stage tolerance.
 BF_REFUSES: dict[str, str] = {
-    "dpir:wrapped": "an extern index wider than a non-power-of-two extern: 'the index is too complex'",
-    "merged:lb_leak:smartnic_edge": "13 stages where the model estimates 12 (bfas: 'tofino supports up to 12')",
+    "example:urllc_factory:smartnic_factory_edge": "13 stages where the model estimates 12 (bfas: 'tofino supports up to 12')",
 }
 
 

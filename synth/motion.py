@@ -1,8 +1,11 @@
-"""Sinking: statements that only compute metadata for one branch, moved into it.
+"""Code motion of pure metadata computations: *sinking* into the one branch that reads
+them (for a CPU, which pays for every statement it runs) and *hoisting* out of the
+branches (for a pipeline, which runs a table in parallel with others as soon as its
+inputs are ready, and where an ``if`` only delays what it guards).
 
-A lowering may compute a value on every packet that only one branch uses: the load
-balancer looks its Maglev slot up before it reads the flow's affinity slot, because a
-switch must read and write that slot in one access (Tofino's stateful ALU), though only
+Sinking. A lowering may compute a value on every packet that only one branch uses: the
+load balancer looks its Maglev slot up before it reads the flow's affinity slot, because
+a switch must read and write that slot in one access (Tofino's stateful ALU), though only
 a new flow (``if (backend == 0)``) uses the result. A CPU target has no such rule, so
 its backend moves such statements to the start of the branch that reads what they
 write, and skips them for every other packet::
@@ -13,6 +16,18 @@ A statement is moved only when it writes nothing but metadata (assignments, hash
 ifs of those, tables whose actions only assign metadata), what it writes is read in
 that branch (or by the statements moved with it) and nowhere else, and nothing between
 it and the branch writes what it reads or writes, or changes a header.
+
+Hoisting. On Tofino a statement under ``if (visit) { if (ipv4.dst == VIP) { ... } }``
+waits in the pipeline for both conditions, though a hash of the 5-tuple could start in
+the first stage: the load balancer's ``hash % size`` then Maglev lookup took 7 stages
+from the classifier instead of 4. The TNA backend lifts such statements out::
+
+    p = hoist(program)  # the same behaviour; guarded pure work starts earlier
+
+A statement leaves an ``if`` branch (and then the enclosing ones, innermost first) when
+it is pure as above, nothing before it in the branch touches what it reads or writes,
+the condition does not read what it writes, and every read of what it writes is later in
+that branch: on the other paths the value it computes is dead.
 """
 
 from __future__ import annotations
@@ -44,12 +59,17 @@ from mantra6g.synth.dpir_check import expr_reads
 UNKNOWN = "*"  # a write the pass does not follow: a header pushed, popped or copied
 
 
-class _Sinker:
+class _Motion:
     def __init__(self, p: Program):
         self.p = p
         # Statements are told apart by identity: one that occurs twice (a shared tuple)
         # is never moved nor moved into.
         self.twice = {k for k, n in Counter(id(s) for s in walk(p)).items() if n > 1}
+        self.reads = self.control_reads(p.control)  # conserved by moving statements
+        # Reads hoisting does not count (a shared action's, the parser's): a field read
+        # there is never hoisted.
+        self.opaque_reads = self._parserexpr_reads() | {
+            f for a in p.actions for s in walk_body(a.body) for e in _exprs(s) for f in expr_reads(e)}
 
     # -- what a statement reads and writes ----------------------------------------
     def pure(self, s: Stmt) -> bool:
@@ -108,7 +128,7 @@ class _Sinker:
                 writes.add(UNKNOWN)  # a header pushed, popped or copied; a packet to the host
         return reads, writes
 
-    # -- the pass ---------------------------------------------------------------
+    # -- sinking ----------------------------------------------------------------
     def body(self, body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
         out = list(body)
         j = 0
@@ -164,6 +184,63 @@ class _Sinker:
         return out
 
 
+    # -- hoisting ---------------------------------------------------------------
+    def hoist_body(self, body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+        out: list[Stmt] = []
+        for s in body:
+            s = self.hoist_inner(s)  # innermost first: what leaves an inner if may leave this one
+            if isinstance(s, If) and id(s) not in self.twice:
+                for branch in ("then", "orelse"):
+                    lifted, rest = self.liftable(s, getattr(s, branch))
+                    if lifted:
+                        out += lifted
+                        s = dataclasses.replace(s, **{branch: rest})
+            out.append(s)
+        return tuple(out)
+
+    def hoist_inner(self, s: Stmt) -> Stmt:
+        if isinstance(s, If):
+            return dataclasses.replace(s, then=self.hoist_body(s.then), orelse=self.hoist_body(s.orelse))
+        if isinstance(s, Apply):
+            return dataclasses.replace(s, on_hit=self.hoist_body(s.on_hit), on_miss=self.hoist_body(s.on_miss))
+        return s
+
+    def liftable(self, s: If, branch: tuple[Stmt, ...]) -> tuple[list[Stmt], tuple[Stmt, ...]]:
+        """The statements of ``branch`` that can run before ``s`` (in order), and the
+        branch without them."""
+        lifted: list[Stmt] = []
+        rest: list[Stmt] = []
+        cond = expr_reads(s.cond)
+        for k, x in enumerate(branch):
+            if self.pure(x) and not any(id(y) in self.twice for y in walk_body((x,))):
+                reads, writes = self.effects([x])
+                b_reads, b_writes = self.effects(rest)
+                later, own = self.control_reads(branch[k + 1:]), self.control_reads((x,))
+                if (
+                    not writes & (b_reads | b_writes | cond | self.opaque_reads)
+                    and not reads & b_writes
+                    and not (UNKNOWN in b_writes and any(not r.startswith("meta.") for r in reads))
+                    and all(self.reads[w] == later[w] + own[w] for w in writes)
+                    and any(later[w] for w in writes)  # a dead store stays where it is
+                ):
+                    lifted.append(x)
+                    continue
+            rest.append(x)
+        return lifted, tuple(rest)
+
+    def control_reads(self, body) -> Counter[str]:
+        """For each field, how many statements of ``body`` (nested ones included) read it."""
+        out: Counter[str] = Counter()
+        for s in walk_body(body):
+            fields: set[str] = set()
+            for e in _exprs(s):
+                fields |= expr_reads(e)
+            if isinstance(s, Apply):
+                fields |= {k.field for k in self.p.table(s.table).keys}
+            out.update(fields)
+        return out
+
+
 def _exprs(s: Stmt) -> list[Expr]:
     """The expressions a statement evaluates itself (not those of nested statements)."""
     if isinstance(s, Assign):
@@ -177,4 +254,10 @@ def _exprs(s: Stmt) -> list[Expr]:
 
 def sink(p: Program) -> Program:
     """``p`` with metadata computed only for one branch moved into it (module docstring)."""
-    return dataclasses.replace(p, control=_Sinker(p).body(p.control))
+    return dataclasses.replace(p, control=_Motion(p).body(p.control))
+
+
+def hoist(p: Program) -> Program:
+    """``p`` with pure metadata computations lifted out of the branches that guard them
+    (module docstring)."""
+    return dataclasses.replace(p, control=_Motion(p).hoist_body(p.control))
