@@ -27,7 +27,10 @@ from the classifier instead of 4. The TNA backend lifts such statements out::
 A statement leaves an ``if`` branch (and then the enclosing ones, innermost first) when
 it is pure as above, nothing before it in the branch touches what it reads or writes,
 the condition does not read what it writes, and every read of what it writes is later in
-that branch: on the other paths the value it computes is dead.
+that branch: on the other paths the value it computes is dead. It may then read a
+header that is not valid on those paths (P4: an unspecified value, unused), which the
+DP-IR validator refuses: the TNA backend hoists after validating, and nothing else
+hoists.
 """
 
 from __future__ import annotations

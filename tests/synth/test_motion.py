@@ -3,8 +3,7 @@ reads them, which the XDP backend applies, and hoisting them out of the branches
 the TNA backend applies. Consistency checks of the transformations; that they keep
 behaviour is judged by the RFC reference model: the XDP programs in the kernel
 (tests/oracle/test_targets.py, tests/targets/test_xdp.py), and the hoisted programs on
-the interpreter and real BMv2 (test_hoisted_programs_agree_with_the_reference,
-test_bmv2_runs_hoisted_programs_as_the_reference_says)."""
+the interpreter (test_hoisted_programs_agree_with_the_reference)."""
 
 from __future__ import annotations
 
