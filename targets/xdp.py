@@ -46,14 +46,23 @@ from pathlib import Path
 from mantra6g.errors import MantraError
 from mantra6g.synth import dpir
 from mantra6g.synth.dpir import Lpm, Program, Range, Table, Ternary
-from mantra6g.synth.dpir_check import VALID_SUFFIX, validate
+from mantra6g.synth.dpir_check import validate
 from mantra6g.synth.interp import TOKEN_SCALE
 from mantra6g.synth.motion import sink
-from mantra6g.targets.xdp_emit import Printer, _Env, XdpBackendError, crc32_table, field_parts, state_maps, table_nargs
+from mantra6g.targets.xdp_emit import (
+    Printer,
+    XdpBackendError,
+    _Env,
+    crc32_table,
+    field_parts,
+    key_width,
+    state_maps,
+    table_nargs,
+)
 
 MAX_MAPS = 64  # the kernel's limit of maps one BPF program may use (MAX_USED_MAPS)
 FIXED_MAPS = 6  # ports, port_of, ingress, scratch, test hooks, .rodata (const tables, CRC)
-ARRAY_BYTES = 1 << 19  # largest const table held as an array in read-only data
+ARRAY_BYTES = 1 << 19  # largest table held as an array indexed by its key (read-only data, or a map)
 
 
 @dataclass(frozen=True)
@@ -69,13 +78,18 @@ class XdpOutput:
 @functools.lru_cache(maxsize=256)
 def table_form(p: Program, t: Table) -> str:
     """How the XDP program holds table ``t``: ``map`` (updatable at run time, or a const
-    table too large for code), ``array`` (a const exact table with dense keys, in
-    read-only data: one load) or ``tree`` (a const table compiled into a decision tree,
-    :func:`mantra6g.synth.tables.decision_tree`)."""
+    table too large for code), ``indexed`` (updatable, one exact key narrow enough
+    that a slot per value fits :data:`ARRAY_BYTES`: a BPF array indexed by the key, which the kernel's
+    verifier inlines, where a hash map hashes the key and walks a bucket: the load
+    balancer's Maglev slot and backend id), ``array`` (a const exact table with dense
+    keys, in read-only data: one load) or ``tree`` (a const table compiled into a
+    decision tree, :func:`mantra6g.synth.tables.decision_tree`)."""
     from mantra6g.synth.tables import decision_tree, dense
 
     if not t.const:
-        return "map"
+        one_exact = len(t.keys) == 1 and t.keys[0].match == "exact"
+        small = one_exact and (1 << key_width(p, t.keys[0].field)) * (8 + 8 * table_nargs(p, t)) <= ARRAY_BYTES
+        return "indexed" if small else "map"
     if dense(p, t) and (max(e.matches[0].value for e in t.entries) + 1) * (8 + 8 * table_nargs(p, t)) <= ARRAY_BYTES:
         return "array"
     return "tree" if decision_tree(p, t) is not None else "map"
@@ -84,12 +98,15 @@ def table_form(p: Program, t: Table) -> str:
 def code_tables(p: Program) -> tuple[str, ...]:
     """Tables of ``p`` that the XDP program holds as code or constant data (no map to
     fill or update)."""
-    return tuple(t.name for t in p.tables if table_form(p, t) != "map")
+    return tuple(t.name for t in p.tables if table_form(p, t) not in MAP_FORMS)
 
 
 def map_tables(p: Program) -> tuple[Table, ...]:
     """Tables of ``p`` that the XDP program keeps in BPF maps (``tbl_<name>``)."""
-    return tuple(t for t in p.tables if table_form(p, t) == "map")
+    return tuple(t for t in p.tables if table_form(p, t) in MAP_FORMS)
+
+
+MAP_FORMS = ("map", "indexed")
 
 
 # ---------------------------------------------------------------- C
@@ -181,9 +198,16 @@ def _encode_action(t: Table, action: dpir.ActionCall, p: Program, first: int) ->
 def table_entries(p: Program, t: Table, entries=None) -> list[tuple[bytes, bytes]]:
     """(key, value) byte pairs for the table's BPF map, as the generated C lays them out."""
     entries = t.entries if entries is None else entries
-    widths = [1 if k.field.endswith("." + VALID_SUFFIX) else p.width_of(k.field) for k in t.keys]
+    widths = [key_width(p, k.field) for k in t.keys]
     kinds = {k.match for k in t.keys}
     out: list[tuple[bytes, bytes]] = []
+    if table_form(p, t) == "indexed":
+        seen = set()
+        for e in entries:  # the key is the slot; pad = 1 marks an entry (a zeroed slot is a miss)
+            if e.matches[0].value not in seen:
+                seen.add(e.matches[0].value)
+                out.append((e.matches[0].value.to_bytes(4, "little"), _encode_action(t, e.action, p, 1)))
+        return out
     if kinds <= {"exact"}:
         seen = set()
         for e in entries:  # the first entry with a key wins, as in the interpreter

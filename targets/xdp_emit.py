@@ -288,6 +288,7 @@ class Printer:
         forms = forms or {}
         self.arrays = {t for t, f in forms.items() if f == "array"}  # const tables in read-only data
         self.trees = {t for t, f in forms.items() if f == "tree"}  # const tables as decision trees
+        self.indexed = {t for t, f in forms.items() if f == "indexed"}  # updatable arrays indexed by the key
         self.test_hooks = test_hooks
         self.hidx = {h.name: i for i, h in enumerate(p.headers)}
         if len(p.headers) > 32:
@@ -649,7 +650,7 @@ class Printer:
         return self.expr(Ref(path), _Env())
 
     def key_width(self, path: str) -> int:
-        return 1 if path.endswith("." + VALID_SUFFIX) else self.p.width_of(path)
+        return key_width(self.p, path)
 
     def table_decl(self, t: Table) -> list[str]:
         kinds = {k.match for k in t.keys}
@@ -670,6 +671,9 @@ class Printer:
             return [f"/* table {t.name} (const, {len(t.entries)} entries): indexed by its key, "
                     "pad = 1 where an entry is */", value,
                     f"static const struct val_{t.name} tbl_{t.name}[{slots}] = {{", *rows, "};"]
+        if t.name in self.indexed:
+            return [f"/* table {t.name} (updatable): indexed by its key, pad = 1 where an entry is */", value,
+                    *_map("BPF_MAP_TYPE_ARRAY", 1 << widths[0], "__u32", f"struct val_{t.name}", f"tbl_{t.name}")]
         if kinds <= {"exact"}:
             nb = sum((w + 7) // 8 for w in widths)
             return [f"struct key_{t.name} {{ __u8 b[{max(nb, 1)}]; }};", value,
@@ -698,6 +702,13 @@ class Printer:
                    f"{INDENT}__u64 {k} = {self.key_value(t.keys[0].field)};",
                    f"{INDENT}barrier_var({k}); /* clang may know the bound; the verifier must see it */",
                    f"{INDENT}const struct val_{t.name} *{val} = {k} < {slots} ? &tbl_{t.name}[{k}] : 0;",
+                   f"{INDENT}if ({val} && !{val}->pad)",
+                   f"{INDENT * 2}{val} = 0;"]
+        elif t.name in self.indexed:
+            key = self.fresh("key")
+            out = [f"/* table {t.name} ({t.keys[0].field}: exact): an array map indexed by the key */", "{",
+                   f"{INDENT}__u32 {key} = {self.key_value(t.keys[0].field)};",
+                   f"{INDENT}struct val_{t.name} *{val} = bpf_map_lookup_elem(&tbl_{t.name}, &{key});",
                    f"{INDENT}if ({val} && !{val}->pad)",
                    f"{INDENT * 2}{val} = 0;"]
         elif kinds <= {"exact"}:
@@ -987,6 +998,11 @@ class Printer:
                 out += store(ptr, start // 8, nbits // 8, " | ".join(terms))
             run = []
         return out
+
+
+def key_width(p: Program, path: str) -> int:
+    """Bits of a key field (a validity key is one bit)."""
+    return 1 if path.endswith("." + VALID_SUFFIX) else p.width_of(path)
 
 
 def table_nargs(p: Program, t: Table) -> int:

@@ -60,12 +60,13 @@ def test_each_nf_kind_agrees_with_the_interpreter(kind, mode, tmp_path):
         k.close()
 
 
-@pytest.mark.parametrize("kind", ["router", "l2_forward", "firewall"])
+@pytest.mark.parametrize("kind", ["router", "l2_forward", "firewall", "load_balancer"])
 def test_runtime_tables_take_new_entries_in_their_maps(kind, tmp_path):
     """A build with runtime tables keeps them in maps: writing another program's entries
     (the same keys, each with the next entry's action) into the loaded maps, as a
     control plane would, makes the running program behave as that other program does
-    in the interpreter, without reloading it."""
+    in the interpreter, without reloading it. (The load balancer's Maglev and backend
+    tables are array maps indexed by their key: ``table_form`` "indexed".)"""
     from dataclasses import replace
 
     from mantra6g.targets.xdp import code_tables, table_entries
