@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from ipaddress import IPv4Address, IPv6Address
@@ -435,10 +436,27 @@ class DeviceProgram:
     graphs: tuple[str, ...]
     nfs: tuple[str, ...]  # "graph.nf" for every NF placed here (classifiers included)
     merged: Any = field(default=None, compare=False)  # the MergedProgram (its tenants, names)
+    # (name prefix, what, where) of each NF here: the tables, registers and metadata its
+    # lowering declares start with the prefix (Lowering.name; a merge adds "tenant__")
+    origins: tuple[tuple[str, str, Any], ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:
         return self.program.name
+
+    def origin_of(self, message: str) -> str:
+        """Where the names ``message`` quotes come from, as a clause to append ("" when
+        it quotes none of the NFs' names): a target's refusal of a register or table
+        points at the NF in the user's file."""
+        found = []
+        for quoted in re.findall(r"'(\w+)'", message):
+            hits = [o for o in self.origins if quoted.startswith(o[0])]
+            if hits:
+                prefix, what, span = max(hits, key=lambda o: len(o[0]))
+                clause = f"'{quoted}' belongs to {what}" + (f" ({span})" if span is not None else "")
+                if clause not in found:
+                    found.append(clause)
+        return "".join(f"\n  = note: {c}" for c in found)
 
     @property
     def tenants(self) -> tuple:
@@ -529,7 +547,10 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
         plan = plans.get(name)
         merged = MergedProgram.single(programs[0], plan, unclaimed) if len(programs) == 1 else merge(name, programs, unclaimed, plan)
         nfs = tuple(f"{g.name}.{n}" for g, local in members for n in [g.entry, *sorted(local, key=g.topological_order().index)])
-        out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged))
+        tenant = (lambda g: f"{g.tenant}__") if len(programs) > 1 else (lambda g: "")
+        origins = tuple((f"{tenant(g)}{g.name}_{n}_", f"the {g.nf(n).kind} '{n}' of graph '{g.name}'", g.nf(n).span)
+                        for g, local in members for n in [g.entry, *local])
+        out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged, origins))
     return out
 
 

@@ -132,14 +132,14 @@ def _emit_all(programs: Sequence[DeviceProgram], targets: dict[str, str], stage:
             try:
                 written, built = xdp.compile_to(dp.program, stage.path)
             except MantraError as exc:
-                raise MantraError(f"device program '{dp.name}' (xdp): {exc}") from None
+                raise MantraError(f"device program '{dp.name}' (xdp): {exc}{dp.origin_of(str(exc))}") from None
             made = list(written) + [built.obj_file.name]
             summary = built
         elif emit is not None:
             try:
                 result = emit(dp.program)
             except MantraError as exc:
-                raise MantraError(f"device program '{dp.name}' ({target}): {exc}") from None
+                raise MantraError(f"device program '{dp.name}' ({target}): {exc}{dp.origin_of(str(exc))}") from None
             files_out.update(result.files)
             summary = result.summary
         elapsed = time.perf_counter() - start
@@ -269,7 +269,7 @@ def p4runtime_deploy_command(files: Sequence[str], address: str, device: str | N
     try:
         emitted = bmv2.emit(dp.program)
     except MantraError as exc:
-        raise MantraError(f"device program '{dp.name}' (bmv2): {exc}") from None
+        raise MantraError(f"device program '{dp.name}' (bmv2): {exc}{dp.origin_of(str(exc))}") from None
     directory = Path(out_dir) / dp.name
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +42,12 @@ def test_compile_tofino_reports_stages_and_refuses_what_it_cannot_hold(tmp_path)
     r = mantra("compile", "examples/urllc_factory.sg", "-t", "tofino", "--device", "host_factory_edge", "-o", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "device program 'host_factory_edge' (tofino)" in r.stderr and "32 bits" in r.stderr
+    # the refusal names the NF the register comes from, where the user wrote it
+    note = re.search(r"= note: 'motion_control_mon_out_delay_sum' belongs to the latency_monitor 'mon_out' of graph "
+                     r"'motion_control' \(examples/urllc_factory\.sg:(\d+):5\)", r.stderr)
+    assert note, r.stderr
+    line = Path("examples/urllc_factory.sg").read_text().splitlines()[int(note.group(1)) - 1]
+    assert line.strip().startswith("nf mon_out = latency_monitor(")
 
 
 def test_each_device_class_gets_its_own_target(tmp_path):
