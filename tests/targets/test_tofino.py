@@ -343,6 +343,48 @@ def test_conditions_wider_than_a_gateway_are_split_into_flags():
     assert "if (hdr.udp.isValid() && (hdr.udp.dport == 16w53)) {" in text  # 17 bits: one gateway
 
 
+def test_comparisons_no_gateway_can_make_are_one_entry_tables():
+    """Consistency (bf-p4c refused `udp.dport >= 5000` in a gateway, "condition too
+    complex, limit of 4 bytes + 12 bits": its gateway matches ranges only in its 12 single
+    bits, gateway.cpp compute_offsets; test_tools.py compiles the factory's SmartNIC that
+    has it): ranges on 16-bit fields, and an equality on 6 bytes, set their flags from
+    a range and an exact table; an 8-bit range stays a gateway."""
+    ports = dpir.BinOp("&&", IsValid("udp"), dpir.BinOp("&&", dpir.BinOp(">=", Ref("udp.dport"), Const(5000, 16)),
+                                                        dpir.BinOp("<", Const(1, 16), Ref("udp.sport"))))
+    mac = dpir.BinOp("&&", IsValid("eth"), dpir.BinOp("==", Ref("eth.dst"), Const(0x0200000000AA, 48)))
+    ttl = dpir.BinOp("&&", IsValid("ipv4"), dpir.BinOp(">=", Ref("ipv4.ttl"), Const(100, 8)))
+    p = router(name="ranges", control=(dpir.If(ports, (dpir.Drop(),)), dpir.If(mac, (dpir.Drop(),)),
+                                       dpir.If(ttl, (dpir.Drop(),)), Apply("fib")))
+    text = text_of(p)
+    p4check.check(text)
+    for key, entry in [("hdr.udp.dport: range;", "16w5000 .. 16w0xffff: cond_"),
+                       ("hdr.udp.sport: range;", "16w2 .. 16w0xffff: cond_"),  # 1 < sport
+                       ("hdr.eth.dst: exact;", "48w0x200000000aa: cond_")]:
+        assert key in text and entry in text, key
+    assert "if (hdr.ipv4.isValid() && (hdr.ipv4.ttl >= 8w100)) {" in text
+    assert len(re.findall(r"cond_\d+_match\.apply\(\);", text)) == 3
+
+
+def test_one_bit_metadata_gets_containers_of_its_own():
+    """Consistency (bf-p4c put tables writing bits of one PHV container in successive
+    stages: merged:tunnel 11 stages, 10 with this; test_tools.py measures the corpus)."""
+    text = text_of(emitted_programs()["nf:load_balancer"]())
+    for f in ("meta.std.drop", "meta.std.forwarded", "meta.g_lb_visit"):
+        assert f'@pa_solitary("ingress", "{f}")' in text
+    assert '@pa_solitary("ingress", "meta.g_lb_slot")' not in text
+
+
+def test_a_pushed_header_is_not_zeroed_where_both_branches_set_it():
+    """Consistency (a zeroing before the set cost bf-p4c a stage on the monitor's push):
+    the stamp's type comes from the VLAN's or the Ethernet header's in both branches, and
+    its timestamp from the clock, so neither is zeroed first; its other fields are."""
+    text = text_of(emitted_programs()["example:urllc_factory:smartnic_factory_edge"]())  # mon_in stamps
+    push = text[text.index("hdr.mtel.setValid();"):]
+    push = push[:push.index("if (")]
+    assert "hdr.mtel.slice = meta.slice;" in push and "hdr.mtel.flags = 8w0;" in push
+    assert "hdr.mtel.type_ = 0;" not in push and "hdr.mtel.ts = 0;" not in push
+
+
 def test_a_masked_copy_is_slices():
     """Consistency (bf-p4c refused the AND beside the other writes to the same PHV
     container: the load balancer's outer IPv4 flags): ``x = y & mask`` is printed as
