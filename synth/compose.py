@@ -445,9 +445,9 @@ class DeviceProgram:
         return self.program.name
 
     def origin_of(self, message: str) -> str:
-        """Where the names ``message`` quotes come from, as a clause to append ("" when
-        it quotes none of the NFs' names): a target's refusal of a register or table
-        points at the NF in the user's file."""
+        """Where the names ``message`` quotes come from, as ``= note:`` lines to append
+        ("" when it quotes none of the NFs' names): a target's refusal of a register or
+        table points at the NF in the user's file."""
         found = []
         for quoted in re.findall(r"'(\w+)'", message):
             hits = [o for o in self.origins if quoted.startswith(o[0])]

@@ -63,6 +63,7 @@ from mantra6g.targets.xdp_emit import (
 MAX_MAPS = 64  # the kernel's limit of maps one BPF program may use (MAX_USED_MAPS)
 FIXED_MAPS = 6  # ports, port_of, ingress, scratch, test hooks, .rodata (const tables, CRC)
 ARRAY_BYTES = 1 << 19  # largest table held as an array indexed by its key (read-only data, or a map)
+MAP_FORMS = ("map", "indexed")  # table forms kept in BPF maps (table_form)
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,6 @@ def code_tables(p: Program) -> tuple[str, ...]:
 def map_tables(p: Program) -> tuple[Table, ...]:
     """Tables of ``p`` that the XDP program keeps in BPF maps (``tbl_<name>``)."""
     return tuple(t for t in p.tables if table_form(p, t) in MAP_FORMS)
-
-
-MAP_FORMS = ("map", "indexed")
 
 
 # ---------------------------------------------------------------- C
