@@ -352,18 +352,7 @@ def on_bmv2(topo: Topology, built: Bmv2Build, cpu: int):
     with open(log_file, "w") as log:
         switch = subprocess.Popen(cmd, cwd=built.json.parent, stdout=log, stderr=subprocess.STDOUT)
         try:
-            started = time.monotonic()
-            while True:  # until its Thrift server answers
-                done = subprocess.run(["ip", "netns", "exec", ns, *toolchain.cli_command(), "--thrift-port", str(thrift)],
-                                      input=built.commands, capture_output=True, text=True)
-                text = done.stdout + done.stderr
-                if done.returncode == 0 and "Could not connect" not in text:
-                    if "Error" in text or "Invalid" in text:
-                        raise MantraError(f"simple_switch_CLI refused the entries:\n{text}")
-                    break
-                if switch.poll() is not None or time.monotonic() - started > 30:
-                    raise MantraError(f"simple_switch did not come up:\n{log_file.read_text()}\n{text}")
-                time.sleep(0.1)
+            toolchain.load_entries(built.commands, thrift, switch, log_file, prefix=("ip", "netns", "exec", ns))
             yield
         finally:
             switch.terminate()

@@ -144,14 +144,7 @@ class _Motion:
                     out = kept + [s] + out[j + 1:]
                     j = len(kept)
             j += 1
-        return tuple(self.inner(s) for s in out)
-
-    def inner(self, s: Stmt) -> Stmt:
-        if isinstance(s, If):
-            return dataclasses.replace(s, then=self.body(s.then), orelse=self.body(s.orelse))
-        if isinstance(s, Apply):
-            return dataclasses.replace(s, on_hit=self.body(s.on_hit), on_miss=self.body(s.on_miss))
-        return s
+        return tuple(_within(s, self.body) for s in out)
 
     def movable(self, before: list[Stmt], target: If) -> tuple[list[Stmt], list[Stmt]]:
         """The statements of ``before`` that can move into ``target.then`` (in order),
@@ -191,7 +184,7 @@ class _Motion:
     def hoist_body(self, body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
         out: list[Stmt] = []
         for s in body:
-            s = self.hoist_inner(s)  # innermost first: what leaves an inner if may leave this one
+            s = _within(s, self.hoist_body)  # innermost first: what leaves an inner if may leave this one
             if isinstance(s, If) and id(s) not in self.twice:
                 for branch in ("then", "orelse"):
                     lifted, rest = self.liftable(s, getattr(s, branch))
@@ -200,13 +193,6 @@ class _Motion:
                         s = dataclasses.replace(s, **{branch: rest})
             out.append(s)
         return tuple(out)
-
-    def hoist_inner(self, s: Stmt) -> Stmt:
-        if isinstance(s, If):
-            return dataclasses.replace(s, then=self.hoist_body(s.then), orelse=self.hoist_body(s.orelse))
-        if isinstance(s, Apply):
-            return dataclasses.replace(s, on_hit=self.hoist_body(s.on_hit), on_miss=self.hoist_body(s.on_miss))
-        return s
 
     def liftable(self, s: If, branch: tuple[Stmt, ...]) -> tuple[list[Stmt], tuple[Stmt, ...]]:
         """The statements of ``branch`` that can run before ``s`` (in order), and the
@@ -242,6 +228,16 @@ class _Motion:
                 fields |= {k.field for k in self.p.table(s.table).keys}
             out.update(fields)
         return out
+
+
+def _within(s: Stmt, f) -> Stmt:
+    """``s`` with ``f`` applied to each of its nested bodies (an ``If``'s branches, an
+    ``Apply``'s hit and miss)."""
+    if isinstance(s, If):
+        return dataclasses.replace(s, then=f(s.then), orelse=f(s.orelse))
+    if isinstance(s, Apply):
+        return dataclasses.replace(s, on_hit=f(s.on_hit), on_miss=f(s.on_miss))
+    return s
 
 
 def _exprs(s: Stmt) -> list[Expr]:

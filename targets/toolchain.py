@@ -22,7 +22,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,27 @@ def cli_command(tool: str = "simple_switch_CLI") -> list[str]:
     if importlib.util.find_spec("thrift") is not None:
         return [sys.executable, str(path)]
     return [str(path)]
+
+
+def load_entries(commands: str, thrift: int, switch: subprocess.Popen, log: Path,
+                 prefix: Sequence[str] = (), timeout: float = 30) -> None:
+    """Give a starting ``simple_switch`` its entries (``simple_switch_CLI`` commands),
+    retrying until its Thrift server on port ``thrift`` answers; ``prefix`` runs the CLI
+    elsewhere (``ip netns exec NS``). :class:`~mantra6g.errors.MantraError` when the CLI
+    refuses an entry, or the switch exits or does not answer within ``timeout`` s (with
+    its ``log``)."""
+    started = time.monotonic()
+    while True:
+        done = subprocess.run([*prefix, *cli_command(), "--thrift-port", str(thrift)], input=commands,
+                              capture_output=True, text=True)
+        text = done.stdout + done.stderr
+        if done.returncode == 0 and "Could not connect" not in text:
+            if "Error" in text or "Invalid" in text:
+                raise MantraError(f"simple_switch_CLI refused the entries:\n{text}")
+            return
+        if switch.poll() is not None or time.monotonic() - started > timeout:
+            raise MantraError(f"simple_switch did not come up:\n{log.read_text()}\n{text}")
+        time.sleep(0.05)
 
 
 def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> str:

@@ -136,17 +136,7 @@ def _switch(b: Built, ports: list[int], wait: int, want: int):
     log = open(work / "switch.log", "w")
     switch = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:
-        cli = toolchain.cli_command()
-        while True:  # until the Thrift server answers
-            done = subprocess.run([*cli, "--thrift-port", str(thrift)], input=commands, capture_output=True, text=True)
-            text = done.stdout + done.stderr
-            if done.returncode == 0 and "Could not connect" not in text:
-                if "Error" in text or "Invalid" in text:
-                    raise AssertionError(f"simple_switch_CLI refused the entries:\n{text}")
-                break
-            if switch.poll() is not None or time.monotonic() - started > 30:
-                raise AssertionError(f"simple_switch did not come up:\n{(work / 'switch.log').read_text()}\n{text}")
-            time.sleep(0.05)
+        toolchain.load_entries(commands, thrift, switch, work / "switch.log")
         if b.p4runtime:
             from mantra6g.targets import p4runtime
 

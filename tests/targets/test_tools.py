@@ -138,15 +138,10 @@ def test_bmv2_forwards_like_the_interpreter(tmp_path, name):
     cmd = [str(toolchain.require("simple_switch")), "--use-files", "3", "--thrift-port", str(thrift)]
     for port in ports:
         cmd += ["-i", f"{port}@p{port}"]
-    switch = subprocess.Popen([*cmd, str(build.json)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = open(tmp_path / "switch.log", "w")
+    switch = subprocess.Popen([*cmd, str(build.json)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
-        cli = toolchain.cli_command()
-        for _ in range(50):  # until the Thrift server answers
-            done = subprocess.run([*cli, "--thrift-port", str(thrift)], input=out.files[f"{name}.commands.txt"],
-                                  capture_output=True, text=True)
-            if done.returncode == 0 and "Could not connect" not in done.stdout + done.stderr:
-                break
-            time.sleep(0.1)
+        toolchain.load_entries(out.files[f"{name}.commands.txt"], thrift, switch, tmp_path / "switch.log")
         expected = Counter()
         for data, ingress in sent:
             for port, pkt in run(p, data, ingress, 0).outputs:
@@ -165,6 +160,7 @@ def test_bmv2_forwards_like_the_interpreter(tmp_path, name):
     finally:
         switch.terminate()
         switch.wait(timeout=10)
+        log.close()
     assert got == expected
 
 
