@@ -371,35 +371,13 @@ class TnaPrinter(P4Printer):
                         if f.name not in later]
                 if s.header in self.checksummed:
                     out.append(f"{self.flag(s.header)} = 1w0;")
-            elif isinstance(s, RegisterRead) and (update := self.fusable(s, body[i + 1] if i + 1 < len(body) else None, ctx)):
+            elif isinstance(s, RegisterRead) and (
+                    update := fusable(self.p, s, body[i + 1] if i + 1 < len(body) else None, ctx.params)):
                 out += self.register_update(s, *update, ctx)
                 skip = True
             else:
                 out += self.stmt(s, ctx)
         return out
-
-    def fusable(self, read: RegisterRead, nxt: Stmt | None, ctx: _Ctx) -> tuple[Expr | None, Expr, bool] | None:
-        """(condition, value, whether the read target takes the new value) when ``nxt``
-        writes the register ``read`` just read, at the same index, from the value read,
-        fields and constants (``[if (c)] { r[i] = v; [t = v;] }``): one RegisterAction
-        can do both."""
-        write, cond, renew = nxt, None, False
-        if isinstance(nxt, If) and not nxt.orelse and len(nxt.then) in (1, 2):
-            write, cond = nxt.then[0], nxt.cond
-            if len(nxt.then) == 2:
-                if not (isinstance(write, RegisterWrite) and nxt.then[1] == Assign(read.target, write.value)):
-                    return None
-                renew = True
-        if not (isinstance(write, RegisterWrite) and write.register == read.register and write.index == read.index):
-            return None
-        reg = self.p.register(read.register)
-        exprs = [write.value] + ([cond] if cond is not None else [])
-        refs = {e.path for x in exprs for e in p4.iter_exprs(x) if isinstance(e, Ref)}
-        if (_storage_width(reg.name, reg.width) != reg.width or self.p.width_of(read.target, ctx.params) != reg.width
-                or any(r.startswith("param.") for r in refs)
-                or read.target in {e.path for e in p4.iter_exprs(read.index) if isinstance(e, Ref)}):
-            return None
-        return cond, write.value, renew
 
     def register_update(self, s: RegisterRead, cond: Expr | None, value: Expr, renew: bool, ctx: _Ctx) -> list[str]:
         """``target = r[i]; [if (cond)] { r[i] = value; [target = value;] }`` as one
@@ -730,11 +708,36 @@ def _checksummed(p: Program) -> dict[str, str]:
             for s in dpir.walk(p) if _computes_checksum(s)}
 
 
+def fusable(p: Program, read: RegisterRead, nxt: Stmt | None,
+            params: tuple[dpir.ActionParam, ...] = ()) -> tuple[Expr | None, Expr, bool] | None:
+    """(condition, value, whether the read target takes the new value) when ``nxt``
+    writes the register ``read`` just read, at the same index, from the value read,
+    fields and constants (``[if (c)] { r[i] = v; [t = v;] }``): one RegisterAction
+    can do both (TnaPrinter.register_update), one stateful-ALU access."""
+    write, cond, renew = nxt, None, False
+    if isinstance(nxt, If) and not nxt.orelse and len(nxt.then) in (1, 2):
+        write, cond = nxt.then[0], nxt.cond
+        if len(nxt.then) == 2:
+            if not (isinstance(write, RegisterWrite) and nxt.then[1] == Assign(read.target, write.value)):
+                return None
+            renew = True
+    if not (isinstance(write, RegisterWrite) and write.register == read.register and write.index == read.index):
+        return None
+    reg = p.register(read.register)
+    exprs = [write.value] + ([cond] if cond is not None else [])
+    refs = {e.path for x in exprs for e in p4.iter_exprs(x) if isinstance(e, Ref)}
+    if (_storage_width(reg.name, reg.width) != reg.width or p.width_of(read.target, params) != reg.width
+            or any(r.startswith("param.") for r in refs)
+            or read.target in {e.path for e in p4.iter_exprs(read.index) if isinstance(e, Ref)}):
+        return None
+    return cond, write.value, renew
+
+
 def _one_access_per_register(p: Program) -> None:
     """Refuses a program that accesses one register twice on one packet's path: Tofino's
     stateful ALU reaches a register once per packet (a read and the write of the same
-    cell just after it fuse into one ``RegisterAction``: TnaPrinter.fusable)."""
-    def path_max(body) -> Counter:
+    cell just after it fuse into one ``RegisterAction``: :func:`fusable`)."""
+    def path_max(body, params: tuple[dpir.ActionParam, ...] = ()) -> Counter:
         total: Counter = Counter()
         skip = False
         for i, s in enumerate(body):
@@ -745,18 +748,17 @@ def _one_access_per_register(p: Program) -> None:
             if isinstance(s, (RegisterRead, RegisterWrite)):
                 here[s.register] = 1
                 nxt = body[i + 1] if i + 1 < len(body) else None
-                write = nxt.then[0] if isinstance(nxt, If) and not nxt.orelse and nxt.then else nxt
-                skip = (isinstance(s, RegisterRead) and isinstance(write, RegisterWrite)
-                        and (write.register, write.index) == (s.register, s.index))
+                skip = isinstance(s, RegisterRead) and fusable(p, s, nxt, params) is not None
             elif isinstance(s, If):
-                here = path_max(s.then) | path_max(s.orelse)
+                here = path_max(s.then, params) | path_max(s.orelse, params)
             elif isinstance(s, dpir.Apply):
                 t = p.table(s.table)
-                for a in {*t.actions, t.default.action}:
-                    here |= path_max(p.action(a).body)
+                for a in map(p.action, {*t.actions, t.default.action}):
+                    here |= path_max(a.body, a.params)
                 here.update(path_max(s.on_hit) | path_max(s.on_miss))
             elif isinstance(s, dpir.Call):
-                here = path_max(p.action(s.action).body)
+                a = p.action(s.action)
+                here = path_max(a.body, a.params)
             total.update(here)
         return total
 
