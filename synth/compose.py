@@ -92,6 +92,21 @@ def _ipv4_cases(prefix: str) -> tuple[ParserCase, ...]:
     )
 
 
+# Where a packet carries a transport header that the standard parser leaves unread:
+# IPv4 with options or as a fragment (its protocol field names the transport), and IPv6
+# whose next header is an extension header (IANA's "IPv6 Extension Header Types" less
+# ESP, whose payload is encrypted: 0, 43-44, 51, 60, 135, 139-140, 253-254, as ranges).
+# For each transport: (the IP header, its field, the values that say the transport may
+# follow). VXLAN and GTP-U ride in UDP, so they are unread wherever UDP is.
+IPV6_EXTENSION_HEADERS = ((0, 0), (43, 44), (51, 51), (60, 60), (135, 135), (139, 140), (253, 254))
+UNREAD_TRANSPORT: dict[str, tuple[tuple[str, str, tuple[tuple[int, int], ...]], ...]] = {
+    "tcp": (("ipv4", "ipv4.proto", ((6, 6),)), ("ipv6", "ipv6.next_header", IPV6_EXTENSION_HEADERS)),
+    "udp": (("ipv4", "ipv4.proto", ((17, 17),)), ("ipv6", "ipv6.next_header", IPV6_EXTENSION_HEADERS)),
+    "icmp": (("ipv4", "ipv4.proto", ((1, 1),)),),
+}
+CARRIED_IN = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "vxlan": "udp", "gtpu": "udp"}
+
+
 def bytes_before(prefix: str) -> Expr:
     """How many bytes precede the IPv4 header ``<prefix>ipv4`` in the packet as parsed:
     Ethernet, an optional VLAN tag and telemetry shim, and for the inner header the outer
@@ -333,51 +348,86 @@ def _as_ternary(s: _Span, w: int) -> dpir.Ternary | None:
     return dpir.Ternary(s.low, ((1 << w) - 1) ^ (size - 1))
 
 
-def rule_table(rules: list[tuple[sx.Expr, dpir.ActionCall]]) -> tuple[tuple[dpir.TableKey, ...], list[dpir.Entry]]:
+def unread_alternatives(conj: list[sx.FieldTest]) -> list[tuple[list[sx.FieldTest], str]]:
+    """The packets on which ``conj`` cannot be decided because the transport header it
+    tests was left unread (:data:`UNREAD_TRANSPORT`), as alternatives (``conj``'s tests
+    on the headers the parser did read plus a test that the transport may follow the IP
+    header; the transport header, which is invalid). None when ``conj`` tests no
+    transport or tunnel field, or tests the other IP version's header."""
+    behind = {t.field.partition(".")[0] for t in conj} & CARRIED_IN.keys()
+    transports = {CARRIED_IN[h] for h in behind}
+    if len(transports) != 1:
+        return []  # nothing behind the IP header, or two transports (it matches nothing)
+    (transport,) = transports
+    read = [t for t in conj if t.field.partition(".")[0] not in behind]
+    ips = {t.field.partition(".")[0] for t in read} & {"ipv4", "ipv6"}
+    return [
+        (read + [sx.InRange(field, low, high)], transport)
+        for ip, field, spans in UNREAD_TRANSPORT[transport]
+        if not ips - {ip}
+        for low, high in spans
+    ]
+
+
+def rule_table(
+    rules: list[tuple[sx.Expr, dpir.ActionCall, bool]],
+) -> tuple[tuple[dpir.TableKey, ...], list[dpir.Entry]]:
     """Keys and prioritised entries of a first-match rule list (firewall-style).
 
     Each field any rule tests is a key — ``ternary`` when every test on it is a value or
     a prefix, ``range`` otherwise — preceded by the validity of each header involved.
-    Earlier rules get higher priorities; a rule with ``or`` becomes several entries.
+    Earlier rules get higher priorities; a rule with ``or`` becomes several entries. A
+    rule flagged ``fail_closed`` (the third element) also matches the packets whose
+    transport header it tests the parser left unread, when its other tests hold
+    (:func:`unread_alternatives`): a firewall's deny then sees TCP behind IPv4 options.
     """
+    # Each alternative: (its tests, the headers that must be invalid) and its rule.
+    alternatives: list[tuple[int, list[sx.FieldTest], frozenset[str], dpir.ActionCall]] = []
+    for rank, (e, action, fail_closed) in enumerate(rules):
+        for conj in conjunctions(e):
+            alternatives.append((rank, conj, frozenset(), action))
+            if fail_closed:
+                for tests, transport in unread_alternatives(conj):
+                    alternatives.append((rank, tests, frozenset({transport}), action))
     fields: list[str] = []
     ranged: set[str] = set()
-    for e, _ in rules:
-        for conj in conjunctions(e):
-            for t in conj:
-                if t.field not in fields:
-                    fields.append(t.field)
-                if _as_ternary(_span_of(t, field_width(t.field)), field_width(t.field)) is None:
-                    ranged.add(t.field)
-    headers = list(dict.fromkeys(f.partition(".")[0] for f in fields))
+    for _, conj, _, _ in alternatives:
+        for t in conj:
+            if t.field not in fields:
+                fields.append(t.field)
+            if _as_ternary(_span_of(t, field_width(t.field)), field_width(t.field)) is None:
+                ranged.add(t.field)
+    unread = [h for _, _, invalid, _ in alternatives for h in invalid]
+    headers = list(dict.fromkeys([f.partition(".")[0] for f in fields] + unread))
     keys = tuple(dpir.TableKey(f"{h}.$valid", "ternary") for h in headers) + tuple(
         dpir.TableKey(f, "range" if f in ranged else "ternary") for f in fields
     )
     entries: list[dpir.Entry] = []
-    for rank, (e, action) in enumerate(rules):
-        priority = len(rules) - rank
-        for conj in conjunctions(e):
-            spans: dict[str, _Span] = {}
-            empty = False
-            for t in conj:
-                w = field_width(t.field)
-                s = _span_of(t, w)
-                if t.field in spans:
-                    s = _Span(max(s.low, spans[t.field].low), min(s.high, spans[t.field].high))
-                empty |= s.low > s.high
-                spans[t.field] = s
-            if empty:
-                continue  # the conjunction matches nothing
-            used = {f.partition(".")[0] for f in spans}
-            matches: list[dpir.KeyMatch] = [dpir.Ternary(1, 1) if h in used else dpir.Ternary(0, 0) for h in headers]
-            for f in fields:
-                w = field_width(f)
-                s = spans.get(f, _Span(0, (1 << w) - 1))
-                if f in ranged:
-                    matches.append(dpir.Range(s.low, s.high))
-                else:
-                    matches.append(_as_ternary(s, w) if f in spans else dpir.Ternary(0, 0))
-            entries.append(dpir.Entry(tuple(matches), action, priority))
+    for rank, conj, invalid, action in alternatives:
+        spans: dict[str, _Span] = {}
+        empty = False
+        for t in conj:
+            w = field_width(t.field)
+            s = _span_of(t, w)
+            if t.field in spans:
+                s = _Span(max(s.low, spans[t.field].low), min(s.high, spans[t.field].high))
+            empty |= s.low > s.high
+            spans[t.field] = s
+        if empty:
+            continue  # the conjunction matches nothing
+        used = {f.partition(".")[0] for f in spans}
+        matches: list[dpir.KeyMatch] = [
+            dpir.Ternary(0, 1) if h in invalid else dpir.Ternary(1, 1) if h in used else dpir.Ternary(0, 0)
+            for h in headers
+        ]
+        for f in fields:
+            w = field_width(f)
+            s = spans.get(f, _Span(0, (1 << w) - 1))
+            if f in ranged:
+                matches.append(dpir.Range(s.low, s.high))
+            else:
+                matches.append(_as_ternary(s, w) if f in spans else dpir.Ternary(0, 0))
+        entries.append(dpir.Entry(tuple(matches), action, len(rules) - rank))
     return keys, entries
 
 

@@ -1,7 +1,9 @@
 """firewall: ordered allow/deny rules; the first rule that matches decides.
 
 Lowering: one ternary/range table whose entry priorities follow the written order
-(a rule with ``or`` becomes several entries of the same priority).
+(a rule with ``or`` becomes several entries of the same priority). A deny rule on a
+transport field also matches packets whose transport header the parser does not read
+(IPv4 options, fragments, IPv6 extension headers) when its other tests hold.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def lower(nf, low) -> tuple:
         return (Call(low.action(nf.params.default, body=bodies[nf.params.default])),)
     verdict = {v: low.action(v, body=body) for v, body in bodies.items()}
     default = ActionCall(verdict[nf.params.default])
-    keys, entries = rule_table([(r.match, ActionCall(verdict[r.action])) for r in nf.rules])
+    # A deny also matches what its transport tests cannot see (TCP behind IPv4 options, in
+    # a fragment, behind IPv6 extension headers): a firewall never allows what it denies.
+    keys, entries = rule_table([(r.match, ActionCall(verdict[r.action]), r.action == "deny") for r in nf.rules])
     acl = low.table(
         "acl",
         keys=keys,

@@ -21,6 +21,7 @@ from mantra6g.source import SourceFile
 from mantra6g.synth import frontend
 from mantra6g.synth.compose import compile_specs
 from mantra6g.synth.dpir import Program
+from mantra6g.synth.interp import State, run
 from tests.oracle import chains
 from tests.oracle.model import ChainModel
 from tests.oracle.traffic import random_frame
@@ -67,7 +68,7 @@ def clock(i: int) -> tuple[int, int]:
     return 1 + i % 3, 1_000_000 + i * 37_000
 
 
-def _graph(nfs: list[str], edges: str, classifier: str = chains.CLASSIFIERS[1]) -> str:
+def graph_text(nfs: list[str], edges: str, classifier: str = chains.CLASSIFIERS[1]) -> str:
     body = "\n".join([f"nf cls = classifier() {{\n    match {classifier}\n}}", *nfs, edges])
     return chains.TENANT + "graph g for acme.gold {\n" + "\n".join("    " + ln for ln in body.splitlines()) + "\n}\n"
 
@@ -82,14 +83,14 @@ def kind_cases() -> dict[str, list[Case]]:
         cases = []
         for v in range(KIND_VARIANTS):
             if kind == "classifier":
-                text = _graph(["nf n0 = firewall(default: allow)"], "cls -> n0", chains.CLASSIFIERS[v % len(chains.CLASSIFIERS)])
+                text = graph_text(["nf n0 = firewall(default: allow)"], "cls -> n0", chains.CLASSIFIERS[v % len(chains.CLASSIFIERS)])
             elif kind == "latency_monitor":
-                text = _graph([f"nf n0 = latency_monitor(role: source, sample: 1/{1 << v})",
+                text = graph_text([f"nf n0 = latency_monitor(role: source, sample: 1/{1 << v})",
                                "nf n1 = latency_monitor(role: sink, buckets: [10us, 1ms])"],
                               "cls -> n0 -> n1" if v % 2 else "cls -> n0 -> [udp.dport == 53] n1")
             else:
                 decl, _ = chains.KINDS[kind](rng)
-                text = _graph([f"nf n0 = {decl}"], "cls -> n0")
+                text = graph_text([f"nf n0 = {decl}"], "cls -> n0")
             frames = draw(rng, n, 0.6 if "decap" in text else 0.13)
             cases.append(Case(f"{kind}#{v}", text, frames))
         out[kind] = cases
@@ -103,7 +104,7 @@ def chain_cases(kinds: tuple[str, ...] | None = None, count: int = CHAIN_COUNT) 
     rng = random.Random("oracle-chains" + (f"-{'-'.join(kinds)}" if kinds else ""))
     out = []
     while len(out) < count:
-        text, sig = chains.random_graph(rng, kinds)
+        text, sig = chains.randomgraph_text(rng, kinds)
         case = Case(sig, text, draw(rng, CHAIN_PACKETS // count))
         try:
             case.spec
@@ -152,3 +153,58 @@ def _show(v: Verdict) -> str:
 def coverage(cases: list[Case]) -> set[tuple[str, str]]:
     """Distinct (chain, packet class) pairs the cases cover."""
     return {(c.name.partition("#")[0], label) for c in cases for label, _ in c.frames}
+
+
+# ---------------------------------------------------------------- judging a target
+
+
+def interpreter(case: Case):
+    state = State.initial(case.program)
+
+    def go(data: bytes, port: int, now: int):
+        r = run(case.program, data, port, now, state)
+        return r.outputs, r.to_host
+
+    return go
+
+
+def judge(cases: list[Case], target) -> None:
+    """Every frame of ``cases`` through ``target(case)`` (a context manager that gives
+    ``run(data, port, now) -> Verdict``: :class:`Interp`, :class:`Xdp`), against the
+    reference model; fails listing the frames that differ."""
+    found: list[str] = []
+    for case in cases:
+        with target(case) as go:
+            bad = mismatches(case, go)
+        if bad:
+            found.append(f"{len(bad)} of {len(case.frames)} frames differ on\n{case.text}\n  " + "\n  ".join(bad[:3]))
+    assert not found, "\n\n".join(found)
+
+
+class Interp:
+    """The interpreter (synth/interp.py), its state carried from frame to frame."""
+
+    def __init__(self, case):
+        self.go = interpreter(case)
+
+    def __enter__(self):
+        return self.go
+
+    def __exit__(self, *exc):
+        return False
+
+
+class Xdp:
+    """The case's program compiled with clang and run in the kernel (BPF_PROG_TEST_RUN)."""
+
+    def __init__(self, case, work):
+        from mantra6g.targets.xdp import KernelProgram
+
+        self.k = KernelProgram(case.program, work / case.name.replace(">", "_").replace("#", "_"))
+
+    def __enter__(self):
+        return self.k.run_full
+
+    def __exit__(self, *exc):
+        self.k.close()
+        return False

@@ -25,7 +25,7 @@ FIREWALL_TESTS = (
     "ipv4.src in 10.1.0.0/16", "ipv4.src in 10.1.3.0/24", "ipv4.dst == 10.9.0.100", "udp.dport in 5000..5010",
     "tcp.dport in [22, 80, 443]", "ipv4.proto == icmp", "ipv4.dscp == ef", "vlan.vid == 7", "udp.dport == 53",
     "tcp.dport == 53", "udp.sport > 1024", "ipv4.ttl < 5", "ipv4.dst in 192.0.2.0/24", "ipv6.next_header == udp",
-    "tcp.flags == syn", "ipv4.flags == 1",
+    "tcp.flags == syn", "ipv4.flags == 1", "ipv6.hop_limit < 100", "icmp.type == 8", "vxlan.vni == 5001",
 )
 ROUTES = ("10.0.0.0/8", "10.2.0.0/16", "10.9.0.0/24", "192.0.2.0/24", "0.0.0.0/0", "10.2.0.11/32", "198.51.100.0/24")
 MACS = ("02:00:00:00:00:aa", "02:00:00:00:00:bb", "02:00:00:00:00:cc", "02:00:00:00:00:fe", "02:00:00:00:00:11")

@@ -88,6 +88,38 @@ def holds(e: sx.Expr, f: Frame) -> bool:
     return {"==": v == want, "!=": v != want, "<": v < want, "<=": v <= want, ">": v > want, ">=": v >= want}[e.op]
 
 
+# IANA "IPv6 Extension Header Types" (RFC 8200 §4 and later), less ESP (50), whose
+# payload is encrypted: a transport header may follow any of them.
+IPV6_EXTENSIONS = {0, 43, 44, 51, 60, 135, 139, 140, 253, 254}
+IP_PROTO = {"tcp": 6, "udp": 17, "icmp": 1}
+
+
+def unread(kind: str, f: Frame) -> bool:
+    """Whether the frame may carry header ``kind`` where the parsing rules do not read it
+    (docs/nf/firewall.md): its transport (UDP for VXLAN and GTP-U) is named by the IPv4
+    protocol of a header with options or of a fragment, or follows an IPv6 extension
+    header."""
+    transport = {"vxlan": "udp", "gtpu": "udp"}.get(kind, kind)
+    if transport not in IP_PROTO or f.has(transport):
+        return False
+    if f.has("ipv4"):
+        return f.outer["ipv4"].pkt.proto == IP_PROTO[transport]
+    return f.has("ipv6") and transport != "icmp" and f.outer["ipv6"].pkt.nh in IPV6_EXTENSIONS
+
+
+def decides(e: sx.Expr, f: Frame) -> bool | None:
+    """:func:`holds` in three values: None where a test reads a header the frame carries
+    unread (:func:`unread`) and the rest does not decide without it."""
+    if isinstance(e, (sx.AllOf, sx.AnyOf)):
+        vs = [decides(t, f) for t in e.terms]
+        stop = isinstance(e, sx.AnyOf)
+        return stop if stop in vs else None if None in vs else not stop
+    if isinstance(e, sx.Not):
+        v = decides(e.term, f)
+        return None if v is None else not v
+    return None if unread(e.field.partition(".")[0], f) else holds(e, f)
+
+
 def _int(value) -> int:
     if isinstance(value, (IPv4Address, IPv6Address)):
         return int(value)
@@ -175,10 +207,14 @@ class Nf:
 
 
 class Firewall(Nf):
+    """The first rule that matches decides; a rule that cannot be decided because the
+    transport it tests is unread matches if it denies, not if it allows (fail closed)."""
+
     def step(self, pkt, now):
         f = pkt.read()
         for r in self.nf.rules:
-            if holds(r.match, f):
+            v = decides(r.match, f)
+            if v or (v is None and r.action == "deny"):
                 return pkt if r.action == "allow" else DROP
         return pkt if self.nf.params.default == "allow" else DROP
 

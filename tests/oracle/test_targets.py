@@ -16,64 +16,18 @@ import copy
 
 import pytest
 
-from mantra6g.synth.interp import State, run
 from mantra6g.synth.motion import hoist
 from tests.oracle import bmv2
-from tests.oracle.cases import Case, chain_cases, coverage, kind_cases, mismatches
+from tests.oracle.cases import Case, Interp, Xdp, chain_cases, coverage, judge, kind_cases
 
 KINDS = list(kind_cases())
-
-
-def interpreter(case: Case):
-    state = State.initial(case.program)
-
-    def go(data: bytes, port: int, now: int):
-        r = run(case.program, data, port, now, state)
-        return r.outputs, r.to_host
-
-    return go
-
-
-def judge(cases: list[Case], target) -> None:
-    found: list[str] = []
-    for case in cases:
-        with target(case) as go:
-            bad = mismatches(case, go)
-        if bad:
-            found.append(f"{len(bad)} of {len(case.frames)} frames differ on\n{case.text}\n  " + "\n  ".join(bad[:3]))
-    assert not found, "\n\n".join(found)
-
-
-class _Interp:
-    def __init__(self, case):
-        self.go = interpreter(case)
-
-    def __enter__(self):
-        return self.go
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _Xdp:
-    def __init__(self, case, work):
-        from mantra6g.targets.xdp import KernelProgram
-
-        self.k = KernelProgram(case.program, work / case.name.replace(">", "_").replace("#", "_"))
-
-    def __enter__(self):
-        return self.k.run_full
-
-    def __exit__(self, *exc):
-        self.k.close()
-        return False
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_interpreter_agrees_with_the_reference_on_every_kind(kind):
     cases = kind_cases()[kind]
     assert sum(len(c.frames) for c in cases) >= 10_000
-    judge(cases, _Interp)
+    judge(cases, Interp)
 
 
 def test_interpreter_agrees_with_the_reference_on_random_chains():
@@ -81,7 +35,7 @@ def test_interpreter_agrees_with_the_reference_on_random_chains():
     covered = coverage(cases)
     print(f"\n{sum(len(c.frames) for c in cases)} frames over {len(cases)} chains: "
           f"{len(covered)} distinct (chain, frame class) combinations")
-    judge(cases, _Interp)
+    judge(cases, Interp)
 
 
 def hoisted(cases: list[Case]) -> list[Case]:
@@ -105,18 +59,18 @@ def test_hoisted_programs_agree_with_the_reference():
     cases = hoisted([c for k in KINDS for c in kind_cases()[k]] + chain_cases())
     assert any(c.name.startswith("load_balancer#") for c in cases), "hoisting no longer moves the load balancer's hashes"
     print(f"\n{sum(len(c.frames) for c in cases)} frames over {len(cases)} hoisted programs")
-    judge(cases, _Interp)
+    judge(cases, Interp)
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("kind", KINDS)
 def test_xdp_in_the_kernel_agrees_with_the_reference_on_every_kind(kind, tmp_path):
-    judge(kind_cases()[kind], lambda case: _Xdp(case, tmp_path))
+    judge(kind_cases()[kind], lambda case: Xdp(case, tmp_path))
 
 
 @pytest.mark.root
 def test_xdp_in_the_kernel_agrees_with_the_reference_on_random_chains(tmp_path):
-    judge(chain_cases(), lambda case: _Xdp(case, tmp_path))
+    judge(chain_cases(), lambda case: Xdp(case, tmp_path))
 
 
 NO_BMV2 = bmv2.missing()

@@ -19,7 +19,7 @@ import random
 
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, IPOption_Router_Alert
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 
@@ -83,7 +83,12 @@ def random_frame(rng: random.Random, tunnelled: float = 0.13) -> tuple[str, byte
         frame = eth / ARP(psrc=rng.choice(CLIENTS), pdst=rng.choice(SERVERS))
     elif roll < 0.09:
         label.append("ipv6")
-        frame = eth / IPv6(src="2001:db8::1", dst="2001:db8::2") / _l4(rng, rng.choice(("udp", "tcp")), b"v6")
+        l4 = _l4(rng, rng.choice(("udp", "tcp")), b"v6")
+        if rng.random() < 0.4:  # extension headers before the transport (RFC 8200 §4)
+            ext = rng.choice((IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment))
+            l4 = ext() / l4
+            label.append(ext.__name__)
+        frame = eth / IPv6(src="2001:db8::1", dst="2001:db8::2") / l4
     elif roll < 0.09 + tunnelled:
         outer = IP(src=TUNNEL_LOCAL, dst=rng.choice((TUNNEL_REMOTE, TUNNEL_REMOTE, "10.2.0.11")), ttl=64)
         inner = inner_ip(rng, label)
