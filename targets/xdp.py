@@ -174,7 +174,8 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
         deparse=block(deparse) if deparse else "",
         forget=block(pr.forget()),
         moving=max(1, len(reached)),
-        tree_keys=max([1] + [len(t.keys) for t in p.tables if table_form(p, t) == "tree"]),
+        tree_keys=max([1] + [sum(-(-key_width(p, k.field) // 64) for k in t.keys) for t in p.tables
+                             if table_form(p, t) == "tree"]),
     )
 
 

@@ -360,8 +360,8 @@ class Printer:
     def local(self, header: str, name: str) -> str:
         parts = field_parts(self.p, header, name)
         if len(parts) != 1:
-            raise XdpBackendError(f"{header}.{name} is wider than 64 bits: the XDP backend compares such fields "
-                                  "only with == / != against constants")
+            raise XdpBackendError(f"{header}.{name} is wider than 64 bits: the XDP backend only compares such "
+                                  "fields with constants (a condition, or a const table's key)")
         return parts[0].cname
 
     def width(self, e: Expr, env: _Env) -> int:
@@ -399,8 +399,8 @@ class Printer:
             if e.op == "!":
                 return f"(__u64)!({inner})"
             return f"(~({inner}) & {mask(self.width(e.operand, env))})"
-        if e.op in ("==", "!=") and self._wide(e):
-            return self._wide_compare(e)
+        if e.op in dpir.COMPARE_OPS and self._wide(e, env):
+            return self._wide_compare(e, env)
         if e.op == "&&":
             return f"(__u64)(({self.expr(e.left, env)}) && ({self.expr(e.right, env)}))"
         if e.op == "||":
@@ -413,36 +413,45 @@ class Printer:
             return f"(({b}) >= {w} ? 0 : ((({a}) {e.op} ({b})) & {mask(w)}))"
         return f"((({a}) {e.op} ({b})) & {mask(w)})"
 
-    def _is_wide(self, e: Expr) -> bool:
+    def _words(self, e: Expr | None, env: _Env) -> list[str] | None:
+        """The C names of the 64-bit words (most significant first) of a field or a
+        tree's key copy wider than 64 bits; None for anything else."""
         if not isinstance(e, Ref):
-            return False
-        scope = e.path.partition(".")[0]
-        return scope in self.hidx and self.p.width_of(e.path) > 64
+            return None
+        scope, _, name = e.path.partition(".")
+        if scope == "tkey" and e.path in env.keys and env.keys[e.path][1] > 64:
+            return env.keys[e.path][0].split()
+        if scope in self.hidx and self.p.width_of(e.path) > 64:
+            return [part.cname for part in field_parts(self.p, scope, name)]
+        return None
 
-    def _wide(self, e: BinOp) -> bool:
-        return any(self._is_wide(x) for x in (e.left, e.right, getattr(e.left, "left", None)))
+    def _wide(self, e: BinOp, env: _Env) -> bool:
+        return any(self._words(x, env) for x in (e.left, e.right, getattr(e.left, "left", None)))
 
-    def _wide_compare(self, e: BinOp) -> str:
-        """``ref == C`` or ``(ref & M) == C`` on a field wider than 64 bits, word by word."""
+    def _wide_compare(self, e: BinOp, env: _Env) -> str:
+        """``ref OP C`` or ``(ref & M) ==/!= C`` on a field wider than 64 bits, word by
+        word (an order compares the words lexicographically)."""
         left, right = e.left, e.right
         m = None
-        if isinstance(left, BinOp) and left.op == "&" and isinstance(left.left, Ref) and isinstance(left.right, Const):
+        if isinstance(left, BinOp) and left.op == "&" and isinstance(left.right, Const):
             left, m = left.left, left.right.value
-        if not (isinstance(left, Ref) and isinstance(right, Const)):
-            raise XdpBackendError("wide fields are only compared with constants")
-        h, _, name = left.path.partition(".")
-        parts = field_parts(self.p, h, name)
-        w = 64 * len(parts)
-        m = (1 << w) - 1 if m is None else m
-        terms = []
-        for i, part in enumerate(parts):
-            shift = 64 * (len(parts) - 1 - i)
-            pm = (m >> shift) & ((1 << 64) - 1)
-            pv = (right.value >> shift) & pm
-            if pm:
-                terms.append(f"(({part.cname} & {pm:#x}ULL) == {pv:#x}ULL)")
-        test = " && ".join(terms) or "1"
-        return f"(__u64)({test})" if e.op == "==" else f"(__u64)!({test})"
+        words = self._words(left, env)
+        if words is None or not isinstance(right, Const) or (m is not None and e.op not in ("==", "!=")):
+            raise XdpBackendError("fields wider than 64 bits are compared only with constants")
+        n = len(words)
+        top = (1 << 64) - 1
+        value = [(right.value >> 64 * (n - 1 - i)) & top for i in range(n)]
+        if e.op in ("==", "!="):
+            full = (1 << 64 * n) - 1 if m is None else m
+            mask = [(full >> 64 * (n - 1 - i)) & top for i in range(n)]
+            terms = [f"(({w} & {pm:#x}ULL) == {pv & pm:#x}ULL)" for w, pm, pv in zip(words, mask, value) if pm]
+            test = " && ".join(terms) or "1"
+            return f"(__u64)({test})" if e.op == "==" else f"(__u64)!({test})"
+        rel = e.op[0]  # < or >: strict on every word but the last
+        test = f"{words[-1]} {e.op} {value[-1]:#x}ULL"
+        for w, v in zip(reversed(words[:-1]), reversed(value[:-1])):
+            test = f"({w} {rel} {v:#x}ULL || ({w} == {v:#x}ULL && {test}))"
+        return f"(__u64)({test})"
 
     # ------------------------------------------------------------ statements
     def stmts(self, body, layouts, env: _Env) -> tuple[list[str], tuple[Layout, ...]]:
@@ -655,10 +664,9 @@ class Printer:
     def table_decl(self, t: Table) -> list[str]:
         kinds = {k.match for k in t.keys}
         widths = [self.key_width(k.field) for k in t.keys]
-        if any(w > 64 for w in widths):
-            raise XdpBackendError(f"table {t.name}: keys wider than 64 bits are not supported by the XDP backend")
         if t.name in self.trees:
             return []  # code: no map, nothing to fill
+        self.narrow_keys(t)
         nargs = table_nargs(self.p, t)
         value = f"struct val_{t.name} {{ __u32 pad; __u32 action; __u64 args[{nargs}]; }};"
         if t.name in self.arrays:
@@ -688,9 +696,20 @@ class Printer:
         return [f"struct ent_{t.name} {{ __u32 used; __u32 action; __u64 args[{nargs}]; __u64 v[{nk}]; __u64 m[{nk}]; }};",
                 *_map("BPF_MAP_TYPE_ARRAY", t.size, "__u32", f"struct ent_{t.name}", f"tbl_{t.name}")]
 
+    def narrow_keys(self, t: Table) -> None:
+        """Refuse a table kept in a map (or an array) whose key is wider than 64 bits."""
+        wide = [k.field for k in t.keys if self.key_width(k.field) > 64]
+        if wide:
+            why = "it is updatable at run time" if not t.const else "its decision tree would be too large"
+            raise XdpBackendError(
+                f"table {t.name} has a key wider than 64 bits ({', '.join(wide)}); the XDP backend compiles such "
+                f"a table into code, but keeps this one in a map, whose keys are at most 64 bits, because {why}"
+            )
+
     def apply(self, t: Table, s: Apply, layouts, env: _Env):
         if t.name in self.trees:
             return self.tree(t, s, layouts, env)
+        self.narrow_keys(t)
         kinds = {k.match for k in t.keys}
         widths = [self.key_width(k.field) for k in t.keys]
         val = self.fresh("val")
@@ -775,12 +794,19 @@ class Printer:
         from mantra6g.synth.tables import decision_tree
 
         keys, lines = {}, []
+        slot = 0
         for j, k in enumerate(t.keys):
             if k.field.endswith("." + VALID_SUFFIX):
                 continue
-            name = self.fresh("tk")
-            keys[f"tkey.{j}"] = (name, self.p.width_of(k.field))
-            lines += [f"sc->k[{j}] = {self.key_value(k.field)};", f"__u64 {name} = *(volatile __u64 *)&sc->k[{j}];"]
+            h, _, f = k.field.partition(".")
+            wide = self.p.width_of(k.field) > 64
+            values = [part.cname for part in field_parts(self.p, h, f)] if wide else [self.key_value(k.field)]
+            names = []
+            for v in values:  # a key wider than 64 bits takes a slot per word
+                names.append(self.fresh("tk"))
+                lines += [f"sc->k[{slot}] = {v};", f"__u64 {names[-1]} = *(volatile __u64 *)&sc->k[{slot}];"]
+                slot += 1
+            keys[f"tkey.{j}"] = (" ".join(names), self.p.width_of(k.field))
         tree = decision_tree(self.p, t, s.on_hit, s.on_miss, key_expr=lambda j: Ref(f"tkey.{j}"))
         inner = _Env(env.params, env.widths, {**env.keys, **keys})
         body, after = self.stmts(tree, layouts, inner)

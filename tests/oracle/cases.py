@@ -104,7 +104,7 @@ def chain_cases(kinds: tuple[str, ...] | None = None, count: int = CHAIN_COUNT) 
     rng = random.Random("oracle-chains" + (f"-{'-'.join(kinds)}" if kinds else ""))
     out = []
     while len(out) < count:
-        text, sig = chains.randomgraph_text(rng, kinds)
+        text, sig = chains.random_graph(rng, kinds)
         case = Case(sig, text, draw(rng, CHAIN_PACKETS // count))
         try:
             case.spec

@@ -12,6 +12,8 @@ BMv2 where it is installed), frame by frame.
 
 from __future__ import annotations
 
+from ipaddress import IPv6Address, IPv6Network
+
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
 from scapy.layers.inet6 import (
@@ -47,10 +49,32 @@ FIREWALLS = {
         [("deny", lambda p: IPv6 in p and p[IPv6].hlim < 255 and TCP in p and p[TCP].dport == 23),
          ("deny", lambda p: ICMP in p and p[ICMP].type == 8)],
     ),
+    # 128-bit keys: on XDP a decision tree compares the address word by word.
+    "v6-prefixes": (
+        ["allow ipv6.src == 2001:db8::1 and udp.dport == 53", "deny ipv6.src in 2001:db8::/32 and udp.dport >= 0",
+         "deny ipv6.dst in 2001:db8::/126 and tcp.dport > 79"], "allow",
+        [("allow", lambda p: IPv6 in p and p[IPv6].src == SRC6 and UDP in p and p[UDP].dport == 53),
+         ("deny", lambda p: IPv6 in p and IPv6Address(p[IPv6].src) in IPv6Network("2001:db8::/32") and UDP in p),
+         ("deny", lambda p: IPv6 in p and IPv6Address(p[IPv6].dst) in IPv6Network("2001:db8::/126") and TCP in p
+                  and p[TCP].dport > 79)],
+    ),
 }
+# Enough /96 prefixes that the XDP decision tree cuts on the 128-bit source address,
+# whose low word then decides (2001:db8::N:0:0/96, alternately denied and allowed).
+_V6 = [f"2001:db8::{n}:0:0/96" for n in range(1, 9)]
+FIREWALLS["v6-tree"] = (
+    [f"{'deny' if n % 2 else 'allow'} ipv6.src in {p}" for n, p in enumerate(_V6, 1)]
+    + ["deny ipv6.dst == 2001:db8::2 and tcp.dport >= 0"], "allow",
+    [("deny" if n % 2 else "allow", lambda p, net=IPv6Network(net): IPv6 in p and IPv6Address(p[IPv6].src) in net)
+     for n, net in enumerate(_V6, 1)]
+    + [("deny", lambda p: IPv6 in p and p[IPv6].dst == DST6 and TCP in p)],
+)
 
 SRC4, DST4 = "10.1.0.7", "10.2.0.11"
 SRC6, DST6 = "2001:db8::1", "2001:db8::2"
+# IPv6 sources inside, at the edges of and between the prefixes above.
+SOURCES6 = (SRC6, "2001:db8::3:0:5", "2001:db8::3:ffff:ffff", "2001:db8::4:0:0", "2001:db8::9:0:0", "2001:db8:1::3:0:0",
+            "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff")
 ETH = Ether(src=MACS[0], dst=MACS[1])  # explicit: scapy would ARP for a missing dst
 
 
@@ -69,9 +93,9 @@ def _frames() -> list[tuple[str, bytes]]:
                 out += [(f"ipv4-{k}+{name}:{dport}", bytes(ETH / ip / l4 / b"payload!")) for k, ip in v4.items()]
             for k, ext in (("plain", None), ("hbh", IPv6ExtHdrHopByHop()), ("routing", IPv6ExtHdrRouting()),
                            ("destopt", IPv6ExtHdrDestOpt()), ("fragment", IPv6ExtHdrFragment(m=1, offset=0))):
-                for hlim in (64, 255):
-                    pkt = ETH / IPv6(src=SRC6, dst=DST6, hlim=hlim) / (ext / l4 if ext else l4) / b"payload!"
-                    out.append((f"ipv6-{k}-hl{hlim}+{name}:{dport}", bytes(pkt)))
+                for hlim, src in [(64, SRC6), (255, SRC6)] + [(64, a) for a in SOURCES6[1:]] * (dport in (23, 53)):
+                    pkt = ETH / IPv6(src=src, dst=DST6, hlim=hlim) / (ext / l4 if ext else l4) / b"payload!"
+                    out.append((f"ipv6-{k}-hl{hlim}-{src}+{name}:{dport}", bytes(pkt)))
     for k, ip in (("plain", IP(src=SRC4, dst=DST4)), ("options", IP(src=SRC4, dst=DST4, options=[IPOption_Router_Alert()]))):
         for t in (0, 8):
             out.append((f"ipv4-{k}+icmp:{t}", bytes(ETH / ip / ICMP(type=t) / b"payload!")))
@@ -146,4 +170,4 @@ def test_fail_closed_entries_are_the_ones_the_docs_count():
     and seven IPv6 entries, on ICMP one, on TCP with an IPv6 test only the IPv6 ones;
     allow rules gain none."""
     sizes = {c.name.removeprefix("firewall-"): len(c.program.table("g_fw_acl").entries) for c in CASES}
-    assert sizes == {"deny-smb": 9, "dns-only-udp": 1 + 9, "lan-ssh": 1 + 9 + 9, "v6-telnet": 8 + 2}
+    assert sizes == {"deny-smb": 9, "dns-only-udp": 1 + 9, "lan-ssh": 1 + 9 + 9, "v6-telnet": 8 + 2, "v6-prefixes": 1 + 8 + 8, "v6-tree": 8 + 8}

@@ -244,3 +244,16 @@ def test_a_device_that_needs_too_many_maps_is_refused_with_the_reason():
     with pytest.raises(XdpBackendError, match=r"needs (\d+) BPF maps .* the kernel allows 64 per program") as err:
         emit_c(dp.program)
     assert int(re.search(r"needs (\d+)", str(err.value)).group(1)) > 64
+
+
+def test_a_wide_key_that_must_stay_in_a_map_is_refused_naming_table_field_and_reason():
+    """Const tables with IPv6 keys are code (tests/oracle/test_firewall.py runs them in
+    the kernel); the same table updatable at run time would be a map, and is refused."""
+    from tests.oracle.test_firewall import CASES
+    from mantra6g.targets.xdp import XdpBackendError, emit_c
+
+    (case,) = [c for c in CASES if c.name == "firewall-v6-prefixes"]
+    emit_c(case.program)
+    with pytest.raises(XdpBackendError, match=r"table g_fw_acl has a key wider than 64 bits \(ipv6\.src, ipv6\.dst\).*"
+                                              r"because it is updatable at run time"):
+        emit_c(with_tables(case.program, "runtime"))
