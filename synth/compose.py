@@ -380,6 +380,8 @@ def rule_table(
     rule flagged ``fail_closed`` (the third element) also matches the packets whose
     transport header it tests the parser left unread, when its other tests hold
     (:func:`unread_alternatives`): a firewall's deny then sees TCP behind IPv4 options.
+    An entry that matches what an earlier one matches is left out (it never wins): the
+    deny rules ``tcp.dport == 22`` and ``tcp.dport == 23`` share their fail-closed entries.
     """
     # Each alternative: (its tests, the headers that must be invalid) and its rule.
     alternatives: list[tuple[int, list[sx.FieldTest], frozenset[str], dpir.ActionCall]] = []
@@ -403,6 +405,7 @@ def rule_table(
         dpir.TableKey(f, "range" if f in ranged else "ternary") for f in fields
     )
     entries: list[dpir.Entry] = []
+    seen: set[tuple[dpir.KeyMatch, ...]] = set()
     for rank, conj, invalid, action in alternatives:
         spans: dict[str, _Span] = {}
         empty = False
@@ -427,6 +430,9 @@ def rule_table(
                 matches.append(dpir.Range(s.low, s.high))
             else:
                 matches.append(_as_ternary(s, w) if f in spans else dpir.Ternary(0, 0))
+        if tuple(matches) in seen:
+            continue  # an earlier entry matches the same packets: this one never wins
+        seen.add(tuple(matches))
         entries.append(dpir.Entry(tuple(matches), action, len(rules) - rank))
     return keys, entries
 

@@ -49,6 +49,10 @@ FIREWALLS = {
         [("deny", lambda p: IPv6 in p and p[IPv6].hlim < 255 and TCP in p and p[TCP].dport == 23),
          ("deny", lambda p: ICMP in p and p[ICMP].type == 8)],
     ),
+    "two-denies": (  # their fail-closed entries are shared
+        ["deny tcp.dport == 22", "deny tcp.dport == 23"], "allow",
+        [("deny", lambda p: TCP in p and p[TCP].dport == 22), ("deny", lambda p: TCP in p and p[TCP].dport == 23)],
+    ),
     # 128-bit keys: on XDP a decision tree compares the address word by word.
     "v6-prefixes": (
         ["allow ipv6.src == 2001:db8::1 and udp.dport == 53", "deny ipv6.src in 2001:db8::/32 and udp.dport >= 0",
@@ -168,6 +172,6 @@ def test_bmv2_agrees_with_the_reference_on_unread_transports(tmp_path):
 def test_fail_closed_entries_are_the_ones_the_docs_count():
     """Consistency (docs/nf/firewall.md): a deny alternative on TCP/UDP gains one IPv4
     and seven IPv6 entries, on ICMP one, on TCP with an IPv6 test only the IPv6 ones;
-    allow rules gain none."""
+    allow rules gain none; alike fail-closed entries are shared."""
     sizes = {c.name.removeprefix("firewall-"): len(c.program.table("g_fw_acl").entries) for c in CASES}
-    assert sizes == {"deny-smb": 9, "dns-only-udp": 1 + 9, "lan-ssh": 1 + 9 + 9, "v6-telnet": 8 + 2, "v6-prefixes": 1 + 8 + 8, "v6-tree": 8 + 8}
+    assert sizes == {"deny-smb": 9, "dns-only-udp": 1 + 9, "lan-ssh": 1 + 9 + 9, "v6-telnet": 8 + 2, "two-denies": 2 + 8, "v6-prefixes": 1 + 8 + 8, "v6-tree": 8 + 8}
