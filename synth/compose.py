@@ -46,7 +46,7 @@ from mantra6g.synth.dpir import (
 )
 from mantra6g.synth.dpir_check import validate
 from mantra6g.synth.expr import render
-from mantra6g.synth.headers import ETHER_TYPES, IP_PROTOCOLS, UDP_PORTS, lookup_field
+from mantra6g.synth.headers import ETHER_TYPES, GTPU_PDU_SESSION, IP_PROTOCOLS, UDP_PORTS, lookup_field
 from mantra6g.synth.ir import NfInstance, ServiceGraph, ServiceSpec
 from mantra6g.synth.values import MacAddress
 
@@ -63,6 +63,8 @@ HEADER_INSTANCES = (
     HeaderInstance("icmp", "icmp"),
     HeaderInstance("vxlan", "vxlan"),
     HeaderInstance("gtpu", "gtpu"),
+    HeaderInstance("gtpu_opt", "gtpu_opt"),
+    HeaderInstance("gtpu_psc", "gtpu_psc"),
     HeaderInstance("inner_eth", "eth"),
     HeaderInstance("inner_ipv4", "ipv4"),
     HeaderInstance("inner_udp", "udp"),
@@ -104,7 +106,7 @@ UNREAD_TRANSPORT: dict[str, tuple[tuple[str, str, tuple[tuple[int, int], ...]], 
     "udp": (("ipv4", "ipv4.proto", ((17, 17),)), ("ipv6", "ipv6.next_header", IPV6_EXTENSION_HEADERS)),
     "icmp": (("ipv4", "ipv4.proto", ((1, 1),)),),
 }
-CARRIED_IN = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "vxlan": "udp", "gtpu": "udp"}
+CARRIED_IN = {"tcp": "tcp", "udp": "udp", "icmp": "icmp"} | {h: "udp" for h in ("vxlan", "gtpu", "gtpu_opt", "gtpu_psc")}
 
 
 def bytes_before(prefix: str) -> Expr:
@@ -124,7 +126,8 @@ def bytes_before(prefix: str) -> Expr:
     total: Expr = Const(14, 16)
     parts = [("vlan", 4), ("mtel", 12)]
     if prefix:
-        parts += [("ipv4", 20), ("ipv6", 40), ("udp", 8), ("vxlan", 8), ("inner_eth", 14), ("gtpu", 8)]
+        parts += [("ipv4", 20), ("ipv6", 40), ("udp", 8), ("vxlan", 8), ("inner_eth", 14), ("gtpu", 8),
+                  ("gtpu_opt", 4), ("gtpu_psc", 4)]
     for h, n in parts:
         total = BinOp("+", total, sized(h, n))
     return total
@@ -153,7 +156,8 @@ def standard_parser() -> tuple[ParserState, ...]:
     else the packet is dropped; total length checked) or IPv6, then UDP/TCP/ICMP when the
     IPv4 packet has no options and is not a fragment; VXLAN (UDP 4789) with its inner
     Ethernet and, for an inner EtherType of IPv4, the inner IPv4 header (held to the same
-    rules), or a plain GTP-U G-PDU (UDP 2152) with its inner IP packet's first 20 bytes
+    rules), or a GTP-U G-PDU (UDP 2152: plain, with optional fields, or with one PDU
+    Session Container as its extension headers) with its inner IP packet's first 20 bytes
     (an IPv4 header if its version is 4, held to the rules then; else payload), and their
     transport headers. Nothing deeper (a tunnel in the tunnel) is parsed."""
     ip_select = lambda h: (Ref(f"{h}.version"), Ref(f"{h}.ihl"), Ref(f"{h}.flags"), Ref(f"{h}.frag"), Ref(f"{h}.proto"))  # noqa: E731
@@ -182,12 +186,32 @@ def standard_parser() -> tuple[ParserState, ...]:
         ParserState("tcp", ("tcp",)),
         ParserState("icmp", ("icmp",)),
         ParserState("vxlan", ("vxlan", "inner_eth"), (Ref("inner_eth.type"),), (ParserCase((ETHER_TYPES["ipv4"],), "inner_ipv4"),)),
-        # Plain GTP-U G-PDUs (version 1, no optional fields) carry an IP packet we parse.
+        # G-PDUs (version 1) carry an IP packet we parse: plain ones, ones with optional
+        # fields (S or PN flag) and, with the E flag, ones whose extension headers are
+        # one PDU Session Container (TS 29.281 §5.1-5.2, TS 38.415); other extension
+        # headers leave the inner packet unparsed.
         ParserState(
             "gtpu",
             ("gtpu",),
             (Ref("gtpu.version"), Ref("gtpu.ext"), Ref("gtpu.seq_flag"), Ref("gtpu.npdu_flag"), Ref("gtpu.msg_type")),
-            (ParserCase((1, 0, 0, 0, 0xFF), "gpdu_ip"),),
+            (
+                ParserCase((1, 0, 0, 0, 0xFF), "gpdu_ip"),
+                ParserCase((1, 1, 0, 0, 0xFF), "gtpu_ext", (0x7, 1, 0, 0, 0xFF)),
+                ParserCase((1, 0, 0, 0, 0xFF), "gtpu_opt", (0x7, 1, 0, 0, 0xFF)),
+            ),
+        ),
+        ParserState("gtpu_opt", ("gtpu_opt",), default="gpdu_ip"),  # next_ext is read only with E
+        ParserState(
+            "gtpu_ext",
+            ("gtpu_opt",),
+            (Ref("gtpu_opt.next_ext"),),
+            (ParserCase((0,), "gpdu_ip"), ParserCase((GTPU_PDU_SESSION,), "gtpu_psc")),
+        ),
+        ParserState(
+            "gtpu_psc",
+            ("gtpu_psc",),
+            (Ref("gtpu_psc.len"), Ref("gtpu_psc.next_ext")),
+            (ParserCase((1, 0), "gpdu_ip"),),
         ),
         ParserState("inner_ipv4", ("inner_ipv4",), ip_select("inner_ipv4"), _ipv4_cases("inner_"),
                     verify=_ipv4_verify("inner_ipv4", "inner_")),

@@ -162,6 +162,27 @@ GTPU = HeaderType(
     ),
     "GTP-U v1 mandatory header (3GPP TS 29.281), carried in UDP port 2152",
 )
+# Present when any of the E, S, PN flags is set (TS 29.281 §5.1); the next extension
+# header type is read only with the E flag.
+GTPU_OPT = HeaderType(
+    "gtpu_opt",
+    (_f("seq", 16), _f("npdu", 8), _f("next_ext", 8, none=0, pdu_session=0x85)),
+    "GTP-U optional fields: sequence number, N-PDU number, next extension header type",
+)
+# The PDU Session Container (TS 38.415 §5.5.2, TS 29.281 §5.2.2.7) of one 4-byte unit:
+# what gNBs and UPFs put on every N3/N9 G-PDU (PDU type 0: downlink, 1: uplink).
+GTPU_PSC = HeaderType(
+    "gtpu_psc",
+    (
+        _f("len", 8),
+        _f("pdu_type", 4, dl=0, ul=1),
+        _f("flags", 4),
+        _f("flags2", 2),
+        _f("qfi", 6),
+        _f("next_ext", 8, none=0),
+    ),
+    "GTP-U PDU Session Container (length 1): PDU type, the flags of TS 38.415, QoS flow id",
+)
 # Mantra's telemetry shim, inserted after Ethernet by a latency-monitor source and
 # removed by the sink: EtherType 0x88B5 (IEEE local experimental 1).
 MTEL = HeaderType(
@@ -171,10 +192,11 @@ MTEL = HeaderType(
 )
 
 HEADERS: dict[str, HeaderType] = {
-    h.name: h for h in (ETHERNET, VLAN, IPV4, IPV6, UDP, TCP, ICMP, VXLAN, GTPU, MTEL)
+    h.name: h for h in (ETHERNET, VLAN, IPV4, IPV6, UDP, TCP, ICMP, VXLAN, GTPU, GTPU_OPT, GTPU_PSC, MTEL)
 }
 
 UDP_PORTS = {"vxlan": 4789, "gtpu": 2152}
+GTPU_PDU_SESSION = 0x85  # the next-extension-header type of a PDU Session Container
 
 
 def lookup_field(path: str) -> HeaderField | None:

@@ -29,7 +29,7 @@ from mantra6g.synth.dpir import (
     SetInvalid,
     SetValid,
 )
-from mantra6g.synth.headers import ETHER_TYPES, UDP_PORTS
+from mantra6g.synth.headers import ETHER_TYPES, GTPU_PDU_SESSION, UDP_PORTS
 from mantra6g.synth.nf.base import Choice, Int, Ipv4, NfKind, param, param_span
 from mantra6g.synth.values import Reporter
 
@@ -43,6 +43,9 @@ class TunnelParams:
     teid: int | None = param(Int(0, (1 << 32) - 1), "GTP-U tunnel endpoint identifier", default=None)
     local: IPv4Address | None = param(Ipv4(), "outer source address (encap); expected outer destination (decap)", default=None)
     remote: IPv4Address | None = param(Ipv4(), "outer destination address (encap)", default=None)
+    qfi: int | None = param(Int(0, 63), "GTP-U encap: add a PDU Session Container with this QoS flow id", default=None)
+    pdu_type: str = param(Choice(("dl", "ul")), "GTP-U encap with qfi: downlink (a UPF's) or uplink (a gNB's)",
+                          default="dl")
 
 
 def _check(params: TunnelParams, rules: tuple, decl: ast.NfDecl, report: Reporter) -> None:
@@ -53,6 +56,9 @@ def _check(params: TunnelParams, rules: tuple, decl: ast.NfDecl, report: Reporte
             f"'{other}' does not apply to a {params.protocol} tunnel",
             f"a {params.protocol} tunnel is identified by '{ident}'",
         )
+    if params.qfi is not None and (params.protocol, params.mode) != ("gtpu", "encap"):
+        report.error(param_span(decl, "qfi"), "'qfi' applies to a gtpu encap tunnel only",
+                     "a decap reads the QFI of what arrives: test gtpu_psc.qfi in a classifier or firewall")
     if params.mode == "encap":
         missing = [n for n in (ident, "local", "remote") if getattr(params, n) is None]
         if missing:
@@ -83,6 +89,9 @@ def _check(params: TunnelParams, rules: tuple, decl: ast.NfDecl, report: Reporte
 # inner IPv4 length plus this, the outer IPv4 length 20 more.
 VXLAN_OVERHEAD = 8 + 8 + 14  # UDP, VXLAN, inner Ethernet
 GTPU_OVERHEAD = 8 + 8  # UDP, GTP-U
+PSC_OVERHEAD = 4 + 4  # GTP-U optional fields, a PDU Session Container of one unit
+PDU_TYPES = {"dl": 0, "ul": 1}
+GTPU = ("gtpu", "gtpu_opt", "gtpu_psc")  # the GTP-U headers a decap removes
 L4 = ("udp", "tcp", "icmp")
 DF = 0b010  # IPv4 "don't fragment" flag
 VXLAN_I_FLAG = 0x08  # RFC 7348: the VNI is valid; the other flag bits are ignored on receipt
@@ -118,7 +127,8 @@ def push_outer_ipv4(src: Expr, dst: Expr, proto: int, overhead: int, df: Expr) -
 
 def _encap(params: TunnelParams) -> tuple:
     vxlan = params.protocol == "vxlan"
-    overhead = VXLAN_OVERHEAD if vxlan else GTPU_OVERHEAD
+    psc = params.qfi is not None
+    overhead = VXLAN_OVERHEAD if vxlan else GTPU_OVERHEAD + PSC_OVERHEAD * psc
     moved = _move(tuple((f"inner_{h}", h) for h in ("ipv4",) + L4))
     body = (CopyHeader("inner_eth", "eth"),) if vxlan else ()
     body += moved + (SetInvalid("tcp"), SetInvalid("icmp"), SetValid("udp"))
@@ -137,11 +147,22 @@ def _encap(params: TunnelParams) -> tuple:
             SetValid("gtpu"),
             *(Assign(f"gtpu.{k}", Const(v, field_width(f"gtpu.{k}"))) for k, v in
               {"version": 1, "pt": 1, "msg_type": 0xFF}.items()),
-            Assign("gtpu.len", Ref("inner_ipv4.len")),
+            Assign("gtpu.len", BinOp("+", Ref("inner_ipv4.len"), Const(PSC_OVERHEAD, 16)) if psc
+                   else Ref("inner_ipv4.len")),
             Assign("gtpu.teid", Const(params.teid, 32)),
             Assign("udp.sport", Const(UDP_PORTS["gtpu"], 16)),
             Assign("udp.dport", Const(UDP_PORTS["gtpu"], 16)),
         )
+        if psc:  # E flag, no sequence or N-PDU number, one PDU Session Container
+            body += (
+                Assign("gtpu.ext", Const(1, 1)),
+                SetValid("gtpu_opt"),
+                Assign("gtpu_opt.next_ext", Const(GTPU_PDU_SESSION, 8)),
+                SetValid("gtpu_psc"),
+                Assign("gtpu_psc.len", Const(1, 8)),
+                Assign("gtpu_psc.pdu_type", Const(PDU_TYPES[params.pdu_type], 4)),
+                Assign("gtpu_psc.qfi", Const(params.qfi, 6)),
+            )
     body += (
         Assign("udp.len", BinOp("+", Ref("inner_ipv4.len"), Const(overhead, 16))),
         Assign("udp.checksum", Const(0, 16)),  # RFC 7348 / TS 29.281: zero over IPv4
@@ -187,7 +208,8 @@ def _decap(params: TunnelParams) -> tuple:
     else:
         body = _set_type(Const(ETHER_TYPES["ipv4"], 16))
     body += _move(tuple((h, f"inner_{h}") for h in ("ipv4",) + L4))
-    body += (SetInvalid(tunnel), SetInvalid("inner_eth"), *(SetInvalid(f"inner_{h}") for h in ("ipv4",) + L4))
+    removed = ("vxlan",) if vxlan else GTPU
+    body += (*map(SetInvalid, removed), SetInvalid("inner_eth"), *(SetInvalid(f"inner_{h}") for h in ("ipv4",) + L4))
     # A packet that is not this tunnel's is not let through as if it were decapsulated.
     return (If(all_of(checks), body, (Drop(),)),)
 

@@ -83,11 +83,14 @@ def kind_cases() -> dict[str, list[Case]]:
         cases = []
         for v in range(KIND_VARIANTS):
             if kind == "classifier":
-                text = graph_text(["nf n0 = firewall(default: allow)"], "cls -> n0", chains.CLASSIFIERS[v % len(chains.CLASSIFIERS)])
+                text = graph_text(["nf n0 = firewall(default: allow)"], "cls -> n0",
+                                  chains.CLASSIFIERS[v % len(chains.CLASSIFIERS)])
+            elif kind == "tunnel":  # each protocol and direction, whatever the seed draws
+                text = graph_text([f"nf n0 = {chains.TUNNELS[v]}"], "cls -> n0")
             elif kind == "latency_monitor":
                 text = graph_text([f"nf n0 = latency_monitor(role: source, sample: 1/{1 << v})",
-                               "nf n1 = latency_monitor(role: sink, buckets: [10us, 1ms])"],
-                              "cls -> n0 -> n1" if v % 2 else "cls -> n0 -> [udp.dport == 53] n1")
+                                   "nf n1 = latency_monitor(role: sink, buckets: [10us, 1ms])"],
+                                  "cls -> n0 -> n1" if v % 2 else "cls -> n0 -> [udp.dport == 53] n1")
             else:
                 decl, _ = chains.KINDS[kind](rng)
                 text = graph_text([f"nf n0 = {decl}"], "cls -> n0")

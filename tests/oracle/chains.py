@@ -25,7 +25,7 @@ FIREWALL_TESTS = (
     "ipv4.src in 10.1.0.0/16", "ipv4.src in 10.1.3.0/24", "ipv4.dst == 10.9.0.100", "udp.dport in 5000..5010",
     "tcp.dport in [22, 80, 443]", "ipv4.proto == icmp", "ipv4.dscp == ef", "vlan.vid == 7", "udp.dport == 53",
     "tcp.dport == 53", "udp.sport > 1024", "ipv4.ttl < 5", "ipv4.dst in 192.0.2.0/24", "ipv6.next_header == udp",
-    "tcp.flags == syn", "ipv4.flags == 1", "ipv6.hop_limit < 100", "icmp.type == 8", "vxlan.vni == 5001",
+    "tcp.flags == syn", "ipv4.flags == 1", "ipv6.hop_limit < 100", "icmp.type == 8", "vxlan.vni == 5001", "gtpu_psc.qfi == 9",
 )
 ROUTES = ("10.0.0.0/8", "10.2.0.0/16", "10.9.0.0/24", "192.0.2.0/24", "0.0.0.0/0", "10.2.0.11/32", "198.51.100.0/24")
 MACS = ("02:00:00:00:00:aa", "02:00:00:00:00:bb", "02:00:00:00:00:cc", "02:00:00:00:00:fe", "02:00:00:00:00:11")
@@ -66,13 +66,25 @@ def _lb(rng: random.Random) -> tuple[str, str]:
             f"lb({mode})")
 
 
+# One tunnel of each kind (the per-kind corpus; chains draw theirs at random).
+TUNNELS = (
+    "tunnel(protocol: gtpu, mode: decap, teid: 4097, local: 192.0.2.2)",
+    "tunnel(protocol: gtpu, mode: encap, teid: 4097, local: 192.0.2.1, remote: 192.0.2.2, qfi: 63, pdu_type: ul)",
+    "tunnel(protocol: vxlan, mode: decap, vni: 5001)",
+    "tunnel(protocol: gtpu, mode: encap, teid: 4097, local: 192.0.2.1, remote: 192.0.2.2)",
+)
+
+
 def _tunnel(rng: random.Random) -> tuple[str, str]:
     proto = rng.choice(("vxlan", "gtpu"))
     ident = "vni" if proto == "vxlan" else "teid"
     value = 5001 if proto == "vxlan" else 4097
     if rng.random() < 0.5:
-        return (f"tunnel(protocol: {proto}, mode: encap, {ident}: {value}, local: 192.0.2.1, remote: 192.0.2.2)",
-                f"{proto}-encap")
+        qfi = ""
+        if proto == "gtpu" and rng.random() < 0.5:  # a PDU Session Container, as on N3
+            qfi = rng.choice((", qfi: 9", ", qfi: 63, pdu_type: ul"))
+        return (f"tunnel(protocol: {proto}, mode: encap, {ident}: {value}, local: 192.0.2.1, remote: 192.0.2.2{qfi})",
+                f"{proto}-encap" + ("-qfi" if qfi else ""))
     extra = ""
     if rng.random() < 0.5:
         extra += f", {ident}: {value}"

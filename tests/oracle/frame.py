@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scapy.contrib.gtp import GTP_U_Header
+from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.fields import ByteField, LongField, XShortField
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -37,7 +37,7 @@ class MTel(Packet):
 class Layer:
     """One header: its scapy view (decoded from its own bytes) and where it starts."""
 
-    kind: str  # "eth" "vlan" "mtel" "ipv4" "ipv6" "udp" "tcp" "icmp" "vxlan" "gtpu"
+    kind: str  # "eth" "vlan" "mtel" "ipv4" "ipv6" "udp" "tcp" "icmp" "vxlan" "gtpu" "gtpu_opt" "gtpu_psc"
     at: int
     size: int
     pkt: Packet
@@ -173,10 +173,24 @@ def read(data: bytes, tunnels: bool = True, l2_only: tuple[str, ...] | None = No
         g = _take(o, "gtpu", GTP_U_Header, data, at, 8)
         if g is None:
             return None
-        plain = g.version == 1 and not (g.E or g.S or g.PN) and g.gtp_type == 0xFF
-        if not plain:
-            return f
+        if g.version != 1 or g.gtp_type != 0xFF:
+            return f  # not a G-PDU: no inner packet
         at += 8
+        if g.E or g.S or g.PN:  # TS 29.281 §5.1: sequence number, N-PDU number, next extension type
+            if at + 4 > len(data):
+                return None
+            opt = GTP_U_Header()  # scapy reads these 4 bytes as part of the GTP-U header
+            opt.do_dissect(data[at - 8 : at + 4] + bytes(64))
+            o["gtpu_opt"] = Layer("gtpu_opt", at, 4, opt, data[at : at + 4])
+            at += 4
+            if g.E and opt.next_ex == 0x85:  # a PDU Session Container (TS 38.415 §5.5.2)
+                if _take(o, "gtpu_psc", GTPPDUSessionContainer, data, at, 4) is None:
+                    return None
+                if o["gtpu_psc"].raw[0] != 1 or o["gtpu_psc"].raw[3] != 0:
+                    return f  # longer, or followed by another extension header: payload
+                at += 4
+            elif g.E and opt.next_ex != 0:
+                return f  # another extension header: the inner packet is payload
     good, inner_l4 = _ipv4(f.inner, data, at, any_version=l4.dport == GTPU_PORT)
     if not good:
         return None
@@ -227,6 +241,12 @@ def _value(layer: Layer, name: str) -> int:
         # RFC 7348 §5's layout (scapy reads some flag combinations as VXLAN-GPE/GBP).
         return {"flags": raw[0], "reserved": int.from_bytes(raw[1:4], "big"), "vni": int.from_bytes(raw[4:7], "big"),
                 "reserved2": raw[7]}[name]
+    if k == "gtpu_opt":  # decoded by GTP_U_Header, of which these are bytes 8-11
+        return {"seq": p.seq, "npdu": p.npdu, "next_ext": p.next_ex}[name]
+    if k == "gtpu_psc":
+        raw = layer.raw
+        return {"len": p.ExtHdrLen, "pdu_type": p.type, "flags": raw[1] & 0xF, "flags2": raw[2] >> 6, "qfi": p.QFI,
+                "next_ext": raw[3]}[name]
     if k == "gtpu":
         return {
             "version": p.version, "pt": p.PT, "spare": p.reserved, "ext": p.E, "seq_flag": p.S,

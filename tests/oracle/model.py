@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
-from scapy.contrib.gtp import GTP_U_Header
+from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.layers.inet import IP, UDP, in4_chksum
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
@@ -99,7 +99,7 @@ def unread(kind: str, f: Frame) -> bool:
     (docs/nf/firewall.md): its transport (UDP for VXLAN and GTP-U) is named by the IPv4
     protocol of a header with options or of a fragment, or follows an IPv6 extension
     header."""
-    transport = {"vxlan": "udp", "gtpu": "udp"}.get(kind, kind)
+    transport = "udp" if kind in ("vxlan", "gtpu", "gtpu_opt", "gtpu_psc") else kind
     if transport not in IP_PROTO or f.has(transport):
         return False
     if f.has("ipv4"):
@@ -360,7 +360,12 @@ class Tunnel(Nf):
                 return DROP  # one tunnel level
             ip = f.outer["ipv4"]
             l3 = pkt.data[ip.at :]
-            if p.protocol == "gtpu":
+            if p.protocol == "gtpu" and p.qfi is not None:  # TS 29.281 §5.2, TS 38.415 §5.5.2
+                carried_ = GTP_U_Header(version=1, PT=1, E=1, S=0, PN=0, gtp_type=0xFF, length=ip.pkt.len + 8,
+                                        teid=p.teid, next_ex=0x85) \
+                    / GTPPDUSessionContainer(type={"dl": 0, "ul": 1}[p.pdu_type], QFI=p.qfi) / Raw(l3)
+                sport, dport, overhead = 2152, 2152, 24
+            elif p.protocol == "gtpu":
                 carried_ = GTP_U_Header(version=1, PT=1, E=0, S=0, PN=0, gtp_type=0xFF, length=ip.pkt.len,
                                         teid=p.teid) / Raw(l3)
                 sport, dport, overhead = 2152, 2152, 16
@@ -397,7 +402,8 @@ class Tunnel(Nf):
                            else tuple(x.kind for x in f.l2_types[1:]))
         if "ipv4" not in f.inner or f.inner["ipv4"].pkt.version != 4 or (p.teid is not None and t.pkt.teid != p.teid):
             return DROP
-        return pkt.but(_set_ethertype(pkt.data[: f.l3_at], f, 0x0800) + pkt.data[t.end :], tunnels=False)
+        end = max(f.outer[k].end for k in ("gtpu", "gtpu_opt", "gtpu_psc") if k in f.outer)
+        return pkt.but(_set_ethertype(pkt.data[: f.l3_at], f, 0x0800) + pkt.data[end:], tunnels=False)
 
 
 class Policer(Nf):

@@ -22,6 +22,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, IPOption_Router_
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
 
 from tests.oracle.frame import MTel
 
@@ -99,9 +100,17 @@ def random_frame(rng: random.Random, tunnelled: float = 0.13) -> tuple[str, byte
                 / Ether(src=rng.choice(MACS), dst=rng.choice(MACS)) / inner
         else:
             teid = rng.choice((4097, 99))
-            if rng.random() < 0.25:  # what real gNBs send: E flag, PDU Session Container (QFI)
-                gtp = GTP_U_Header(teid=teid, gtp_type=0xFF, E=1, next_ex=0x85) / GTPPDUSessionContainer(QFI=9)
-                label.insert(0, "gtpu-ext")
+            roll = rng.random()
+            if roll < 0.25:  # what real gNBs and UPFs send: E flag, PDU Session Container (QFI)
+                gtp = GTP_U_Header(teid=teid, gtp_type=0xFF, E=1, next_ex=0x85) \
+                    / GTPPDUSessionContainer(type=rng.choice((0, 1)), QFI=rng.choice((9, 1, 63)))
+                label.insert(0, "gtpu-psc")
+            elif roll < 0.30:  # a sequence number (S flag), no extension header
+                gtp = GTP_U_Header(teid=teid, gtp_type=0xFF, S=1, seq=rng.getrandbits(16))
+                label.insert(0, "gtpu-seq")
+            elif roll < 0.35:  # an extension header Mantra does not parse (UDP Port, 0x40)
+                gtp = GTP_U_Header(teid=teid, gtp_type=0xFF, E=1, next_ex=0x40) / Raw(b"\x01\x08\x68\x00")
+                label.insert(0, "gtpu-ext40")
             else:
                 gtp = GTP_U_Header(teid=teid, gtp_type=0xFF)
                 label.insert(0, "gtpu")

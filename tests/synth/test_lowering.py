@@ -7,11 +7,12 @@ and checksums from the layers, and the rest is worked out by hand in each test.
 from __future__ import annotations
 
 import pytest
-from scapy.contrib.gtp import GTP_U_Header
+from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
 
 from mantra6g.synth.compose import DeviceProgram, compile_specs
 from mantra6g.synth.interp import State, run
@@ -271,6 +272,61 @@ def test_gtpu_encap_and_decap_round_trip():
     other_teid = frame.copy()
     other_teid[GTP_U_Header].teid = 0x2002
     assert send(dec, other_teid).dropped
+
+
+GNB = dict(src="02:00:00:00:00:aa", dst="02:00:00:00:00:bb")
+N3 = "nf cls = classifier() {\n    match udp.dport == 2152\n}\n"
+
+
+def _gpdu(*carried, **gtp) -> Ether:
+    """A G-PDU from the gNB with ``carried`` (extension headers, the inner packet) after
+    its GTP-U header."""
+    frame = Ether(**GNB) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=2152, dport=2152) \
+        / GTP_U_Header(teid=0x1001, gtp_type=0xFF, **gtp)
+    for layer in carried:
+        frame = frame / layer
+    return frame
+
+
+def test_gtpu_decap_takes_gpdus_as_gnbs_send_them():
+    """What standalone gNBs put on N3 (TS 29.281 §5.1-5.2, TS 38.415 §5.5.2), built by
+    scapy's own GTP-U layers: the E flag and a PDU Session Container (uplink or
+    downlink, any QFI), or a sequence number; the inner IP packet comes out whole.
+    An extension header Mantra does not parse, or a longer container, is dropped."""
+    dec = device(N3 + "nf n3 = tunnel(protocol: gtpu, mode: decap, teid: 0x1001, local: 192.0.2.2)\ncls -> n3")
+    inner = udp(payload=b"z" * 30)[IP]
+    for pdu_type in (0, 1):
+        for qfi in (1, 9, 63):
+            _, back = out(send(dec, _gpdu(GTPPDUSessionContainer(type=pdu_type, QFI=qfi), inner, E=1, next_ex=0x85)))
+            assert bytes(back[IP]) == bytes(inner) and back.type == 0x0800, (pdu_type, qfi)
+    _, back = out(send(dec, _gpdu(inner, S=1, seq=77)))
+    assert bytes(back[IP]) == bytes(inner)
+    assert send(dec, _gpdu(Raw(b"\x01\x08\x68\x00"), inner, E=1, next_ex=0x40)).dropped  # UDP Port extension
+    longer = GTPPDUSessionContainer(type=0, QFI=9, QMP=1, dlSendTime=5)
+    assert send(dec, _gpdu(longer, inner, E=1, next_ex=0x85)).dropped
+
+
+def test_gtpu_encap_with_qfi_adds_a_pdu_session_container():
+    enc = device(CLS + "nf n3 = tunnel(protocol: gtpu, mode: encap, teid: 0x1001, local: 192.0.2.1, "
+                       "remote: 192.0.2.2, qfi: 9, pdu_type: ul)\ncls -> n3")
+    inner = udp(payload=b"y" * 21)
+    _, frame = out(send(enc, inner))
+    g = frame[GTP_U_Header]
+    assert (g.E, g.S, g.PN, g.next_ex, g.teid) == (1, 0, 0, 0x85, 0x1001)
+    psc = frame[GTPPDUSessionContainer]
+    assert (psc.ExtHdrLen, psc.type, psc.QFI, psc.NextExtHdr) == (1, 1, 9, 0)
+    assert g.length == 4 + 4 + len(inner[IP])  # TS 29.281: everything after the mandatory header
+    assert bytes(psc.payload) == bytes(inner[IP])
+    assert bytes(frame) == bytes(rechecked(frame))  # the outer lengths and checksum as scapy computes them
+
+
+def test_a_classifier_tells_qos_flows_apart():
+    dp = device("nf cls = classifier() {\n    match gtpu_psc.qfi == 9\n}\n"
+                "nf n3 = tunnel(protocol: gtpu, mode: decap)\ncls -> n3")
+    inner = udp()[IP]
+    for qfi, claimed in ((9, True), (1, False)):
+        frame = _gpdu(GTPPDUSessionContainer(QFI=qfi), inner, E=1, next_ex=0x85)
+        assert send(dp, frame).dropped != claimed, qfi
 
 
 # ---------------------------------------------------------------- latency monitor
