@@ -273,6 +273,11 @@ def usage(p: Program) -> Usage:
 # ---------------------------------------------------------------- the printer
 
 
+# A ternary/range table kept in a map is scanned in priority order: inline up to this
+# many entries, beyond it in a bpf_loop callback (kernel 5.17+).
+INLINE_SCAN = 256
+
+
 @dataclass
 class _Env:
     """What an action's parameters are where its body is inlined (C expressions)."""
@@ -693,8 +698,40 @@ class Printer:
                     *_map("BPF_MAP_TYPE_LPM_TRIE", t.size, f"struct key_{t.name}", f"struct val_{t.name}", f"tbl_{t.name}",
                           "BPF_F_NO_PREALLOC")]
         nk = len(t.keys)
-        return [f"struct ent_{t.name} {{ __u32 used; __u32 action; __u64 args[{nargs}]; __u64 v[{nk}]; __u64 m[{nk}]; }};",
-                *_map("BPF_MAP_TYPE_ARRAY", t.size, "__u32", f"struct ent_{t.name}", f"tbl_{t.name}")]
+        out = [f"struct ent_{t.name} {{ __u32 used; __u32 action; __u64 args[{nargs}]; __u64 v[{nk}]; __u64 m[{nk}]; }};",
+               *_map("BPF_MAP_TYPE_ARRAY", t.size, "__u32", f"struct ent_{t.name}", f"tbl_{t.name}")]
+        if t.size <= INLINE_SCAN:
+            return out
+        # A long scan is a bpf_loop callback, which the verifier checks once (an inline
+        # loop it follows entry by entry, and gives up beyond ~5000).
+        keys = [f"x->k[{j}]" for j in range(nk)]
+        return out + [
+            f"struct scan_{t.name} {{ __u64 k[{nk}]; __u32 found; }};",
+            f"static long scan_fn_{t.name}(__u64 i, void *c)",
+            "{",
+            f"{INDENT}struct scan_{t.name} *x = c;",
+            f"{INDENT}__u32 idx = i;",
+            f"{INDENT}struct ent_{t.name} *e = bpf_map_lookup_elem(&tbl_{t.name}, &idx);",
+            f"{INDENT}if (!e || !e->used)",
+            f"{INDENT * 2}return 1; /* past the last entry */",
+            f"{INDENT}if ({self.misses(t, keys, 'e')})",
+            f"{INDENT * 2}return 0; /* the next entry */",
+            f"{INDENT}x->found = idx;",
+            f"{INDENT}return 1;",
+            "}",
+        ]
+
+    @staticmethod
+    def misses(t: Table, keys: list[str], e: str) -> str:
+        """The C test that scanned entry ``*e`` does not match ``keys`` (v/m: a range's
+        bounds, or a value and mask)."""
+        conds = []
+        for j, (kn, k) in enumerate(zip(keys, t.keys)):
+            if k.match == "range":
+                conds.append(f"({kn} < {e}->v[{j}] || {kn} > {e}->m[{j}])")
+            else:  # exact / ternary / lpm are all value & mask here
+                conds.append(f"(({kn} ^ {e}->v[{j}]) & {e}->m[{j}])")
+        return " | ".join(conds) or "0"
 
     def narrow_keys(self, t: Table) -> None:
         """Refuse a table kept in a map (or an array) whose key is wider than 64 bits."""
@@ -749,25 +786,31 @@ class Printer:
             ks = [self.fresh("k") for _ in t.keys]
             out += [f"{INDENT}__u64 {kn} = {self.key_value(k.field)};" for kn, k in zip(ks, t.keys)]
             i, e = self.fresh("i"), self.fresh("e")
-            conds = []
-            for j, (kn, k) in enumerate(zip(ks, t.keys)):
-                if k.match == "range":
-                    conds.append(f"({kn} < {e}->v[{j}] || {kn} > {e}->m[{j}])")
-                else:  # exact / ternary / lpm are all value & mask here
-                    conds.append(f"(({kn} ^ {e}->v[{j}]) & {e}->m[{j}])")
-            out += [
-                f"{INDENT}struct ent_{t.name} *{val} = 0;",
-                f"{INDENT}for (__u32 {i} = 0; {i} < {t.size}; {i}++) {{",
-                f"{INDENT * 2}__u32 idx = {i};",
-                f"{INDENT * 2}struct ent_{t.name} *{e} = bpf_map_lookup_elem(&tbl_{t.name}, &idx);",
-                f"{INDENT * 2}if (!{e} || !{e}->used)",
-                f"{INDENT * 3}break;",
-                f"{INDENT * 2}if (!({' | '.join(conds) or '0'})) {{",
-                f"{INDENT * 3}{val} = {e};",
-                f"{INDENT * 3}break;",
-                f"{INDENT * 2}}}",
-                f"{INDENT}}}",
-            ]
+            if t.size > INLINE_SCAN:
+                x = self.fresh("scan")
+                out += [
+                    f"{INDENT}struct scan_{t.name} {x} = {{ .k = {{ {', '.join(ks) or '0'} }}, .found = 0xffffffff }};",
+                    f"{INDENT}bpf_loop({t.size}, scan_fn_{t.name}, &{x}, 0);",
+                    f"{INDENT}struct ent_{t.name} *{val} = 0;",
+                    f"{INDENT}if ({x}.found != 0xffffffff) {{",
+                    f"{INDENT * 2}__u32 idx = {x}.found;",
+                    f"{INDENT * 2}{val} = bpf_map_lookup_elem(&tbl_{t.name}, &idx);",
+                    f"{INDENT}}}",
+                ]
+            else:
+                out += [
+                    f"{INDENT}struct ent_{t.name} *{val} = 0;",
+                    f"{INDENT}for (__u32 {i} = 0; {i} < {t.size}; {i}++) {{",
+                    f"{INDENT * 2}__u32 idx = {i};",
+                    f"{INDENT * 2}struct ent_{t.name} *{e} = bpf_map_lookup_elem(&tbl_{t.name}, &idx);",
+                    f"{INDENT * 2}if (!{e} || !{e}->used)",
+                    f"{INDENT * 3}break;",
+                    f"{INDENT * 2}if (!({self.misses(t, ks, e)})) {{",
+                    f"{INDENT * 3}{val} = {e};",
+                    f"{INDENT * 3}break;",
+                    f"{INDENT * 2}}}",
+                    f"{INDENT}}}",
+                ]
         cases, after = [], []
         for i, name in enumerate(t.actions):
             a = self.p.action(name)

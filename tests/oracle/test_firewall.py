@@ -12,6 +12,7 @@ BMv2 where it is installed), frame by frame.
 
 from __future__ import annotations
 
+import copy
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
@@ -25,6 +26,9 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
+from mantra6g.synth.tables import with_tables
+from mantra6g.targets.xdp import emit_c
+from mantra6g.targets.xdp_emit import INLINE_SCAN
 from tests.oracle import bmv2
 from tests.oracle.cases import Case, Interp, Xdp, expected, graph_text, judge
 from tests.oracle.traffic import MACS
@@ -72,6 +76,13 @@ FIREWALLS["v6-tree"] = (
     [("deny" if n % 2 else "allow", lambda p, net=IPv6Network(net): IPv6 in p and IPv6Address(p[IPv6].src) in net)
      for n, net in enumerate(_V6, 1)]
     + [("deny", lambda p: IPv6 in p and p[IPv6].dst == DST6 and TCP in p)],
+)
+
+# 300 rules that no frame here matches before lan-ssh's: kept in a map (run-time
+# updatable), XDP scans the entries in a bpf_loop.
+FIREWALLS["long-scan"] = (
+    [f"allow ipv4.src == 10.{1 + i // 200}.{1 + i % 200}.7 and tcp.dport == 22" for i in range(300)] + FIREWALLS["lan-ssh"][0],
+    "allow", FIREWALLS["lan-ssh"][2],
 )
 
 SRC4, DST4 = "10.1.0.7", "10.2.0.11"
@@ -160,6 +171,16 @@ def test_xdp_agrees_with_the_reference_on_unread_transports(case, tmp_path):
     judge([case], lambda c: Xdp(c, tmp_path))
 
 
+@pytest.mark.root
+def test_xdp_scans_a_long_table_in_a_map_as_the_reference_says(tmp_path):
+    (case,) = [c for c in CASES if c.name == "firewall-long-scan"]
+    scanned = copy.copy(case)
+    scanned.__dict__["program"] = with_tables(case.program, "runtime")  # the cached property, set
+    assert len(scanned.program.table("g_fw_acl").entries) > INLINE_SCAN
+    assert "bpf_loop(" in emit_c(scanned.program)
+    judge([scanned], lambda c: Xdp(c, tmp_path))
+
+
 NO_BMV2 = bmv2.missing()
 
 
@@ -174,4 +195,5 @@ def test_fail_closed_entries_are_the_ones_the_docs_count():
     and seven IPv6 entries, on ICMP one, on TCP with an IPv6 test only the IPv6 ones;
     allow rules gain none; alike fail-closed entries are shared."""
     sizes = {c.name.removeprefix("firewall-"): len(c.program.table("g_fw_acl").entries) for c in CASES}
-    assert sizes == {"deny-smb": 9, "dns-only-udp": 1 + 9, "lan-ssh": 1 + 9 + 9, "v6-telnet": 8 + 2, "two-denies": 2 + 8, "v6-prefixes": 1 + 8 + 8, "v6-tree": 8 + 8}
+    assert sizes == {"deny-smb": 9, "dns-only-udp": 1 + 9, "lan-ssh": 1 + 9 + 9, "v6-telnet": 8 + 2, "two-denies": 2 + 8, "v6-prefixes": 1 + 8 + 8, "v6-tree": 8 + 8,
+                     "long-scan": 300 + 1 + 9 + 9}
