@@ -510,3 +510,26 @@ def test_compiled_programs_are_the_same_in_every_process():
         for seed in (1, 2, 3)
     }
     assert len(digests) == 1 and "" not in digests
+
+
+# ---------------------------------------------------------------- chains split over devices
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="#18: a device after the first re-runs the graph's classifier, which the "
+                                       "load balancer's IP-in-IP packet no longer matches, and drops it")
+def test_the_factory_example_delivers_its_chain_from_the_smartnic_to_the_host():
+    """examples/urllc_factory.sg: fw, mon_in, lb (dsr) on the SmartNIC, mon_out on the
+    host. What the SmartNIC sends must reach the host's sink, which counts it."""
+    from pathlib import Path
+
+    from mantra6g.source import SourceFile
+    from mantra6g.synth import frontend
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "urllc_factory.sg"
+    dps = {d.name: d for d in compile_specs(frontend.load_sources([SourceFile(str(path), path.read_text())]))}
+    nic, host = dps["smartnic_factory_edge"], dps["host_factory_edge"]
+    frame = udp(dst="10.1.255.10", src="10.1.1.5", sport=4000, dport=5001)
+    ((_, sent),) = send(nic, frame, now=1_000_000).outputs
+    state = State.initial(host.program)
+    run(host.program, sent, IN_PORT, 1_200_000, state)
+    assert sum(state.registers["motion_control_mon_out_delay_count"]) == 1
