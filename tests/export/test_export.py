@@ -415,7 +415,7 @@ def test_names_become_kubernetes_names_and_never_merge():
 
 
 @pytest.mark.skipif(__import__("mantra6g.targets.toolchain", fromlist=["find"]).find("p4c-bm2-ss") is None,
-                    reason="p4c-bm2-ss not on PATH (being built in /opt/p4tools; not installable here); set MANTRA_P4C")
+                    reason="p4c-bm2-ss not on PATH (not installable here: build p4c outside the repository); set MANTRA_P4C")
 @pytest.mark.parametrize("example", [e.stem for e in EXAMPLES])
 def test_exported_p4_compiles_with_p4c_as_iml_s_driver_compiles_it(tmp_path, bundles, example):
     """IML's BMv2 driver runs p4c --target bmv2 --arch v1model --p4runtime-files; so does this

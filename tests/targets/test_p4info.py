@@ -22,7 +22,7 @@ from mantra6g.targets.p4 import ident
 from tests.conftest import EXAMPLES
 from tests.targets.programs import PROGRAMS
 
-NO_P4C = "p4c-bm2-ss not on PATH (being built in /opt/p4tools; not installable here); set MANTRA_P4C to run"
+NO_P4C = "p4c-bm2-ss not on PATH (not installable here: build p4c outside the repository); set MANTRA_P4C to run"
 
 # name -> id, from p4c's flowlet_switching-bmv2 P4Info (tables 0x02, actions 0x01, registers 0x16).
 P4C_IDS = {
