@@ -284,7 +284,8 @@ class _Env:
 
     params: dict[str, str] = field(default_factory=dict)
     widths: tuple[dpir.ActionParam, ...] = ()
-    keys: dict[str, tuple[str, int]] = field(default_factory=dict)  # "tkey.N": (C name, width)
+    # "tkey.N": (C name, width); a key wider than 64 bits names its words, space-separated
+    keys: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 class Printer:
@@ -703,7 +704,7 @@ class Printer:
         if t.size <= INLINE_SCAN:
             return out
         # A long scan is a bpf_loop callback, which the verifier checks once (an inline
-        # loop it follows entry by entry, and gives up beyond ~5000).
+        # loop it follows entry by entry: ~200 instructions each, 1M at ~5,000 entries).
         keys = [f"x->k[{j}]" for j in range(nk)]
         return out + [
             f"struct scan_{t.name} {{ __u64 k[{nk}]; __u32 found; }};",
@@ -785,7 +786,6 @@ class Printer:
             # Ternary/range (and mixed): entries in priority order, scanned; the first wins.
             ks = [self.fresh("k") for _ in t.keys]
             out += [f"{INDENT}__u64 {kn} = {self.key_value(k.field)};" for kn, k in zip(ks, t.keys)]
-            i, e = self.fresh("i"), self.fresh("e")
             if t.size > INLINE_SCAN:
                 x = self.fresh("scan")
                 out += [
@@ -798,6 +798,7 @@ class Printer:
                     f"{INDENT}}}",
                 ]
             else:
+                i, e = self.fresh("i"), self.fresh("e")
                 out += [
                     f"{INDENT}struct ent_{t.name} *{val} = 0;",
                     f"{INDENT}for (__u32 {i} = 0; {i} < {t.size}; {i}++) {{",
