@@ -519,6 +519,8 @@ class DeviceProgram:
     # (name prefix, what, where) of each NF here: the tables, registers and metadata its
     # lowering declares start with the prefix (Lowering.name; a merge adds "tenant__")
     origins: tuple[tuple[str, str, Any], ...] = field(default=(), compare=False)
+    # What may not work as written on this device (rewrapped_handovers), file:line:col first
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:
@@ -571,6 +573,48 @@ def _device_of(g: ServiceGraph) -> dict[str, tuple[str, str | None]]:
     return where
 
 
+def rewrapped_handovers(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> list[tuple[str, str]]:
+    """(the device program, ``file:line:col: warning: …``) for each place where a graph's chain
+    passes to another device after an NF that added or removed outer headers (a tunnel,
+    the load balancer's IP-in-IP): the next device recognises the graph's packets by its
+    classifier, run again on the changed packet — nothing carries the chain's identity
+    between devices yet (docs/dpir.md, #18)."""
+    from mantra6g.synth.nf import KINDS
+
+    out: list[tuple[str, str]] = []
+    for spec in specs:
+        for g in spec.graphs:
+            where = _device_of(g)
+            seen: set[tuple[str, str | None]] = set()
+            flagged: set[tuple[str, str]] = set()
+            todo: list[tuple[str, str | None]] = [(g.entry, None)]
+            while todo:
+                name, changed_by = todo.pop()
+                if (name, changed_by) in seen:
+                    continue
+                seen.add((name, changed_by))
+                nf = g.nf(name)
+                kind = KINDS[nf.kind]
+                if kind.tunnels and kind.tunnels(nf.params):
+                    changed_by = name
+                for e in g.successors(name):
+                    if changed_by and name != g.entry and where[name] != where[e.dst] and (changed_by, e.dst) not in flagged:
+                        flagged.add((changed_by, e.dst))
+                        w, nxt = g.nf(changed_by), g.nf(e.dst)
+                        added = KINDS[w.kind].tunnels(w.params) == "push"
+                        span = nxt.placement.span if nxt.placement and nxt.placement.span else nxt.span
+                        there = _device_name(*where[e.dst])
+                        out.append((there,
+                            f"{span}: warning: graph '{g.name}' passes to {there} at '{e.dst}' after '{changed_by}' "
+                            f"({w.kind}) on {_device_name(*where[changed_by])} {'added' if added else 'removed'} outer "
+                            f"headers; {there} runs the classifier '{g.entry}' again on the changed packet and drops it "
+                            f"unless it matches (a known gap, #18): place '{e.dst}' and the NFs after it with "
+                            f"'{changed_by}'"
+                        ))
+                    todo.append((e.dst, changed_by))
+    return out
+
+
 def _all_upstream_in_order(g: ServiceGraph, name: str, order: tuple[str, ...]) -> list[str]:
     up = g.upstream(name)
     return [n for n in order if n in up]
@@ -605,6 +649,7 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
     device does with frames no classifier claims: ``drop`` them, or ``pass`` them to the
     host's own network stack (ARP, ND, management traffic; XDP only)."""
     groups = _device_groups(specs)
+    warnings = rewrapped_handovers(specs)
     from mantra6g.synth.merge import Claim, MergedProgram, TenantProgram, merge
     from mantra6g.synth.nf.classifier import match_condition
 
@@ -630,7 +675,8 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
         tenant = (lambda g: f"{g.tenant}__") if len(programs) > 1 else (lambda g: "")
         origins = tuple((f"{tenant(g)}{g.name}_{n}_", f"the {g.nf(n).kind} '{n}' of graph '{g.name}'", g.nf(n).span)
                         for g, local in members for n in [g.entry, *local])
-        out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged, origins))
+        out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged, origins,
+                                 tuple(w for there, w in warnings if there == name)))
     return out
 
 
