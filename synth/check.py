@@ -29,7 +29,7 @@ from mantra6g.synth.ir import (
     Tenant,
     TenantSlice,
 )
-from mantra6g.synth.nf import KINDS
+from mantra6g.synth.nf import KINDS, tunnel_effect
 from mantra6g.synth.nf import base as nfbase
 from mantra6g.synth.values import (
     DIMENSIONS,
@@ -424,7 +424,7 @@ def _one_tunnel_level(g: ServiceGraph, report: Reporter) -> None:
             return
         seen.add((name, outer_by))
         nf = g.nf(name)
-        effect = KINDS[nf.kind].tunnels(nf.params) if KINDS[nf.kind].tunnels else None
+        effect = tunnel_effect(nf)
         if effect == "push":
             if outer_by is not None and name not in flagged:
                 flagged.add(name)

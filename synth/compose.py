@@ -579,7 +579,7 @@ def rewrapped_handovers(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> l
     the load balancer's IP-in-IP): the next device recognises the graph's packets by its
     classifier, run again on the changed packet — nothing carries the chain's identity
     between devices yet (docs/dpir.md, #18)."""
-    from mantra6g.synth.nf import KINDS
+    from mantra6g.synth.nf import tunnel_effect
 
     out: list[tuple[str, str]] = []
     for spec in specs:
@@ -593,15 +593,13 @@ def rewrapped_handovers(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> l
                 if (name, changed_by) in seen:
                     continue
                 seen.add((name, changed_by))
-                nf = g.nf(name)
-                kind = KINDS[nf.kind]
-                if kind.tunnels and kind.tunnels(nf.params):
+                if tunnel_effect(g.nf(name)):
                     changed_by = name
                 for e in g.successors(name):
                     if changed_by and name != g.entry and where[name] != where[e.dst] and (changed_by, e.dst) not in flagged:
                         flagged.add((changed_by, e.dst))
                         w, nxt = g.nf(changed_by), g.nf(e.dst)
-                        added = KINDS[w.kind].tunnels(w.params) == "push"
+                        added = tunnel_effect(w) == "push"
                         span = nxt.placement.span if nxt.placement and nxt.placement.span else nxt.span
                         there = _device_name(*where[e.dst])
                         out.append((there,

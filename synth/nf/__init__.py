@@ -20,4 +20,13 @@ KINDS: dict[str, NfKind] = {
     for m in (classifier, firewall, router, l2_forward, load_balancer, tunnel, latency_monitor, policer)
 }
 
-__all__ = ["KINDS", "NfKind"]
+
+
+def tunnel_effect(nf) -> str | None:
+    """"push" if the NF instance wraps the packet in an outer IPv4 header, "pop" if it
+    removes one, else None (its kind's ``tunnels``, given its parameters)."""
+    kind = KINDS[nf.kind]
+    return kind.tunnels(nf.params) if kind.tunnels else None
+
+
+__all__ = ["KINDS", "NfKind", "tunnel_effect"]

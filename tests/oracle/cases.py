@@ -50,6 +50,13 @@ class Case:
         (dp,) = compile_specs([self.spec])
         return dp.program
 
+    def running(self, program: Program) -> Case:
+        """This case (its graph and frames, so the reference model's verdicts) run on
+        ``program`` instead of the one it compiles to (a pass's output, other tables)."""
+        other = Case(self.name, self.text, self.frames)
+        other.__dict__["program"] = program  # the cached property, set
+        return other
+
 
 @functools.cache
 def pool(tunnelled: float, size: int = 12_000) -> tuple[tuple[str, bytes], ...]:
