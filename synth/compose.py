@@ -41,6 +41,8 @@ from mantra6g.synth.dpir import (
     ParserState,
     Program,
     Ref,
+    SetInvalid,
+    SetValid,
     Stmt,
     UnOp,
 )
@@ -55,6 +57,7 @@ from mantra6g.synth.values import MacAddress
 HEADER_INSTANCES = (
     HeaderInstance("eth", "eth"),
     HeaderInstance("vlan", "vlan"),
+    HeaderInstance("chain", "chain"),
     HeaderInstance("mtel", "mtel"),
     HeaderInstance("ipv4", "ipv4"),
     HeaderInstance("ipv6", "ipv6"),
@@ -111,7 +114,7 @@ CARRIED_IN = {"tcp": "tcp", "udp": "udp", "icmp": "icmp"} | {h: "udp" for h in (
 
 def bytes_before(prefix: str) -> Expr:
     """How many bytes precede the IPv4 header ``<prefix>ipv4`` in the packet as parsed:
-    Ethernet, an optional VLAN tag and telemetry shim, and for the inner header the outer
+    Ethernet, an optional VLAN tag, chain shim and telemetry shim, and for the inner header the outer
     IPv4 (no options: else nothing inner is parsed) or IPv6, UDP and the VXLAN (with inner
     Ethernet) or GTP-U header."""
     def sized(h: str, n: int) -> Expr:
@@ -124,7 +127,7 @@ def bytes_before(prefix: str) -> Expr:
         return out
 
     total: Expr = Const(14, 16)
-    parts = [("vlan", 4), ("mtel", 12)]
+    parts = [("vlan", 4), ("chain", 8), ("mtel", 12)]
     if prefix:
         parts += [("ipv4", 20), ("ipv6", 40), ("udp", 8), ("vxlan", 8), ("inner_eth", 14), ("gtpu", 8),
                   ("gtpu_opt", 4), ("gtpu_psc", 4)]
@@ -152,7 +155,7 @@ def _ipv4_verify(h: str, prefix: str, any_version: bool = False) -> Expr:
 
 
 def standard_parser() -> tuple[ParserState, ...]:
-    """Ethernet, an optional 802.1Q tag and telemetry shim, IPv4 (version 4 and IHL >= 5,
+    """Ethernet, an optional 802.1Q tag, chain shim and telemetry shim, IPv4 (version 4 and IHL >= 5,
     else the packet is dropped; total length checked) or IPv6, then UDP/TCP/ICMP when the
     IPv4 packet has no options and is not a fragment; VXLAN (UDP 4789) with its inner
     Ethernet and, for an inner EtherType of IPv4, the inner IPv4 header (held to the same
@@ -160,15 +163,17 @@ def standard_parser() -> tuple[ParserState, ...]:
     Session Container as its extension headers) with its inner IP packet's first 20 bytes
     (an IPv4 header if its version is 4, held to the rules then; else payload), and their
     transport headers. Nothing deeper (a tunnel in the tunnel) is parsed."""
+    shim = lambda h: ParserCase((ETHER_TYPES[h],), h)  # noqa: E731
     ip_select = lambda h: (Ref(f"{h}.version"), Ref(f"{h}.ihl"), Ref(f"{h}.flags"), Ref(f"{h}.frag"), Ref(f"{h}.proto"))  # noqa: E731
     return (
         ParserState(
             "start",
             ("eth",),
             (Ref("eth.type"),),
-            _l3(ParserCase((ETHER_TYPES["vlan"],), "vlan"), ParserCase((ETHER_TYPES["mtel"],), "mtel")),
+            _l3(shim("vlan"), shim("chain"), shim("mtel")),
         ),
-        ParserState("vlan", ("vlan",), (Ref("vlan.type"),), _l3(ParserCase((ETHER_TYPES["mtel"],), "mtel"))),
+        ParserState("vlan", ("vlan",), (Ref("vlan.type"),), _l3(shim("chain"), shim("mtel"))),
+        ParserState("chain", ("chain",), (Ref("chain.type"),), _l3(shim("mtel"))),
         ParserState("mtel", ("mtel",), (Ref("mtel.type"),), _l3()),
         ParserState("ipv4", ("ipv4",), ip_select("ipv4"), _ipv4_cases(""), verify=_ipv4_verify("ipv4", "")),
         ParserState(
@@ -519,8 +524,6 @@ class DeviceProgram:
     # (name prefix, what, where) of each NF here: the tables, registers and metadata its
     # lowering declares start with the prefix (Lowering.name; a merge adds "tenant__")
     origins: tuple[tuple[str, str, Any], ...] = field(default=(), compare=False)
-    # What may not work as written on this device (rewrapped_handovers), file:line:col first
-    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:
@@ -573,44 +576,69 @@ def _device_of(g: ServiceGraph) -> dict[str, tuple[str, str | None]]:
     return where
 
 
-def rewrapped_handovers(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> list[tuple[str, str]]:
-    """(the device program, ``file:line:col: warning: …``) for each place where a graph's chain
-    passes to another device after an NF that added or removed outer headers (a tunnel,
-    the load balancer's IP-in-IP): the next device recognises the graph's packets by its
-    classifier, run again on the changed packet — nothing carries the chain's identity
-    between devices yet (docs/dpir.md, #18)."""
-    from mantra6g.synth.nf import tunnel_effect
+def graph_numbers(specs: list[ServiceSpec] | tuple[ServiceSpec, ...]) -> dict[str, int]:
+    """The number each graph's chain shim carries between devices: its place in the
+    site, from 1 (graph names are unique in a site; every device is compiled from it)."""
+    return {g.name: i for i, g in enumerate((g for spec in specs for g in spec.graphs), start=1)}
 
-    out: list[tuple[str, str]] = []
-    for spec in specs:
-        for g in spec.graphs:
-            where = _device_of(g)
-            seen: set[tuple[str, str | None]] = set()
-            flagged: set[tuple[str, str]] = set()
-            todo: list[tuple[str, str | None]] = [(g.entry, None)]
-            while todo:
-                name, changed_by = todo.pop()
-                if (name, changed_by) in seen:
-                    continue
-                seen.add((name, changed_by))
-                if tunnel_effect(g.nf(name)):
-                    changed_by = name
-                for e in g.successors(name):
-                    if changed_by and name != g.entry and where[name] != where[e.dst] and (changed_by, e.dst) not in flagged:
-                        flagged.add((changed_by, e.dst))
-                        w, nxt = g.nf(changed_by), g.nf(e.dst)
-                        added = tunnel_effect(w) == "push"
-                        span = nxt.placement.span if nxt.placement and nxt.placement.span else nxt.span
-                        there = _device_name(*where[e.dst])
-                        out.append((there,
-                            f"{span}: warning: graph '{g.name}' passes to {there} at '{e.dst}' after '{changed_by}' "
-                            f"({w.kind}) on {_device_name(*where[changed_by])} {'added' if added else 'removed'} outer "
-                            f"headers; {there} runs the classifier '{g.entry}' again on the changed packet and drops it "
-                            f"unless it matches (a known gap, #18): place '{e.dst}' and the NFs after it with "
-                            f"'{changed_by}'"
-                        ))
-                    todo.append((e.dst, changed_by))
-    return out
+
+def _position(g: ServiceGraph, name: str) -> int:
+    """The NF's place in its graph's declaration, from 1: the shim's ``resume``."""
+    return [n.name for n in g.nfs].index(name) + 1
+
+
+def _starts(g: ServiceGraph, local: set[str]) -> bool:
+    """Whether the graph's classifier claims packets here: an NF right after it runs here."""
+    return any(e.dst in local for e in g.successors(g.entry))
+
+
+def resumes(g: ServiceGraph, local: set[str]) -> list[str]:
+    """The NFs here at which the chain resumes after another device: those with a
+    predecessor elsewhere (the classifier counts as elsewhere when another device claims
+    by it), in topological order."""
+    others_classify = any(e.dst not in local for e in g.successors(g.entry))
+    return [n for n in g.topological_order() if n in local and any(
+        (p != g.entry and p not in local) or (p == g.entry and others_classify) for p in g.predecessors(n))]
+
+
+def resumed_at(g: ServiceGraph, name: str, number: int) -> Expr:
+    """The packets whose chain shim says: graph ``g`` (number ``number``), resume at ``name``."""
+    return all_of([IsValid("chain"), BinOp("==", Ref("chain.tenant"), Const(g.tenant_id, 16)),
+                   BinOp("==", Ref("chain.graph"), Const(number, 16)),
+                   BinOp("==", Ref("chain.resume"), Const(_position(g, name), 16))])
+
+
+def claim_condition(g: ServiceGraph, local: set[str], number: int) -> Expr:
+    """The packets the graph takes on a device running its ``local`` NFs: what its
+    classifier matches among frames without a chain shim (if the chain starts here), and
+    the shims handed over to each NF where it resumes here."""
+    from mantra6g.synth.nf.classifier import match_condition
+
+    terms = [resumed_at(g, n, number) for n in resumes(g, local)]
+    if _starts(g, local):
+        terms.insert(0, all_of([UnOp("!", IsValid("chain")), match_condition(g.nf(g.entry))]))
+    return any_of(terms)
+
+
+def point_at(value: Expr) -> tuple[Stmt, ...]:
+    """Set the EtherType that follows Ethernet (eth's, or the VLAN tag's): where a shim is
+    inserted or removed."""
+    return (If(IsValid("vlan"), (Assign("vlan.type", value),), (Assign("eth.type", value),)),)
+
+
+def _hand_over(g: ServiceGraph, name: str, number: int) -> tuple[Stmt, ...]:
+    """Push the chain shim that tells the next device to resume ``g`` at ``name``."""
+    return (
+        SetValid("chain"),
+        Assign("chain.tenant", Const(g.tenant_id, 16)),
+        Assign("chain.graph", Const(number, 16)),
+        Assign("chain.resume", Const(_position(g, name), 16)),
+        If(IsValid("vlan"), (Assign("chain.type", Ref("vlan.type")),), (Assign("chain.type", Ref("eth.type")),)),
+        *point_at(Const(ETHER_TYPES["chain"], 16)),
+    )
+
+
+POP_CHAIN: tuple[Stmt, ...] = (*point_at(Ref("chain.type")), SetInvalid("chain"))
 
 
 def _all_upstream_in_order(g: ServiceGraph, name: str, order: tuple[str, ...]) -> list[str]:
@@ -647,9 +675,8 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
     device does with frames no classifier claims: ``drop`` them, or ``pass`` them to the
     host's own network stack (ARP, ND, management traffic; XDP only)."""
     groups = _device_groups(specs)
-    warnings = rewrapped_handovers(specs)
+    numbers = graph_numbers(specs)
     from mantra6g.synth.merge import Claim, MergedProgram, TenantProgram, merge
-    from mantra6g.synth.nf.classifier import match_condition
 
     tenants = {t.name: t for spec in specs for t in spec.tenants}
     plans = {d.name: d for spec in specs for d in spec.devices}
@@ -660,10 +687,10 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
         programs = []
         for owner in owners:  # each tenant's graphs alone, as if it had the device to itself
             mine = [(g, local) for g, local in members if g.tenant == owner]
-            program = lower_device(name, mine, unclaimed)
+            program = lower_device(name, mine, numbers, unclaimed)
             validate(program)
-            claims = tuple(Claim(g.name, match_condition(g.nf(g.entry)), g.nf(g.entry).params.priority,
-                                 [m for m, _ in members].index(g), g.slice) for g, _ in mine)
+            claims = tuple(Claim(g.name, claim_condition(g, local, numbers[g.name]), g.nf(g.entry).params.priority,
+                                 [m for m, _ in members].index(g), g.slice) for g, local in mine)
             plan = plans.get(name)
             programs.append(TenantProgram(owner, tenants[owner].id if owner in tenants else mine[0][0].tenant_id,
                                           program, claims, plan.owned_by(owner) if plan else frozenset()))
@@ -673,14 +700,15 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
         tenant = (lambda g: f"{g.tenant}__") if len(programs) > 1 else (lambda g: "")
         origins = tuple((f"{tenant(g)}{g.name}_{n}_", f"the {g.nf(n).kind} '{n}' of graph '{g.name}'", g.nf(n).span)
                         for g, local in members for n in [g.entry, *local])
-        out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged, origins,
-                                 tuple(w for there, w in warnings if there == name)))
+        out.append(DeviceProgram(device, site, merged.program, tuple(g.name for g, _ in members), nfs, merged, origins))
     return out
 
 
-def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], unclaimed: str = "drop") -> Program:
+def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], numbers: dict[str, int],
+                 unclaimed: str = "drop") -> Program:
     """One program running the ``local`` NFs of each graph, its checksums bound
-    (:mod:`mantra6g.synth.checksums`)."""
+    (:mod:`mantra6g.synth.checksums`). ``numbers`` are the site's graph numbers
+    (:func:`graph_numbers`), which the chain shim carries between devices."""
     from mantra6g.synth import checksums
     from mantra6g.synth.nf import KINDS
     from mantra6g.synth.nf.classifier import match_condition
@@ -699,22 +727,22 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], unclai
         visit = {n: acc.shared_meta(f"{g.name}_{n}_visit", 1) for n in order}
         if any(KINDS[g.nf(n).kind].forwards for n in order):
             acc.shared_meta(f"{g.name}_routed", 1)
-        cls = g.nf(g.entry)
-        claim: list[Stmt] = [Assign(TENANT, Const(g.tenant_id, 16)), Assign(SLICE, Const(g.slice_id, 8))]
-        # NFs whose predecessors run elsewhere see the packet as soon as it is classified.
-        for n in order:
-            if any(p not in local and p != g.entry for p in g.predecessors(n)):
-                claim.append(Assign(visit[n], Const(1, 1)))
-        claim += _pass_on(g, g.entry, visit, local)
-        match = match_condition(cls)
-        control.append(If(BinOp("&&", BinOp("==", Ref(TENANT), Const(0, 16)), match), tuple(claim)))
+        number = numbers[g.name]
+        claim = (Assign(TENANT, Const(g.tenant_id, 16)), Assign(SLICE, Const(g.slice_id, 8)))
+        free = BinOp("==", Ref(TENANT), Const(0, 16))
+        # A packet handed over by another device resumes where its chain shim says.
+        for n in resumes(g, local):
+            control.append(If(BinOp("&&", free, resumed_at(g, n, number)), (*claim, *POP_CHAIN, Assign(visit[n], Const(1, 1)))))
+        if _starts(g, local):
+            match = BinOp("&&", UnOp("!", IsValid("chain")), match_condition(g.nf(g.entry)))
+            control.append(If(BinOp("&&", free, match), (*claim, *_pass_on(g, g.entry, visit, local, number))))
         for n in g.topological_order():
             if n not in local:
                 continue
             nf = g.nf(n)
             acc.nf = nf
             body = list(KINDS[nf.kind].lower(nf, acc))
-            body += _pass_on(g, n, visit, local)
+            body += _pass_on(g, n, visit, local, number)
             control.append(If(BinOp("==", Ref(visit[n]), Const(1, 1)), tuple(body)))
     if unclaimed == "pass":
         control.append(If(BinOp("==", Ref(TENANT), Const(0, 16)), (dpir.ToHost(),)))
@@ -735,12 +763,13 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], unclai
     return checksums.bind(program)
 
 
-def _pass_on(g: ServiceGraph, n: str, visit: dict[str, str], local: set[str]) -> list[Stmt]:
+def _pass_on(g: ServiceGraph, n: str, visit: dict[str, str], local: set[str], number: int) -> list[Stmt]:
     """After ``n``: mark the next NF (first matching conditional edge, else the
-    unconditional one), or end the chain here."""
+    unconditional one), hand the packet over to the device that runs it, or end the
+    chain here."""
     # The packet leaves this device where it came in: at the end of its chain, or when
-    # the next NF runs on another device, unless an NF that forwards (router, l2_forward)
-    # chose the port on the way. Those drop what they cannot forward, so a packet that
+    # the next NF runs on another device (with a chain shim naming it), unless an NF that
+    # forwards (router, l2_forward) chose the port on the way. Those drop what they cannot forward, so a packet that
     # got past one was forwarded; a flag records it where a path may or may not have.
     from mantra6g.synth.nf import KINDS
 
@@ -755,7 +784,7 @@ def _pass_on(g: ServiceGraph, n: str, visit: dict[str, str], local: set[str]) ->
         leave = (Forward(Ref("std.ingress_port")),)
 
     def step(dst: str) -> tuple[Stmt, ...]:
-        return (Assign(visit[dst], Const(1, 1)),) if dst in local else leave
+        return (Assign(visit[dst], Const(1, 1)),) if dst in local else _hand_over(g, dst, number) + leave
 
     edges = g.successors(n)  # conditional edges first, in written order
     default = next((e for e in edges if e.condition is None), None)
@@ -771,11 +800,16 @@ __all__ = [
     "DEPARSE",
     "DeviceProgram",
     "HEADER_INSTANCES",
+    "POP_CHAIN",
     "Lowering",
+    "claim_condition",
     "compile_specs",
     "condition",
     "conjunctions",
+    "graph_numbers",
     "lower_device",
+    "point_at",
+    "resumes",
     "rule_table",
     "standard_parser",
 ]

@@ -138,6 +138,13 @@ def check_expr(node: ast.Expr, report: Reporter) -> Expr | None:
 
 def check_field(ref: ast.FieldRef, report: Reporter) -> HeaderField | None:
     f = lookup_field(ref.path)
+    if f is not None and ref.header == "chain":
+        report.error(
+            ref.span,
+            "the chain shim is never seen by an NF: a device removes it before the chain resumes",
+            "a graph's packets are its classifier's; test the headers the chain carries",
+        )
+        return None
     if f is not None:
         return f
     header = HEADERS.get(ref.header)

@@ -60,7 +60,7 @@ def _f(name: str, width: int, kind: FieldKind = FieldKind.INT, **constants: int)
     return HeaderField(name, width, kind, tuple(constants.items()))
 
 
-ETHER_TYPES = {"ipv4": 0x0800, "ipv6": 0x86DD, "vlan": 0x8100, "arp": 0x0806, "mtel": 0x88B5}
+ETHER_TYPES = {"ipv4": 0x0800, "ipv6": 0x86DD, "vlan": 0x8100, "arp": 0x0806, "mtel": 0x88B5, "chain": 0x88B6}
 IP_PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 # RFC 4594 names: best effort, class selectors, assured forwarding, expedited forwarding.
 DSCP_NAMES = (
@@ -191,8 +191,19 @@ MTEL = HeaderType(
     "Mantra telemetry shim: slice id, flags, inner EtherType, ingress timestamp (ns)",
 )
 
+# Mantra's chain shim, pushed where a graph's chain passes to another device and popped
+# by the device that resumes it: EtherType 0x88B6 (IEEE local experimental 2), after
+# Ethernet and a VLAN tag, before a telemetry shim. ``graph`` numbers the site's graphs
+# from 1 (compose.graph_numbers); ``resume`` is the position of the NF to run next in
+# its graph's declaration, from 1.
+CHAIN = HeaderType(
+    "chain",
+    (_f("tenant", 16), _f("graph", 16), _f("resume", 16), _f("type", 16, **ETHER_TYPES)),
+    "Mantra chain shim: tenant id, graph number, the NF to resume at, inner EtherType",
+)
+
 HEADERS: dict[str, HeaderType] = {
-    h.name: h for h in (ETHERNET, VLAN, IPV4, IPV6, UDP, TCP, ICMP, VXLAN, GTPU, GTPU_OPT, GTPU_PSC, MTEL)
+    h.name: h for h in (ETHERNET, VLAN, IPV4, IPV6, UDP, TCP, ICMP, VXLAN, GTPU, GTPU_OPT, GTPU_PSC, MTEL, CHAIN)
 }
 
 UDP_PORTS = {"vxlan": 4789, "gtpu": 2152}

@@ -147,7 +147,6 @@ def _emit_all(programs: Sequence[DeviceProgram], targets: dict[str, str], stage:
             stage.write_text(name, text)
         where = dp.device + (f" site {dp.site}" if dp.site else "")
         out.write(f"{dp.name} ({where}): {', '.join(dp.nfs)}\n")
-        out.write("".join(f"  {w}\n" for w in dp.warnings))
         if summary is not None:
             out.write("\n".join("  " + ln for ln in summary.render().splitlines()) + "\n")
         else:

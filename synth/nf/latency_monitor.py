@@ -29,6 +29,7 @@ from mantra6g.synth.dpir import (
     SetValid,
     UnOp,
 )
+from mantra6g.synth.compose import point_at
 from mantra6g.synth.headers import ETHER_TYPES
 from mantra6g.synth.nf.base import Choice, ListOf, NfKind, OneIn, Quantity, param, param_span
 from mantra6g.synth.values import Reporter
@@ -77,18 +78,13 @@ SLICES = 256  # per-slice records are indexed by the 8-bit slice id carried in t
 BUCKET_BITS = 4  # histogram index = slice << 4 | bucket (the last bucket counts overflow)
 
 
-def _point_at(value) -> tuple:
-    """Set the EtherType field that precedes the shim (eth's, or the VLAN tag's)."""
-    return (If(IsValid("vlan"), (Assign("vlan.type", value),), (Assign("eth.type", value),)),)
-
-
 def _source(nf, low) -> tuple:
     stamp = (
         SetValid("mtel"),
         Assign("mtel.slice", Ref("meta.slice")),
         Assign("mtel.flags", Const(0, 8)),
         If(IsValid("vlan"), (Assign("mtel.type", Ref("vlan.type")),), (Assign("mtel.type", Ref("eth.type")),)),
-        *_point_at(Const(ETHER_TYPES["mtel"], 16)),
+        *point_at(Const(ETHER_TYPES["mtel"], 16)),
         ReadTimestamp("mtel.ts"),
     )
     if nf.params.sample == 1:
@@ -138,7 +134,7 @@ def _sink(nf, low) -> tuple:
         Assign(index, BinOp("|", BinOp("<<", Cast(slice_, 8 + BUCKET_BITS), Const(BUCKET_BITS, 8)), Cast(Ref(bucket), 8 + BUCKET_BITS))),
         Count(hist, Ref(index)),
         # Remove the shim: the packet leaves as it arrived at the source.
-        *_point_at(Ref("mtel.type")),
+        *point_at(Ref("mtel.type")),
         SetInvalid("mtel"),
     )
     return (If(IsValid("mtel"), body),)

@@ -55,30 +55,6 @@ def test_compile_tofino_reports_stages_and_refuses_what_it_cannot_hold(tmp_path)
     assert line.strip().startswith("nf mon_out = latency_monitor(")
 
 
-def test_compile_warns_where_a_chain_passes_to_another_device_after_it_was_rewrapped(tmp_path):
-    """#18's gap, said where it bites: urllc_factory's load balancer (IP-in-IP) runs on the
-    SmartNIC, its sink on the host, which re-classifies the wrapped packet. The warning
-    points at the `place` line of the NF resumed there; a split without a rewrap (the
-    testbed's chain: DNAT, no outer header) gets none."""
-    r = mantra("compile", "examples/urllc_factory.sg", "-t", "bmv2", "-o", str(tmp_path / "a"))
-    assert r.returncode == 0, r.stderr
-    found = re.findall(r"examples/urllc_factory\.sg:(\d+):5: warning: graph 'motion_control' passes to "
-                       r"host_factory_edge at 'mon_out' after 'lb' \(load_balancer\) on smartnic_factory_edge added "
-                       r"outer headers", r.stdout)
-    assert len(found) == 1, r.stdout
-    line = Path("examples/urllc_factory.sg").read_text().splitlines()[int(found[0]) - 1]
-    assert line.strip() == "place mon_out on host site factory_edge"
-    assert r.stdout.index("warning:") > r.stdout.index("host_factory_edge (host")  # under the device that drops
-    from mantra6g.testbed.chain import ChainParams, graph_text
-
-    params = ChainParams(vip="10.9.0.100", subnet="10.1.0.0/16", backends=("10.2.0.11",), udp_port=5001,
-                         rx_mac="02:00:00:00:00:99")
-    site = tmp_path / "urllc.sg"
-    site.write_text(graph_text(params, {"ingress": ("n1", "02:00:00:00:00:01"), "egress": ("n2", "02:00:00:00:00:02")}))
-    r = mantra("compile", str(site), "-t", "bmv2", "-o", str(tmp_path / "b"))
-    assert r.returncode == 0 and "warning:" not in r.stdout, r.stdout + r.stderr
-
-
 def test_each_device_class_gets_its_own_target(tmp_path):
     """The SmartNIC's program for BMv2 beside the host's as DP-IR, in one compile: a
     class (as ``place`` names it) or a device program picks its target, the more
