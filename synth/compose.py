@@ -608,37 +608,66 @@ def resumed_at(g: ServiceGraph, name: str, number: int) -> Expr:
                    BinOp("==", Ref("chain.resume"), Const(_position(g, name), 16))])
 
 
-def claim_condition(g: ServiceGraph, local: set[str], number: int) -> Expr:
-    """The packets the graph takes on a device running its ``local`` NFs: what its
-    classifier matches among frames without a chain shim (if the chain starts here), and
-    the shims handed over to each NF where it resumes here."""
+def resumed_here(members: list[tuple[ServiceGraph, set[str]]], numbers: dict[str, int]) -> Expr | None:
+    """The packets some graph resumes on the device of ``members`` (every tenant's), or
+    None where none resumes: those are taken by their shims, never by a classifier."""
+    terms = [resumed_at(g, n, numbers[g.name]) for g, local in members for n in resumes(g, local)]
+    return any_of(terms) if terms else None
+
+
+def claim_condition(g: ServiceGraph, local: set[str], number: int, resumed: Expr | None) -> Expr:
+    """The packets the graph takes on a device running its ``local`` NFs: the shims
+    handed over to each NF where it resumes here, and (if the chain starts here) what its
+    classifier matches among the others (``resumed``: :func:`resumed_here`). A frame with
+    a shim no graph here resumes is classified like any other, its shim left in place."""
     from mantra6g.synth.nf.classifier import match_condition
 
     terms = [resumed_at(g, n, number) for n in resumes(g, local)]
     if _starts(g, local):
-        terms.insert(0, all_of([UnOp("!", IsValid("chain")), match_condition(g.nf(g.entry))]))
+        match = match_condition(g.nf(g.entry))
+        terms.append(match if resumed is None else all_of([UnOp("!", resumed), match]))
     return any_of(terms)
 
 
-def point_at(value: Expr) -> tuple[Stmt, ...]:
-    """Set the EtherType that follows Ethernet (eth's, or the VLAN tag's): where a shim is
-    inserted or removed."""
-    return (If(IsValid("vlan"), (Assign("vlan.type", value),), (Assign("eth.type", value),)),)
+# The headers between Ethernet and IP, in wire order (the deparse's): each one's ``type``
+# names the header after it, Ethernet's the first of them.
+SHIMS = ("vlan", "chain", "mtel")
+
+
+def set_type_before(header: str, value: Expr) -> tuple[Stmt, ...]:
+    """Set the EtherType that names ``header`` (a shim, or "ip" for the network header):
+    that of the last shim before it in :data:`SHIMS` that is valid, else Ethernet's."""
+    return _before(header, lambda field: (Assign(field, value),))
+
+
+def copy_type_before(header: str, target: str) -> tuple[Stmt, ...]:
+    """``target`` = the EtherType :func:`set_type_before` would set (what ``header``
+    displaces when it is inserted)."""
+    return _before(header, lambda field: (Assign(target, Ref(field)),))
+
+
+def _before(header: str, do) -> tuple[Stmt, ...]:
+    out: tuple[Stmt, ...] = do("eth.type")
+    shims = SHIMS if header == "ip" else SHIMS[: SHIMS.index(header)]
+    for h in shims:
+        out = (If(IsValid(h), do(f"{h}.type"), out),)
+    return out
 
 
 def _hand_over(g: ServiceGraph, name: str, number: int) -> tuple[Stmt, ...]:
-    """Push the chain shim that tells the next device to resume ``g`` at ``name``."""
-    return (
-        SetValid("chain"),
+    """Push the chain shim that tells the next device to resume ``g`` at ``name`` (in
+    place of one the packet carries already, which named this device's neighbour)."""
+    ids = (
         Assign("chain.tenant", Const(g.tenant_id, 16)),
         Assign("chain.graph", Const(number, 16)),
         Assign("chain.resume", Const(_position(g, name), 16)),
-        If(IsValid("vlan"), (Assign("chain.type", Ref("vlan.type")),), (Assign("chain.type", Ref("eth.type")),)),
-        *point_at(Const(ETHER_TYPES["chain"], 16)),
     )
+    push = (SetValid("chain"), *copy_type_before("chain", "chain.type"),
+            *set_type_before("chain", Const(ETHER_TYPES["chain"], 16)), *ids)
+    return (If(IsValid("chain"), ids, push),)
 
 
-POP_CHAIN: tuple[Stmt, ...] = (*point_at(Ref("chain.type")), SetInvalid("chain"))
+POP_CHAIN: tuple[Stmt, ...] = (*set_type_before("chain", Ref("chain.type")), SetInvalid("chain"))
 
 
 def _all_upstream_in_order(g: ServiceGraph, name: str, order: tuple[str, ...]) -> list[str]:
@@ -685,11 +714,12 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
         name = _device_name(device, site)
         owners = list(dict.fromkeys(g.tenant for g, _ in members))
         programs = []
+        resumed = resumed_here(members, numbers)
         for owner in owners:  # each tenant's graphs alone, as if it had the device to itself
             mine = [(g, local) for g, local in members if g.tenant == owner]
-            program = lower_device(name, mine, numbers, unclaimed)
+            program = lower_device(name, mine, numbers, unclaimed, resumed)
             validate(program)
-            claims = tuple(Claim(g.name, claim_condition(g, local, numbers[g.name]), g.nf(g.entry).params.priority,
+            claims = tuple(Claim(g.name, claim_condition(g, local, numbers[g.name], resumed), g.nf(g.entry).params.priority,
                                  [m for m, _ in members].index(g), g.slice) for g, local in mine)
             plan = plans.get(name)
             programs.append(TenantProgram(owner, tenants[owner].id if owner in tenants else mine[0][0].tenant_id,
@@ -705,10 +735,12 @@ def compile_specs(specs: list[ServiceSpec] | tuple[ServiceSpec, ...], unclaimed:
 
 
 def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], numbers: dict[str, int],
-                 unclaimed: str = "drop") -> Program:
+                 unclaimed: str = "drop", resumed: Expr | None = None) -> Program:
     """One program running the ``local`` NFs of each graph, its checksums bound
     (:mod:`mantra6g.synth.checksums`). ``numbers`` are the site's graph numbers
-    (:func:`graph_numbers`), which the chain shim carries between devices."""
+    (:func:`graph_numbers`), which the chain shim carries between devices; ``resumed``
+    the frames any graph on the device resumes (:func:`resumed_here`: other tenants'
+    too), which no classifier claims."""
     from mantra6g.synth import checksums
     from mantra6g.synth.nf import KINDS
     from mantra6g.synth.nf.classifier import match_condition
@@ -734,7 +766,9 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], number
         for n in resumes(g, local):
             control.append(If(BinOp("&&", free, resumed_at(g, n, number)), (*claim, *POP_CHAIN, Assign(visit[n], Const(1, 1)))))
         if _starts(g, local):
-            match = BinOp("&&", UnOp("!", IsValid("chain")), match_condition(g.nf(g.entry)))
+            match = match_condition(g.nf(g.entry))
+            if resumed is not None:
+                match = BinOp("&&", UnOp("!", resumed), match)
             control.append(If(BinOp("&&", free, match), (*claim, *_pass_on(g, g.entry, visit, local, number))))
         for n in g.topological_order():
             if n not in local:
@@ -808,8 +842,9 @@ __all__ = [
     "conjunctions",
     "graph_numbers",
     "lower_device",
-    "point_at",
+    "copy_type_before",
     "resumes",
+    "set_type_before",
     "rule_table",
     "standard_parser",
 ]

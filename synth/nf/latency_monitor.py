@@ -29,7 +29,7 @@ from mantra6g.synth.dpir import (
     SetValid,
     UnOp,
 )
-from mantra6g.synth.compose import point_at
+from mantra6g.synth.compose import copy_type_before, set_type_before
 from mantra6g.synth.headers import ETHER_TYPES
 from mantra6g.synth.nf.base import Choice, ListOf, NfKind, OneIn, Quantity, param, param_span
 from mantra6g.synth.values import Reporter
@@ -83,8 +83,8 @@ def _source(nf, low) -> tuple:
         SetValid("mtel"),
         Assign("mtel.slice", Ref("meta.slice")),
         Assign("mtel.flags", Const(0, 8)),
-        If(IsValid("vlan"), (Assign("mtel.type", Ref("vlan.type")),), (Assign("mtel.type", Ref("eth.type")),)),
-        *point_at(Const(ETHER_TYPES["mtel"], 16)),
+        *copy_type_before("mtel", "mtel.type"),
+        *set_type_before("mtel", Const(ETHER_TYPES["mtel"], 16)),
         ReadTimestamp("mtel.ts"),
     )
     if nf.params.sample == 1:
@@ -134,7 +134,7 @@ def _sink(nf, low) -> tuple:
         Assign(index, BinOp("|", BinOp("<<", Cast(slice_, 8 + BUCKET_BITS), Const(BUCKET_BITS, 8)), Cast(Ref(bucket), 8 + BUCKET_BITS))),
         Count(hist, Ref(index)),
         # Remove the shim: the packet leaves as it arrived at the source.
-        *point_at(Ref("mtel.type")),
+        *set_type_before("mtel", Ref("mtel.type")),
         SetInvalid("mtel"),
     )
     return (If(IsValid("mtel"), body),)

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 from mantra6g.serde import tagged
 from mantra6g.synth import ast
 from mantra6g.synth.checksums import header_checksum
-from mantra6g.synth.compose import all_of, any_of, field_width
+from mantra6g.synth.compose import all_of, any_of, field_width, set_type_before
 from mantra6g.synth.dpir import (
     Assign,
     BinOp,
@@ -172,18 +172,6 @@ def _encap(params: TunnelParams) -> tuple:
     return (If(IsValid("ipv4"), (If(nests(), (Drop(),), body),)),)
 
 
-def _set_type(value) -> tuple:
-    """Point the header before the IP header (eth, or the VLAN tag / telemetry shim that
-    follows it) at ``value``."""
-    return (
-        If(
-            IsValid("mtel"),
-            (Assign("mtel.type", value),),
-            (If(IsValid("vlan"), (Assign("vlan.type", value),), (Assign("eth.type", value),)),),
-        ),
-    )
-
-
 def _decap(params: TunnelParams) -> tuple:
     vxlan = params.protocol == "vxlan"
     tunnel = "vxlan" if vxlan else "gtpu"
@@ -204,9 +192,9 @@ def _decap(params: TunnelParams) -> tuple:
         body = (
             Assign("eth.dst", Ref("inner_eth.dst")),
             Assign("eth.src", Ref("inner_eth.src")),
-        ) + _set_type(Ref("inner_eth.type"))
+        ) + set_type_before("ip", Ref("inner_eth.type"))
     else:
-        body = _set_type(Const(ETHER_TYPES["ipv4"], 16))
+        body = set_type_before("ip", Const(ETHER_TYPES["ipv4"], 16))
     body += _move(tuple((h, f"inner_{h}") for h in ("ipv4",) + L4))
     removed = ("vxlan",) if vxlan else GTPU
     body += (*map(SetInvalid, removed), SetInvalid("inner_eth"), *(SetInvalid(f"inner_{h}") for h in ("ipv4",) + L4))

@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
-from scapy.fields import ByteField, LongField, XShortField
+from scapy.fields import ByteField, LongField, ShortField, XShortField
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet
 
-ETH_IPV4, ETH_IPV6, ETH_VLAN, ETH_MTEL = 0x0800, 0x86DD, 0x8100, 0x88B5
+ETH_IPV4, ETH_IPV6, ETH_VLAN, ETH_MTEL, ETH_CHAIN = 0x0800, 0x86DD, 0x8100, 0x88B5, 0x88B6
 VXLAN_PORT, GTPU_PORT = 4789, 2152
 SIZES = {"udp": 8, "tcp": 20, "icmp": 8}
 
@@ -31,6 +31,15 @@ class MTel(Packet):
 
     name = "MantraTelemetry"
     fields_desc = [ByteField("slice", 0), ByteField("flags", 0), XShortField("type", 0), LongField("ts", 0)]
+
+
+class ChainShim(Packet):
+    """Mantra's chain shim between the devices of a split chain, as docs/dpir.md
+    describes it: tenant id (16), graph number (16), the position of the NF to resume at
+    (16), the EtherType it displaced (16)."""
+
+    name = "MantraChain"
+    fields_desc = [ShortField("tenant", 0), ShortField("graph", 0), ShortField("resume", 0), XShortField("type", 0)]
 
 
 @dataclass

@@ -30,7 +30,7 @@ from scapy.utils import checksum
 
 from mantra6g.synth import expr as sx
 from mantra6g.synth.ir import ServiceGraph
-from tests.oracle.frame import ETH_MTEL, Frame, Layer, MTel, ethertype, read, value_of
+from tests.oracle.frame import ETH_MTEL, ChainShim, Frame, Layer, MTel, ethertype, read, value_of
 
 DROP = None
 
@@ -480,9 +480,15 @@ FORWARDS = ("router", "l2_forward")
 
 @dataclass
 class ChainModel:
-    """One graph on one device: the classifier claims the frame, the NFs run along the
-    edges (the first conditional edge that holds, else the unconditional one), and the
-    frame leaves where a forwarding NF sent it, else where it came in."""
+    """One graph: the classifier claims the frame, the NFs run along the edges (the first
+    conditional edge that holds, else the unconditional one), and the frame leaves where
+    a forwarding NF sent it, else where it came in.
+
+    A graph whose NFs are placed on several devices (every NF placed) crosses a cable
+    where an edge leads to another device (docs/dpir.md): the frame goes on as the last
+    NF left it, and the next device reads its bytes afresh by the parsing rules (dropping
+    what they drop; a tunnel inside is a tunnel again), its arrival length that of the
+    frame with the chain shim. Both devices number ports alike."""
 
     graph: ServiceGraph
     unclaimed: str = "drop"
@@ -503,7 +509,8 @@ class ChainModel:
         if not any(holds(r.match, f) for r in cls.rules):
             return [], (data if self.unclaimed == "pass" else None)
         pkt = Packet(data, None, g.slice_id, len(data))
-        name = g.entry
+        name, here = g.entry, None
+        placed = {n.name: n.placement.device for n in g.nfs if n.placement is not None}
         while True:
             nxt = None
             for e in g.successors(name):
@@ -512,6 +519,11 @@ class ChainModel:
                     break
             if nxt is None:
                 break
+            if here is not None and placed[nxt] != here:  # over the cable to the next device
+                if read(pkt.data) is None:
+                    return [], None
+                pkt = Packet(pkt.data, pkt.port, g.slice_id, len(pkt.data) + len(ChainShim()))
+            here = placed.get(nxt)
             model = self.nfs[nxt]
             model.ingress = ingress
             pkt = model.step(pkt, now)

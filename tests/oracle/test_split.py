@@ -1,0 +1,199 @@
+"""Chains split over two devices, judged by the reference model (tests/oracle/model.py,
+``ChainModel``): what leaves the second device is what the chain does to the frame, the
+cable in between re-read by the parsing rules of docs/dpir.md. What the first device
+sends goes into the second; the two share one numbering of ports (the one the graph's
+rules use), so the host sees the frame on the port it came into the SmartNIC by, and
+it leaves by the last port a router or l2_forward chose on either, else by that one.
+
+Every random chain of tests/oracle/cases.py with two NFs or more, cut after a seeded
+position; the frames the first device hands over are also read with scapy against the
+chain shim's documented layout (docs/dpir.md). The root test that carries real traffic
+between namespaces over two XDP devices is tests/targets/test_xdp_hosts.py's
+``test_a_chain_split_over_two_devices_...``.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+
+import pytest
+from scapy.layers.l2 import Dot1Q, Ether
+
+from mantra6g.synth.compose import compile_specs
+from mantra6g.synth.interp import State, run
+from tests.oracle.cases import Case, Verdict, chain_cases, coverage, judge
+from tests.oracle.frame import ETH_CHAIN, ChainShim
+
+FIRST, SECOND = "smartnic", "host"
+
+
+@functools.cache
+def split_cases() -> list[Case]:
+    """Each random chain of two NFs or more, its first k NFs (in declaration order) on
+    the SmartNIC and the others on the host."""
+    rng = random.Random("oracle-split")
+    out = []
+    for case in chain_cases():
+        names = re.findall(r"^    nf (n\d+) = ", case.text, re.M)
+        if len(names) < 2:
+            continue
+        k = rng.randrange(1, len(names))
+        forwarders = [n for n in names[k:] if re.search(rf"^    nf {n} = (router|l2_forward)\(", case.text, re.M)]
+        if "-> [" in case.text and forwarders == ["n1"]:
+            continue  # n1 is skipped on some paths: whether the host forwards depends on the path
+        places = f"    place {', '.join(names[:k])} on {FIRST}\n    place {', '.join(names[k:])} on {SECOND}\n"
+        assert case.text.endswith("\n}\n")
+        out.append(Case(f"{case.name}@{k}", case.text[:-2] + places + "}\n", case.frames))
+    return out
+
+
+def host_forwards(case: Case) -> bool:
+    """Whether an NF on the host chooses the egress port (a router or l2_forward)."""
+    host = re.search(rf"place (.*) on {SECOND}", case.text).group(1).split(", ")
+    return any(re.search(rf"^    nf {n} = (router|l2_forward)\(", case.text, re.M) for n in host)
+
+
+def devices(case: Case):
+    dps = {dp.device: dp for dp in compile_specs([case.spec])}
+    assert sorted(dps) == sorted((FIRST, SECOND)), case.text
+    return dps[FIRST].program, dps[SECOND].program
+
+
+class Split:
+    """Two targets in a row (``make(program)`` gives ``run(data, port, now) -> Verdict``)."""
+
+    def __init__(self, case: Case, make):
+        first, second = devices(case)
+        self.first, self.second = make(first), make(second)
+        self.forwards = host_forwards(case)
+        self.handed: list[bytes] = []  # what the first device sent on
+
+    def __call__(self, data: bytes, port: int, now: int) -> Verdict:
+        outputs, host = self.first(data, port, now)
+        assert host is None, "the oracle's graphs drop what they do not claim"
+        final: list[tuple[int, bytes]] = []
+        for out_port, sent in outputs:
+            self.handed.append(sent)
+            more, _ = self.second(sent, port, now)
+            final += [(p if self.forwards else out_port, b) for p, b in more]
+        return final, None
+
+
+def _interpreter(program):
+    state = State.initial(program)
+
+    def go(data: bytes, port: int, now: int) -> Verdict:
+        r = run(program, data, port, now, state)
+        return r.outputs, r.to_host
+
+    return go
+
+
+class InterpSplit:
+    def __init__(self, case: Case):
+        self.split = Split(case, _interpreter)
+
+    def __enter__(self):
+        return self.split
+
+    def __exit__(self, *exc):
+        return False
+
+
+class XdpSplit:
+    """Each device's program compiled with clang and run in the kernel (BPF_PROG_TEST_RUN)."""
+
+    def __init__(self, case: Case, work):
+        from mantra6g.targets.xdp import KernelProgram
+
+        self.kernel: list = []
+        stem = re.sub(r"\W", "_", case.name)
+
+        def make(program):
+            k = KernelProgram(program, work / f"{stem}_{len(self.kernel)}")
+            self.kernel.append(k)
+            return k.run_full
+
+        self.split = Split(case, make)
+
+    def __enter__(self):
+        return self.split
+
+    def __exit__(self, *exc):
+        for k in self.kernel:
+            k.close()
+        return False
+
+
+def test_the_split_corpus_is_large_and_varied():
+    cases = split_cases()
+    assert len(cases) >= 20 and sum(len(c.frames) for c in cases) >= 5_000
+    assert len({c.name.partition("#")[0] for c in cases}) >= 15
+    print(f"\n{len(cases)} split chains, {len(coverage(cases))} (chain, frame class) combinations")
+
+
+def test_interpreter_split_over_two_devices_agrees_with_the_reference():
+    judge(split_cases(), InterpSplit)
+
+
+@pytest.mark.root
+def test_xdp_split_over_two_devices_agrees_with_the_reference(tmp_path):
+    judge(split_cases(), lambda case: XdpSplit(case, tmp_path))
+
+
+def _shim(frame: bytes) -> ChainShim | None:
+    """The chain shim of a frame as scapy reads it from the documented layout."""
+    eth = Ether(frame)
+    at, kind = 14, eth.type
+    if kind == 0x8100:
+        at, kind = 18, Dot1Q(frame[14:18] + b"\0" * 42).type
+    return ChainShim(frame[at:at + 8]) if kind == ETH_CHAIN else None
+
+
+@pytest.mark.root
+def test_what_the_first_device_hands_over_carries_the_documented_shim(tmp_path):
+    """Read with scapy, in the kernel's output: every frame the SmartNIC sends on has the
+    shim right after Ethernet (or the VLAN tag), naming tenant 1, the site's one graph
+    and an NF placed on the host (its position in the graph, the classifier first), and
+    the EtherType it displaced is one the frame can carry on."""
+    seen = 0
+    for case in split_cases():
+        host = re.search(rf"place (.*) on {SECOND}", case.text).group(1).split(", ")
+        declared = ["cls", *re.findall(r"^    nf (n\d+) = ", case.text, re.M)]
+        rng = random.Random(case.name)
+        sample = Case(case.name, case.text, rng.sample(case.frames, 40))
+        with XdpSplit(sample, tmp_path) as split:
+            for _, data in sample.frames:
+                split(data, 1, 0)
+            for frame in split.handed:
+                shim = _shim(frame)
+                assert shim is not None, f"{case.name}: handed over without a shim: {frame.hex()}"
+                assert (shim.tenant, shim.graph) == (1, 1)
+                assert declared[shim.resume - 1] in host, (case.name, shim.resume)
+                assert shim.type in (0x0800, 0x86DD, 0x88B5), hex(shim.type)
+                seen += 1
+    assert seen >= 200
+
+
+def test_a_device_that_resumes_a_chain_ignores_frames_without_its_shim():
+    """The host resumes the graph only where the SmartNIC says: the same frames sent to
+    it directly, or with a shim naming another tenant, graph or NF, are not its."""
+    (case,) = [c for c in split_cases()[:1]]
+    _, second = devices(case)
+    first = devices(case)[0]
+    go1 = _interpreter(first)
+    handed = [out for _, data in case.frames for _, out in go1(data, 1, 0)[0]]
+    assert handed
+    for frame in handed[:50]:
+        at = 14 if Ether(frame).type == ETH_CHAIN else 18
+        shim = ChainShim(frame[at:at + 8])
+        inner = frame[:at - 2] + shim.type.to_bytes(2, "big") + frame[at + 8:]
+        assert run(second, inner, 1, 0, State.initial(second)).outputs == []
+        for field, value in (("tenant", 2), ("graph", 2), ("resume", 1)):
+            forged = ChainShim(bytes(shim))
+            setattr(forged, field, value)
+            f = frame[:at] + bytes(forged) + frame[at + 8:]
+            assert run(second, f, 1, 0, State.initial(second)).outputs == [], field
+        assert run(second, frame, 1, 0, State.initial(second)).outputs, frame.hex()
