@@ -330,6 +330,17 @@ def classification_order(tenants: Sequence[TenantProgram]) -> tuple[tuple[Claim,
     return tuple(sorted(claims, key=lambda ct: (-ct[0].priority, ct[0].order)))
 
 
+def classification_chain(order: Sequence[tuple[Claim, str]], ids: Mapping[str, int]) -> tuple[Stmt, ...]:
+    """The merged program's first statement: an else-chain over the claims in ``order``,
+    the first that matches writing its owner's id (``ids``) into ``meta.tenant``. The
+    verifier relies on a merged program beginning with exactly this."""
+    tenant = f"meta.{TENANT_FIELD}"
+    classify: tuple[Stmt, ...] = ()
+    for claim, owner in reversed(order):  # from the last claim up
+        classify = (If(claim.classifier, (Assign(tenant, Const(ids[owner], TENANT_WIDTH)),), classify),)
+    return classify
+
+
 def merge(name: str, tenants: Sequence[TenantProgram], unclaimed: str = "drop", plan: DevicePlan | None = None) -> MergedProgram:
     """One program for one device running each tenant's program on that tenant's traffic."""
     from mantra6g.synth.dpir_check import validate
@@ -345,7 +356,6 @@ def merge(name: str, tenants: Sequence[TenantProgram], unclaimed: str = "drop", 
         if t.tenant_id == 0:
             raise MergeError(f"tenant '{t.tenant}' has id 0, which the merge reserves for 'no tenant'")
     order = classification_order(tenants)
-    by_name = {t.tenant: t for t in tenants}
     headers, parser, deparse = union_parser([t.program for t in tenants])
     names = {t.tenant: namespace(t.tenant, t.program) for t in tenants}
     parts = {k: [] for k in ("metadata", "actions", "tables", "registers", "counters", "meters")}
@@ -357,9 +367,7 @@ def merge(name: str, tenants: Sequence[TenantProgram], unclaimed: str = "drop", 
             parts[k].extend(renamed[k])
         bodies[t.tenant] = renamed["control"]
     tenant = f"meta.{TENANT_FIELD}"
-    classify: tuple[Stmt, ...] = ()
-    for claim, owner in reversed(order):  # the else-chain, from the last claim up
-        classify = (If(claim.classifier, (Assign(tenant, Const(by_name[owner].tenant_id, TENANT_WIDTH)),), classify),)
+    classify = classification_chain(order, {t.tenant: t.tenant_id for t in tenants})
     dispatch: tuple[Stmt, ...] = (If(_is(tenant, 0), (dpir.ToHost(),)),) if unclaimed == "pass" else ()
     for t in reversed(tenants):
         dispatch = (If(_is(tenant, t.tenant_id), bodies[t.tenant], dispatch),)
@@ -442,6 +450,7 @@ __all__ = [
     "Renamer",
     "TENANT_FIELD",
     "TenantProgram",
+    "classification_chain",
     "classification_order",
     "forward_ports",
     "merge",

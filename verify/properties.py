@@ -82,9 +82,15 @@ def tenant_slice(m: MergedProgram, t: TenantProgram) -> Program | None:
     the classification and runs exactly ``t``'s branch."""
     from mantra6g.synth.dpir import Assign, BinOp, Const, If, Ref
 
+    from mantra6g.synth.merge import classification_chain
+
     if m.alone:
         return m.program
     if len(m.program.control) != 2:
+        return None
+    # The classification must be the device's claims in order, as merge() writes it:
+    # else the semantics below are not the program's (the solver then runs it whole).
+    if m.program.control[:1] != classification_chain(m.order, {u.tenant: u.tenant_id for u in m.tenants}):
         return None
     stmts = (m.program.control[1],)
     for u in m.tenants:

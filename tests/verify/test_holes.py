@@ -211,3 +211,53 @@ def test_every_example_verifies_the_program_compile_emits():
         for dp in compile_specs(frontend.load([str(path)])):
             (m,) = [x for x in merge_site(frontend.load([str(path)])) if x.program.name == dp.name]
             assert m.program == dp.program, path.name
+
+
+SPLIT = """
+tenant alpha id 21 { slice s { latency <= 5 ms } }
+tenant beta id 22 { slice s { latency <= 5 ms } }
+graph a for alpha.s {
+    nf cls = classifier(priority: 5) { match udp.dport == 2152 }
+    nf dec = tunnel(protocol: gtpu, mode: decap)
+    nf rt = router(mac: 02:00:00:00:15:fe) { route 0.0.0.0/0 via 02:00:00:00:15:01 port 1 }
+    cls -> dec -> rt
+    place dec on smartnic site edge
+    place rt on host site edge
+}
+graph b for beta.s {
+    nf cls = classifier(priority: 6) { match ipv4.dst in 10.0.0.0/8 }
+    nf rt = router(mac: 02:00:00:00:16:fe) { route 0.0.0.0/0 via 02:00:00:00:16:01 port 2 }
+    cls -> rt
+    place rt on host site edge
+}
+device host site edge {
+    port 1 owner alpha
+    port 2 owner beta
+    flow from alpha.s to beta.s # what alpha decapsulates may be beta's on the way back
+}
+"""
+
+
+def test_a_chain_resumed_by_its_shim_is_proven_and_a_merge_that_lets_a_classifier_take_it_is_found():
+    """#18: alpha's chain leaves the SmartNIC decapsulated, and its inner packets (to
+    10.0.0.0/8) match beta's higher-priority classifier on the host: only the chain shim
+    keeps them alpha's. The host's merge is proven; a merged program whose beta
+    classifier does not leave resumed frames alone is found by equivalence (the
+    verifier no longer takes a merged program's classification on trust), with a
+    packet that, replayed, does not leave by alpha's port."""
+    from mantra6g.synth.dpir import UnOp
+    from mantra6g.synth.merge import merge
+
+    (m,) = [x for x in merge_site(frontend.load_sources([SourceFile("site.sg", SPLIT)])) if x.program.name == "host_edge"]
+    assert verify_merged(m, "bmv2", properties=["isolation", "equivalence"]).proven
+    beta = m.tenant("beta")
+    (claim,) = beta.claims
+    assert isinstance(claim.classifier, BinOp) and isinstance(claim.classifier.left, UnOp)  # !resumed && match
+    greedy = dataclasses.replace(beta, claims=(dataclasses.replace(claim, classifier=claim.classifier.right),))
+    merged = merge(m.program.name, [greedy if t.tenant == "beta" else t for t in m.tenants], plan=m.plan)
+    bad = dataclasses.replace(m, program=merged.program)
+    r = check_equivalence(bad, bad.tenant("alpha"))
+    assert r.status == "violated"
+    # Replayed: the merge sends alpha's resumed packet out of alpha's port, the bad one not.
+    assert [p for p, _ in r.counterexample.replay(m.program).result.outputs] == [1]
+    assert 1 not in [p for p, _ in r.counterexample.replay(bad.program).result.outputs]
