@@ -620,13 +620,19 @@ def claim_condition(g: ServiceGraph, local: set[str], number: int, resumed: Expr
     handed over to each NF where it resumes here, and (if the chain starts here) what its
     classifier matches among the others (``resumed``: :func:`resumed_here`). A frame with
     a shim no graph here resumes is classified like any other, its shim left in place."""
-    from mantra6g.synth.nf.classifier import match_condition
-
     terms = [resumed_at(g, n, number) for n in resumes(g, local)]
     if _starts(g, local):
-        match = match_condition(g.nf(g.entry))
-        terms.append(match if resumed is None else all_of([UnOp("!", resumed), match]))
+        terms.append(classified(g, resumed))
     return any_of(terms)
+
+
+def classified(g: ServiceGraph, resumed: Expr | None) -> Expr:
+    """The packets ``g``'s classifier claims on a device where ``resumed`` are the frames
+    some graph resumes (:func:`resumed_here`)."""
+    from mantra6g.synth.nf.classifier import match_condition
+
+    match = match_condition(g.nf(g.entry))
+    return match if resumed is None else all_of([UnOp("!", resumed), match])
 
 
 # The headers between Ethernet and IP, in wire order (the deparse's): each one's ``type``
@@ -743,7 +749,6 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], number
     too), which no classifier claims."""
     from mantra6g.synth import checksums
     from mantra6g.synth.nf import KINDS
-    from mantra6g.synth.nf.classifier import match_condition
 
     acc = Lowering(members[0][0])
     acc.shared_meta("tenant", 16)
@@ -766,10 +771,7 @@ def lower_device(name: str, members: list[tuple[ServiceGraph, set[str]]], number
         for n in resumes(g, local):
             control.append(If(BinOp("&&", free, resumed_at(g, n, number)), (*claim, *POP_CHAIN, Assign(visit[n], Const(1, 1)))))
         if _starts(g, local):
-            match = match_condition(g.nf(g.entry))
-            if resumed is not None:
-                match = BinOp("&&", UnOp("!", resumed), match)
-            control.append(If(BinOp("&&", free, match), (*claim, *_pass_on(g, g.entry, visit, local, number))))
+            control.append(If(BinOp("&&", free, classified(g, resumed)), (*claim, *_pass_on(g, g.entry, visit, local, number))))
         for n in g.topological_order():
             if n not in local:
                 continue
