@@ -142,6 +142,8 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
         locals_.append("__u64 " + ", ".join(f"m_{m.name} = 0" for m in p.metadata) + "; /* metadata */")
     locals_.append("__u64 std_egress_port = 0, std_drop = 0, std_pkt_len = (data_end - data) & 0xffff;")
     locals_.append("__u64 forwarded = 0, to_host = 0, to_ingress = 0;")
+    if pr.use.layout_changes:
+        locals_.append("__u32 layout = 0; /* which header layout the packet has (see the deparse) */")
     if not test_hooks:
         locals_.append("__u64 now = 0; /* the clock, read on first use */")
 
@@ -172,7 +174,6 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
         deparse=block(deparse) if deparse else "",
         forget=block(pr.forget()),
         moving=max(1, len(reached)),
-        layout_changes=pr.use.layout_changes,
         tree_keys=max([1] + [sum(-(-key_width(p, k.field) // 64) for k in t.keys) for t in p.tables
                              if table_form(p, t) == "tree"]),
     )

@@ -60,14 +60,10 @@ from mantra6g.synth.layout import FRESH, GONE, Layout, Tracker, join
 
 HASH_MAX = 64  # bytes of hash input
 INDENT = "    "
-# Which header layout the packet has (the deparse's plan), kept in the per-CPU scratch
-# map, not a register: the verifier tracks a register's value and would check the rest
-# of the control once per layout (a push or pop before a scanned table multiplied its
-# states past the 1M-instruction limit); map contents it does not track.
-LAYOUT = "*(volatile __u32 *)&sc->layout"
-# The valid bits after the parser, likewise: a register's bits, refined by every test
-# of a header's validity, would tell the verifier's states apart wherever a later
-# statement (the deparse) reads them.
+# The valid bits go through the per-CPU scratch map again before the deparse, which
+# reads them: else what every test of a header's validity taught the verifier about the
+# register keeps its states apart up to there (a pop before a scanned table multiplied
+# them past the 1M-instruction limit); map contents it does not track.
 VALID = "*(volatile __u32 *)&sc->valid"
 
 
@@ -311,7 +307,6 @@ class Printer:
         self.use = usage(p)
         self.tracker = Tracker(p)
         self.layout_ids: dict[tuple[int, ...], int] = {}
-        self.in_register = False  # valid bits: the register in the parser and deparse, else the scratch map
         self.lazy: dict[str, set[str]] = {h.name: set() for h in p.headers}
         self.tmp = 0
         self.crc_bytes = 0  # longest hash input: the CRC tables needed
@@ -360,7 +355,7 @@ class Printer:
         out = ["/* the verifier checks what follows once, not once per parse path: see mantra_scratch */",
                "sc->valid = valid;", "sc->off = off;"]
         out += [f"sc->o[{i}] = o_{h};" for i, h in enumerate(reached)]
-        out += ["off = *(volatile __u32 *)&sc->off & 0x1ff;"]  # the valid bits stay there (VALID)
+        out += [f"valid = {VALID};", "off = *(volatile __u32 *)&sc->off & 0x1ff;"]
         out += [f"o_{h} = *(volatile __u32 *)&sc->o[{i}] & 0x1ff;" for i, h in enumerate(reached)]
         return out + [f"p_{h} = data + o_{h};" for h in reached]
 
@@ -386,14 +381,7 @@ class Printer:
         return width(self.p, e, env.widths)
 
     def valid(self, header: str) -> str:
-        return f"(({self.bits} >> {self.hidx[header]}) & 1)"
-
-    @property
-    def bits(self) -> str:
-        """The valid bits: the scratch map's in the control, a register in the parser and
-        the deparse (which must see one value throughout: it copies headers under a test
-        and writes them back under the same test)."""
-        return "valid" if self.in_register else VALID
+        return f"((valid >> {self.hidx[header]}) & 1)"
 
     def expr(self, e: Expr, env: _Env) -> str:
         if isinstance(e, Const):
@@ -544,8 +532,8 @@ class Printer:
         if not moves:
             return [], after
         if len(layouts) == 1:
-            return [f"{LAYOUT} = {moves[0][1]};"], after
-        out = [f"switch ({LAYOUT}) {{"] + [f"case {a}: {LAYOUT} = {b}; break;" for a, b in moves] + ["}"]
+            return [f"layout = {moves[0][1]};"], after
+        out = ["switch (layout) {"] + [f"case {a}: layout = {b}; break;" for a, b in moves] + ["}"]
         return out, after
 
     def stmt(self, s: Stmt, layouts, env: _Env) -> tuple[list[str], tuple[Layout, ...]]:
@@ -555,16 +543,16 @@ class Printer:
         if isinstance(s, SetValid):
             lines, after = self.layout_step(s, layouts)
             i = self.hidx[s.header]
-            return [f"{VALID} |= BIT({i}); /* push {s.header} */", *self.zero_fields(s.header), *lines], after
+            return [f"valid |= BIT({i}); /* push {s.header} */", *self.zero_fields(s.header), *lines], after
         if isinstance(s, SetInvalid):
             lines, after = self.layout_step(s, layouts)
             i = self.hidx[s.header]
-            return [f"{VALID} &= ~BIT({i}); /* pop {s.header} */", *self.zero_fields(s.header), *lines], after
+            return [f"valid &= ~BIT({i}); /* pop {s.header} */", *self.zero_fields(s.header), *lines], after
         if isinstance(s, CopyHeader):
             lines, after = self.layout_step(s, layouts)
             d, r = self.hidx[s.dst], self.hidx[s.src]
             self.lazy[s.dst] |= self.lazy[s.src]  # values written before the copy travel with it
-            out = [f"{VALID} = ({VALID} & ~BIT({d})) | ((({VALID} >> {r}) & 1) << {d}); /* {s.dst} = {s.src} */"]
+            out = [f"valid = (valid & ~BIT({d})) | (((valid >> {r}) & 1) << {d}); /* {s.dst} = {s.src} */"]
             for name in sorted(self.use.declared[s.dst]):
                 for dp, sp in zip(field_parts(p, s.dst, name), field_parts(p, s.src, name)):
                     out.append(f"{dp.cname} = {sp.cname};")
@@ -885,13 +873,6 @@ class Printer:
 
     def parser(self) -> list[str]:
         """The parser states as labels; call it after the control (see :meth:`loaded`)."""
-        self.in_register = True
-        try:
-            return self._parser()
-        finally:
-            self.in_register = False
-
-    def _parser(self) -> list[str]:
         p = self.p
         loaded = self.loaded()
         out = ["goto st_start;"]
@@ -933,18 +914,15 @@ class Printer:
         copied, pushed ones written whole, the head moved by the size difference."""
         if not layouts:
             return []
-        self.in_register = True
-        try:
-            if len(layouts) == 1:
-                body = self.deparse_layout(layouts[0])
-                return [f"valid = {VALID};", *body] if body else []
-            out = [f"valid = {VALID};", f"switch ({LAYOUT}) {{"]
-            for lay in layouts:
-                body = self.deparse_layout(lay)
-                out += [f"case {self.layout_id(lay.content)}: {{", *(INDENT + x for x in body), f"{INDENT}break;", "}"]
-            return out + ["}"]
-        finally:
-            self.in_register = False
+        forget = ["sc->valid = valid;", f"valid = {VALID};"]
+        if len(layouts) == 1:
+            body = self.deparse_layout(layouts[0])
+            return [*forget, *body] if body else []
+        out = [*forget, "switch (layout) {"]
+        for lay in layouts:
+            body = self.deparse_layout(lay)
+            out += [f"case {self.layout_id(lay.content)}: {{", *(INDENT + x for x in body), f"{INDENT}break;", "}"]
+        return out + ["}"]
 
     def deparse_layout(self, lay: Layout) -> list[str]:
         p, tr = self.p, self.tracker
