@@ -81,7 +81,6 @@ def tenant_slice(m: MergedProgram, t: TenantProgram) -> Program | None:
     The chain's semantics then give: a packet of ``t``'s traffic gets ``t``'s id from
     the classification and runs exactly ``t``'s branch."""
     from mantra6g.synth.dpir import Assign, BinOp, Const, If, Ref
-
     from mantra6g.synth.merge import classification_chain
 
     if m.alone:
