@@ -26,7 +26,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 from mantra6g.synth.compose import compile_specs
 from mantra6g.synth.interp import State, run
 from tests.oracle import bmv2
-from tests.oracle.cases import Case, Verdict, chain_cases, clock, coverage, judge
+from tests.oracle.cases import Case, Verdict, chain_cases, clock, coverage, interpreter, judge
 from tests.oracle.frame import ETH_CHAIN, ChainShim
 from tests.oracle.model import ChainModel
 
@@ -85,19 +85,9 @@ class Split:
         return final, None
 
 
-def _interpreter(program):
-    state = State.initial(program)
-
-    def go(data: bytes, port: int, now: int) -> Verdict:
-        r = run(program, data, port, now, state)
-        return r.outputs, r.to_host
-
-    return go
-
-
 class InterpSplit:
     def __init__(self, case: Case):
-        self.split = Split(case, _interpreter)
+        self.split = Split(case, lambda program: interpreter(case.running(program)))
 
     def __enter__(self):
         return self.split
@@ -186,9 +176,8 @@ def test_a_device_that_resumes_a_chain_ignores_frames_without_its_shim():
     """The host resumes the graph only where the SmartNIC says: the same frames sent to
     it directly, or with a shim naming another tenant, graph or NF, are not its."""
     (case,) = [c for c in split_cases()[:1]]
-    _, second = devices(case)
-    first = devices(case)[0]
-    go1 = _interpreter(first)
+    first, second = devices(case)
+    go1 = interpreter(case.running(first))
     handed = [out for _, data in case.frames for _, out in go1(data, 1, 0)[0]]
     assert handed
     for frame in handed[:50]:
