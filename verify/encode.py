@@ -320,87 +320,11 @@ class Encoder:
 
     # ---------------------------------------------------------------- parser
     def parse(self) -> tuple[z3.BoolRef, Env]:
-        p, inp = self.p, self.inputs
-        values: dict[str, list[tuple[z3.BoolRef, z3.BitVecRef]]] = {}
-        valid: dict[str, list[z3.BoolRef]] = {}
-        accepted: list[z3.BoolRef] = []
-        consumed: list[tuple[z3.BoolRef, int]] = []
-
-        ends: dict[tuple, list] = {}  # extracted headers and offset -> [conditions, fields]
-
-        def walk(name: str, offset: int, cond: z3.BoolRef, local: dict[str, z3.BitVecRef]) -> None:
-            if name == "reject":
-                return
-            if name == "accept":
-                # Paths that extracted the same headers at the same offsets end alike:
-                # one disjunct each, not one per path.
-                key = (tuple(local), offset)
-                ends.setdefault(key, [[], local])[0].append(cond)
-                return
-            st = p.state(name)
-            local = dict(local)
-            for h in st.extract:
-                ht = p.header(h).header_type
-                n = ht.width // 8
-                if offset + n > inp.maxlen:
-                    return
-                raw = inp.byte_range(offset, n)
-                # Too short for this extract: the interpreter drops the packet.
-                cond = z3.And(cond, z3.UGE(inp.length, offset + n))
-                shift = ht.width
-                for f in ht.fields:
-                    shift -= f.width
-                    local[f"{h}.{f.name}"] = z3.Extract(shift + f.width - 1, shift, raw)
-                offset += n
-            if st.verify is not None:  # a malformed packet is rejected
-                cond = z3.And(cond, _bool(self._parser_expr(st.verify, local)))
-            taken: list[z3.BoolRef] = []
-            keys = [self._parser_expr(e, local) for e in st.select]
-            for case in st.cases:
-                masks = case.masks or tuple(-1 for _ in keys)
-                m = z3.And([(k & (mk % (1 << k.size()))) == (v & mk) % (1 << k.size()) for k, v, mk in zip(keys, case.values, masks)])
-                walk(case.next, offset, z3.And(cond, m, *[z3.Not(t) for t in taken]), local)
-                taken.append(m)
-            walk(st.default, offset, z3.And(cond, *[z3.Not(t) for t in taken]), local)
-
-        walk("start", 0, z3.BoolVal(True), {})
-        for (_, offset), (conds, local) in ends.items():
-            cond = z3.Or(conds) if len(conds) > 1 else conds[0]
-            accepted.append(cond)
-            consumed.append((cond, offset))
-            for path, v in local.items():
-                values.setdefault(path, []).append((cond, v))
-            for h in dict.fromkeys(k.partition(".")[0] for k in local):
-                valid.setdefault(h, []).append(cond)
+        parsed, values, valid, self.header_len = _parse(self.p, self.inputs)
         env = self._initial_env()
-        for path, options in values.items():
-            v = z3.BitVecVal(0, options[0][1].size())
-            for c, val in reversed(options):
-                v = z3.If(c, val, v)
-            env.fields[path] = v
-        for h, conds in valid.items():
-            env.valid[h] = z3.Or(conds)
-        length = z3.BitVecVal(0, 16)
-        for c, n in reversed(consumed):
-            length = z3.If(c, z3.BitVecVal(n, 16), length)
-        self.header_len = length
-        return z3.Or(accepted) if accepted else z3.BoolVal(False), env
-
-    def _parser_expr(self, e: Expr, local: dict[str, z3.BitVecRef]):
-        """A select key or verify condition, over the fields extracted on this path (and
-        the packet length), recording no accesses."""
-        if isinstance(e, Ref) and e.path in local:
-            return local[e.path]
-        if isinstance(e, Const):
-            return z3.BitVecVal(e.value, e.width)
-        env = self._initial_env()
-        env.fields.update(local)
-        for h in {k.partition(".")[0] for k in local}:
-            env.valid[h] = z3.BoolVal(True)
-        seen = len(self.accesses)
-        value = self.ev(e, env, z3.BoolVal(True), (), "parser")
-        del self.accesses[seen:]
-        return value
+        env.fields.update(values)
+        env.valid.update(valid)
+        return parsed, env
 
     def _initial_env(self) -> Env:
         fields: dict[str, z3.BitVecRef] = {}
@@ -679,6 +603,130 @@ class Encoder:
         ops = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "&": lambda x, y: x & y, "|": lambda x, y: x | y,
                "^": lambda x, y: x ^ y}
         return _fit(ops[e.op](a2, b2), a.size())
+
+
+# ---------------------------------------------------------------- the parser
+
+_PARSES: dict[tuple, tuple] = {}  # see _parse
+_PARSES_KEPT = 32
+
+
+def _parse(p: Program, inputs: Inputs) -> tuple[z3.BoolRef, dict[str, z3.BitVecRef], dict[str, z3.BoolRef], z3.BitVecRef]:
+    """``p``'s parser on ``inputs``' packet: whether it accepts, the value of every
+    extracted field and the validity of every extracted header after the parse (fields
+    of a header not extracted are 0), and how many bytes it extracted.
+
+    Every property of a site parses the same packet with the same (standard) parser
+    several times, so one parser on one packet's symbols is encoded once and the
+    formulas are shared."""
+    key = None
+    if isinstance(inputs.packet, z3.ArrayRef):  # not bytes a program emitted
+        key = (p.parser, p.headers, inputs.maxlen, inputs.packet.get_id(), inputs.length.get_id(), inputs.ingress.get_id())
+        kept = _PARSES.get(key)
+        if kept is not None and all(a.eq(b) for a, b in zip(kept[0], (inputs.packet, inputs.length, inputs.ingress))):
+            return kept[1]
+    result = _encode_parser(p, inputs)
+    if key is not None:
+        if len(_PARSES) >= _PARSES_KEPT:
+            del _PARSES[next(iter(_PARSES))]
+        _PARSES[key] = ((inputs.packet, inputs.length, inputs.ingress), result)
+    return result
+
+
+def _encode_parser(p: Program, inputs: Inputs):
+    """The bounded path formula of the module docstring. Each path from ``start`` fixes
+    every header's offset; paths that extracted the same headers at the same offsets end
+    as one disjunct, and a field is a choice among the few offsets its header can have."""
+    enc = Encoder(p, inputs)
+    base = enc._initial_env()
+    extracts: dict[tuple[str, int], dict[str, z3.BitVecRef]] = {}
+
+    def fields_at(h: str, offset: int) -> dict[str, z3.BitVecRef]:
+        if (h, offset) not in extracts:
+            ht = p.header(h).header_type
+            raw = inputs.byte_range(offset, ht.width // 8)
+            out, shift = {}, ht.width
+            for f in ht.fields:
+                shift -= f.width
+                out[f"{h}.{f.name}"] = z3.Extract(shift + f.width - 1, shift, raw)
+            extracts[h, offset] = out
+        return extracts[h, offset]
+
+    def expr(e: Expr, local: dict[str, z3.BitVecRef], at: tuple[tuple[str, int], ...]):
+        """A select key or verify condition over the headers extracted on this path (and
+        the packet length), recording no accesses."""
+        if isinstance(e, Ref) and e.path in local:
+            return local[e.path]
+        if isinstance(e, Const):
+            return z3.BitVecVal(e.value, e.width)
+        env = base.copy()
+        env.fields.update(local)
+        for h, _ in at:
+            env.valid[h] = z3.BoolVal(True)
+        seen = len(enc.accesses)
+        value = enc.ev(e, env, z3.BoolVal(True), (), "parser")
+        del enc.accesses[seen:]
+        return value
+
+    ends: dict[tuple, list[z3.BoolRef]] = {}  # (header, offset)s, bytes extracted -> conditions
+
+    def walk(name: str, offset: int, cond: z3.BoolRef, at: tuple[tuple[str, int], ...]) -> None:
+        if name == "reject":
+            return
+        if name == "accept":
+            ends.setdefault((at, offset), []).append(cond)
+            return
+        st = p.state(name)
+        for h in st.extract:
+            n = p.header(h).header_type.width // 8
+            if offset + n > inputs.maxlen:
+                return
+            # Too short for this extract: the interpreter drops the packet.
+            cond = z3.And(cond, z3.UGE(inputs.length, offset + n))
+            at = (*at, (h, offset))
+            offset += n
+        local: dict[str, z3.BitVecRef] = {}
+        for h, o in at:
+            local.update(fields_at(h, o))
+        if st.verify is not None:  # a malformed packet is rejected
+            cond = z3.And(cond, _bool(expr(st.verify, local, at)))
+        keys = [expr(e, local, at) for e in st.select]
+        taken: list[z3.BoolRef] = []
+        for case in st.cases:
+            masks = case.masks or tuple(-1 for _ in keys)
+            m = z3.And([(k & (mk % (1 << k.size()))) == (v & mk) % (1 << k.size()) for k, v, mk in zip(keys, case.values, masks)])
+            walk(case.next, offset, z3.And(cond, m, *[z3.Not(t) for t in taken]), at)
+            taken.append(m)
+        walk(st.default, offset, z3.And(cond, *[z3.Not(t) for t in taken]), at)
+
+    walk("start", 0, z3.BoolVal(True), ())
+    accepted: list[z3.BoolRef] = []
+    where: dict[str, dict[int, list[z3.BoolRef]]] = {}  # header -> offset -> end conditions
+    consumed: dict[int, list[z3.BoolRef]] = {}
+    for (at, offset), conds in ends.items():
+        cond = _any(conds)
+        accepted.append(cond)
+        consumed.setdefault(offset, []).append(cond)
+        for h, o in at:
+            where.setdefault(h, {}).setdefault(o, []).append(cond)
+    values: dict[str, z3.BitVecRef] = {}
+    valid: dict[str, z3.BoolRef] = {}
+    for h, offsets in where.items():
+        choices = [(_any(conds), o) for o, conds in offsets.items()]
+        valid[h] = _any([c for c, _ in choices])
+        for path, zero in ((path, base.fields[path]) for path in fields_at(h, choices[0][1])):
+            v = zero
+            for c, o in reversed(choices):
+                v = z3.If(c, fields_at(h, o)[path], v)
+            values[path] = v
+    length = z3.BitVecVal(0, 16)
+    for n, conds in reversed(list(consumed.items())):
+        length = z3.If(_any(conds), z3.BitVecVal(n, 16), length)
+    return _any(accepted) if accepted else z3.BoolVal(False), values, valid, length
+
+
+def _any(conds: list[z3.BoolRef]) -> z3.BoolRef:
+    return conds[0] if len(conds) == 1 else z3.Or(conds)
 
 
 def ones_sum(terms: list[z3.BitVecRef]) -> z3.BitVecRef:
