@@ -330,14 +330,15 @@ def state_bytes(program) -> int:
 
 # How the state an old instance recorded after its successor's copy is folded in (see
 # testbed/migration.py): a value that only grows (counters, sums, counts, sequence
-# numbers) adds what the old one added; a maximum takes the larger; anything else (LB
+# numbers) adds what the old one added (also both words of the latency monitor's sum:
+# the low word wraps, but hi * 2^32 + lo adds up exactly); a maximum takes the larger; anything else (LB
 # flow affinity) keeps the new instance's value where it has written one; a meter keeps
 # the new instance's bucket (it polices the traffic that now flows through it). One place
 # for this.
 def merge_rule(map_name: str) -> str:
     if map_name.startswith("meter_"):
         return "keep"
-    if map_name.startswith("ctr_") or map_name.endswith(("_sum", "_count", "_seq")):
+    if map_name.startswith("ctr_") or map_name.endswith(("_sum", "_sum_lo", "_sum_hi", "_count", "_seq")):
         return "add"
     if map_name.endswith("_max"):
         return "max"

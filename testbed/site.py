@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mantra6g.errors import MantraError
+from mantra6g.synth.nf.latency_monitor import delay_sum
 from mantra6g.testbed.chain import (
     EGRESS, INGRESS, STAGES, ChainParams, StageBuild, chain_programs, compile_chain, compile_embb, state_bytes,
 )
@@ -664,7 +665,8 @@ class Site:
             for _ in range(attempts):
                 t0 = time.time()
                 n0 = reg(EGRESS, "delay_count", self.slice_id)
-                s, x = reg(EGRESS, "delay_sum", self.slice_id), reg(EGRESS, "delay_max", self.slice_id)
+                s = delay_sum(lambda word: reg(EGRESS, word, self.slice_id))
+                x = reg(EGRESS, "delay_max", self.slice_id)
                 n1 = reg(EGRESS, "delay_count", self.slice_id)
                 t1 = time.time()
                 if n0 == n1:

@@ -38,6 +38,7 @@ US = 1_000
 MS = 1_000_000
 DEFAULT_BUCKETS = (100 * US, 250 * US, 500 * US, 1 * MS, 2 * MS, 5 * MS, 10 * MS)
 MAX_BUCKETS = 15  # plus an overflow bucket: 16 fit the 4-bit histogram index
+SATURATED = (1 << 32) - 1  # delays of 2^32 - 1 ns (4.29 s) or more are recorded as this
 
 
 @tagged("latency_monitor.params")
@@ -56,6 +57,9 @@ def _check(params: LatencyMonitorParams, rules: tuple, decl: ast.NfDecl, report:
         report.error(param_span(decl, "buckets"), f"buckets needs 1 to {MAX_BUCKETS} bounds, got {len(b)}")
     elif any(x >= y for x, y in zip(b, b[1:])):
         report.error(param_span(decl, "buckets"), "bucket bounds must increase strictly", "e.g. [100us, 500us, 1ms]")
+    elif b[-1] >= SATURATED:
+        report.error(param_span(decl, "buckets"), f"bucket bounds must be below {SATURATED} ns (4.29 s)",
+                     "delays are recorded in 32 bits; longer ones land in the overflow bucket")
 
 
 def _check_in_graph(nf, graph, slice_, report: Reporter) -> None:
@@ -103,16 +107,28 @@ def _source(nf, low) -> tuple:
     )
 
 
+SUM_WORDS = ("delay_sum_lo", "delay_sum_hi")  # the 64-bit sum as two 32-bit registers
+
+
+def delay_sum(read) -> int:
+    """The sink's sum of delays (ns) from its two 32-bit words; ``read(suffix)`` gives a
+    register's value (as the controller holds it: a word that carried state across
+    migrations may exceed 32 bits, and the sum is still exact)."""
+    lo, hi = (read(w) for w in SUM_WORDS)
+    return (hi << 32) + lo
+
+
 def _sink(nf, low) -> tuple:
-    now, delay = low.meta("now", 64), low.meta("delay", 64)
-    total, count, peak = low.meta("sum", 64), low.meta("count", 32), low.meta("max", 64)
+    """Every register is 32 bits wide, as Tofino-1's register cells are, so the program
+    is the same on every target: the delay saturates at 2^32 - 1 ns, the sum is a
+    low and a high word (the high word takes the low word's carry), and each register
+    is read and written once per packet (one stateful-ALU access on Tofino)."""
+    now, delay, d = low.meta("now", 64), low.meta("delay", 64), low.meta("delay32", 32)
+    lo, hi = low.meta("sum_lo", 32), low.meta("sum_hi", 32)
+    count, peak = low.meta("count", 32), low.meta("max", 32)
     bucket, index = low.meta("bucket", BUCKET_BITS), low.meta("hist_index", 8 + BUCKET_BITS)
-    regs = {name: low.name(name) for name in ("delay_sum", "delay_count", "delay_max")}
-    low.registers += [
-        Register(regs["delay_sum"], 64, SLICES),
-        Register(regs["delay_count"], 32, SLICES),
-        Register(regs["delay_max"], 64, SLICES),
-    ]
+    regs = {name: low.name(name) for name in (*SUM_WORDS, "delay_count", "delay_max")}
+    low.registers += [Register(regs[name], 32, SLICES) for name in regs]
     hist = low.name("histogram")
     low.counters.append(Counter(hist, SLICES << BUCKET_BITS))
     slice_ = Ref("mtel.slice")
@@ -120,16 +136,22 @@ def _sink(nf, low) -> tuple:
     # bucket = index of the first bound >= delay, else the overflow bucket len(buckets)
     choose: tuple = (Assign(bucket, Const(len(buckets), BUCKET_BITS)),)
     for i, bound in reversed(list(enumerate(buckets))):
-        choose = (If(BinOp("<=", Ref(delay), Const(bound, 64)), (Assign(bucket, Const(i, BUCKET_BITS)),), choose),)
+        choose = (If(BinOp("<=", Ref(d), Const(bound, 32)), (Assign(bucket, Const(i, BUCKET_BITS)),), choose),)
     body = (
         ReadTimestamp(now),
         Assign(delay, BinOp("-", Ref(now), Ref("mtel.ts"))),
-        RegisterRead(total, regs["delay_sum"], slice_),
-        RegisterWrite(regs["delay_sum"], slice_, BinOp("+", Ref(total), Ref(delay))),
+        If(BinOp("!=", Cast(BinOp(">>", Ref(delay), Const(32, 8)), 32), Const(0, 32)),
+           (Assign(d, Const(SATURATED, 32)),), (Assign(d, Cast(Ref(delay), 32)),)),
+        RegisterRead(lo, regs["delay_sum_lo"], slice_),
+        RegisterWrite(regs["delay_sum_lo"], slice_, BinOp("+", Ref(lo), Ref(d))),
+        # lo + d wraps exactly when lo > 2^32 - 1 - d (= ~d): carry into the high word.
+        RegisterRead(hi, regs["delay_sum_hi"], slice_),
+        If(BinOp(">", Ref(lo), UnOp("~", Ref(d))),
+           (RegisterWrite(regs["delay_sum_hi"], slice_, BinOp("+", Ref(hi), Const(1, 32))),)),
         RegisterRead(count, regs["delay_count"], slice_),
         RegisterWrite(regs["delay_count"], slice_, BinOp("+", Ref(count), Const(1, 32))),
         RegisterRead(peak, regs["delay_max"], slice_),
-        If(BinOp(">", Ref(delay), Ref(peak)), (RegisterWrite(regs["delay_max"], slice_, Ref(delay)),)),
+        If(BinOp(">", Ref(d), Ref(peak)), (RegisterWrite(regs["delay_max"], slice_, Ref(d)),)),
         *choose,
         Assign(index, BinOp("|", BinOp("<<", Cast(slice_, 8 + BUCKET_BITS), Const(BUCKET_BITS, 8)), Cast(Ref(bucket), 8 + BUCKET_BITS))),
         Count(hist, Ref(index)),

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
 
 from mantra6g.synth.interp import State, run
 from mantra6g.synth.tables import TABLE_MODES, with_tables
-from tests.targets.xdp_cases import GRAPHS, corpus, fuzz_base, mutate, program
+from tests.targets.xdp_cases import GRAPHS, MACS, corpus, fuzz_base, mutate, program
 
 pytestmark = pytest.mark.root
 
@@ -105,6 +107,50 @@ def test_regressions_stay_fixed(tmp_path):
         finally:
             k.close()
 
+
+
+def test_the_monitors_32_bit_words_carry_and_saturate_as_integers_do(tmp_path):
+    """The sink's registers are 32-bit words (Tofino-1's cells hold no more): the sum's
+    low word carries into its high word, and a delay of 2^32 - 1 ns or more is recorded
+    as 2^32 - 1 and counted in the overflow bucket. Oracle: Python's integers — the sum
+    the two words spell is the exact sum of what they held and the delays recorded — in
+    the kernel (BPF_PROG_TEST_RUN) and on the interpreter."""
+    from mantra6g.synth.nf.latency_monitor import SATURATED, delay_sum
+    from mantra6g.testbed.chain import _possible_cpus
+    from tests.oracle.frame import MTel
+
+    p = program("latency_monitor")
+    name = {suffix: next(r.name for r in p.registers if r.name.endswith(suffix))
+            for suffix in ("delay_sum_lo", "delay_sum_hi", "delay_count", "delay_max")}
+    (hist,) = p.counters
+    slice_id, ts = 1, 10_000_000_000
+    before = {"delay_sum_lo": 2**32 - 100, "delay_sum_hi": 7, "delay_count": 5, "delay_max": 10}
+    delays = [350, 5_000_000_000]  # one carries the low word; one is longer than 32 bits hold
+    frame = bytes(Ether(src=MACS["src"], dst=MACS["dst"], type=0x88B5) / MTel(slice=slice_id, type=0x0800, ts=ts)
+                  / IP(src="192.0.2.9", dst="10.1.2.3") / UDP(sport=1111, dport=53) / b"dns?")
+    k = kernel(p, tmp_path)
+    state = State.initial(p)
+    try:
+        for suffix, value in before.items():
+            state.registers[name[suffix]][slice_id] = value
+            k.obj.update(f"reg_{name[suffix]}", slice_id.to_bytes(4, "little"), value.to_bytes(8, "little"))
+        for d in delays:
+            want = run(p, frame, 1, ts + d, state).outputs
+            assert k.run(frame, 1, ts + d) == want and want, d
+        kernel_regs = {s: int.from_bytes(k.obj.lookup(f"reg_{n}", slice_id.to_bytes(4, "little"), 8), "little")
+                       for s, n in name.items()}
+        raw = k.obj.lookup(f"ctr_{hist.name}", ((slice_id << 4) | 2).to_bytes(4, "little"), 16 * _possible_cpus())
+        kernel_overflow = sum(int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 16))
+    finally:
+        k.close()
+    recorded = [350, SATURATED]
+    total = (before["delay_sum_hi"] << 32) + before["delay_sum_lo"] + sum(recorded)
+    for regs in (kernel_regs, {s: state.registers[n][slice_id] for s, n in name.items()}):
+        assert all(v < 2**32 for v in regs.values()), regs
+        assert delay_sum(regs.__getitem__) == total, regs
+        assert regs["delay_sum_hi"] == 7 + 2, regs  # both delays carried
+        assert regs["delay_count"] == 5 + 2 and regs["delay_max"] == SATURATED, regs
+    assert kernel_overflow == 1 and state.counters[hist.name][(slice_id << 4) | 2][0] == 1  # buckets [1us, 100us]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["declared", "const"])
