@@ -123,8 +123,8 @@ def _sink(nf, low) -> tuple:
     is the same on every target: the delay saturates at 2^32 - 1 ns, the sum is a
     low and a high word (the high word takes the low word's carry), and each register
     is read and written once per packet (one stateful-ALU access on Tofino)."""
-    now, delay, d = low.meta("now", 64), low.meta("delay", 64), low.meta("delay32", 32)
-    lo, hi = low.meta("sum_lo", 32), low.meta("sum_hi", 32)
+    now, delay, high, d = low.meta("now", 64), low.meta("delay", 64), low.meta("delay_high", 32), low.meta("delay32", 32)
+    lo, hi, room = low.meta("sum_lo", 32), low.meta("sum_hi", 32), low.meta("sum_room", 32)
     count, peak = low.meta("count", 32), low.meta("max", 32)
     bucket, index = low.meta("bucket", BUCKET_BITS), low.meta("hist_index", 8 + BUCKET_BITS)
     regs = {name: low.name(name) for name in (*SUM_WORDS, "delay_count", "delay_max")}
@@ -140,13 +140,14 @@ def _sink(nf, low) -> tuple:
     body = (
         ReadTimestamp(now),
         Assign(delay, BinOp("-", Ref(now), Ref("mtel.ts"))),
-        If(BinOp("!=", Cast(BinOp(">>", Ref(delay), Const(32, 8)), 32), Const(0, 32)),
-           (Assign(d, Const(SATURATED, 32)),), (Assign(d, Cast(Ref(delay), 32)),)),
+        Assign(high, Cast(BinOp(">>", Ref(delay), Const(32, 8)), 32)),
+        If(BinOp("!=", Ref(high), Const(0, 32)), (Assign(d, Const(SATURATED, 32)),), (Assign(d, Cast(Ref(delay), 32)),)),
+        # lo + d wraps exactly when lo > 2^32 - 1 - d (= ~d): carry into the high word.
+        Assign(room, UnOp("~", Ref(d))),
         RegisterRead(lo, regs["delay_sum_lo"], slice_),
         RegisterWrite(regs["delay_sum_lo"], slice_, BinOp("+", Ref(lo), Ref(d))),
-        # lo + d wraps exactly when lo > 2^32 - 1 - d (= ~d): carry into the high word.
         RegisterRead(hi, regs["delay_sum_hi"], slice_),
-        If(BinOp(">", Ref(lo), UnOp("~", Ref(d))),
+        If(BinOp(">", Ref(lo), Ref(room)),
            (RegisterWrite(regs["delay_sum_hi"], slice_, BinOp("+", Ref(hi), Const(1, 32))),)),
         RegisterRead(count, regs["delay_count"], slice_),
         RegisterWrite(regs["delay_count"], slice_, BinOp("+", Ref(count), Const(1, 32))),

@@ -85,6 +85,7 @@ CASES = [
     ("tunnel-wrong-id", graph(CLS + "nf t = tunnel(protocol: gtpu, mode: decap, vni: 5)\ncls -> t"), "'vni' does not apply to a gtpu tunnel", "vni: 5", 1, "'teid'"),
     ("tunnel-encap-incomplete", graph(CLS + "nf t = tunnel(protocol: vxlan, mode: encap, vni: 5)\ncls -> t"), "needs 'local', 'remote'", "tunnel(", 1, None),
     ("monitor-buckets-order", graph(CLS + "nf m = latency_monitor(role: source, buckets: [1ms, 500us])\ncls -> m"), "bucket bounds must increase strictly", "buckets", 1, None),
+    ("monitor-buckets-too-long", graph(CLS + "nf m = latency_monitor(role: source, buckets: [1ms, 5s])\ncls -> m"), "bucket bounds must be below 4294967295 ns", "buckets", 1, "32 bits"),
     ("policer-remark-no-dscp", graph(CLS + "nf p = policer(rate: 1 Mbps, burst: 10 KB, exceed: remark)\ncls -> p"), "exceed: remark needs the DSCP", "exceed", 1, "dscp:"),
     ("policer-tiny-burst", graph(CLS + "nf p = policer(rate: 1 Mbps, burst: 100 B)\ncls -> p"), "smaller than one full-size frame", "burst", 1, "2 KB"),
     # ---- graph structure

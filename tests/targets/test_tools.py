@@ -77,10 +77,8 @@ def test_p4c_bm2_ss_compiles_every_emitted_program(tmp_path, name):
 # Corpus programs the TNA backend refuses, and what its message must say: they are
 # for devices that `mantra compile` sends to XDP or BMv2 by default.
 TNA_REFUSED: dict[str, str] = {
-    # 64-bit registers (the latency monitor's delay sums): Tofino-1 cells are 32 bits
+    # a 64-bit register: Tofino-1 cells are 32 bits (the latency monitor uses 32-bit words)
     "dpir:stateful": "register 'last_seen' holds 64 bits",
-    "nf:latency_monitor": "register 'g_k_delay_sum' holds 64 bits",
-    "example:urllc_factory:host_factory_edge": "register 'motion_control_mon_out_delay_sum' holds 64 bits",
     # two stateful-ALU accesses of one register (a write at ttl, a read at ttl + 7)
     "dpir:wrapped": "accesses register 'ttl_of' more than once on one packet's path",
     # more than 12 stages in the model (bf-p4c places programs within a stage of it)
