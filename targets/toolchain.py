@@ -1,5 +1,5 @@
 """Finding and running the P4 tools: p4c (``p4test``, ``p4c-bm2-ss``), BMv2
-(``simple_switch``, ``simple_switch_CLI``, ``simple_switch_grpc``) and Intel's ``bf-p4c``.
+(``simple_switch``, ``simple_switch_CLI``, ``simple_switch_grpc``) and ``bf-p4c`` (Tofino).
 
 A tool is taken from its environment variable when set, else from ``PATH``:
 
@@ -7,7 +7,7 @@ A tool is taken from its environment variable when set, else from ``PATH``:
   ``p4c-bm2-ss`` are looked up beside it first;
 * ``MANTRA_SIMPLE_SWITCH``: ``simple_switch``; ``simple_switch_CLI`` and
   ``simple_switch_grpc`` beside it first;
-* ``MANTRA_BF_P4C``: ``bf-p4c`` (the Intel P4 Studio compiler for Tofino).
+* ``MANTRA_BF_P4C``: ``bf-p4c`` (the Tofino compiler: p4c's open-source back end, or Intel P4 Studio's).
 
 A missing tool is a :class:`ToolNotFound`, a failing one a :class:`ToolFailed` with
 its output, both :class:`~mantra6g.errors.MantraError`.
@@ -48,7 +48,7 @@ class ToolNotFound(MantraError):
         env = _ENV.get(tool)
         hint = f" or set {env} to its path" if env else ""
         super().__init__(
-            f"'{tool}' not found: install it (p4c and BMv2 come from p4lang; bf-p4c from Intel P4 Studio){hint}"
+            f"'{tool}' not found: install it (p4c and BMv2 come from p4lang; bf-p4c from p4c's Tofino back end or Intel P4 Studio){hint}"
         )
         self.tool = tool
 

@@ -24,7 +24,7 @@ from tests.targets.programs import PROGRAMS, packets
 
 NO_P4C = "p4c not on PATH (not installable here); set MANTRA_P4C to run"
 NO_BMV2 = "simple_switch not on PATH (BMv2 is not installable here); set MANTRA_SIMPLE_SWITCH to run"
-NO_BF = "bf-p4c not on PATH (Intel P4 Studio); set MANTRA_BF_P4C to run"
+NO_BF = "bf-p4c not on PATH (p4c's open-source Tofino back end, not installable here: build it outside the repository); set MANTRA_BF_P4C to run"
 # Programs whose behaviour does not depend on time (meters, timestamps) or packet order.
 STATELESS = ("router", "tunnel", "lb", "acl", "wrapped")
 CORPUS = emitted_programs()  # every program Mantra emits (tests/targets/corpus.py); built when a test runs
