@@ -770,28 +770,36 @@ class Emitted:
         self.source = inputs.packet
         self.header_len_in = run.header_len
         start = z3.BitVecVal(0, 16)
+        starts = {0}  # the offsets the next header can start at
         self.layout = []
         for h in p.deparse:
             ht = p.header(h).header_type
             n = ht.width // 8
-            valid = run.final.valid[h]
+            valid = z3.simplify(run.final.valid[h])
+            if z3.is_false(valid):
+                continue
             fields = [run.final.fields[f"{h}.{f.name}"] for f in ht.fields]
             value = z3.Concat(*fields) if len(fields) > 1 else fields[0]
-            self.layout.append((valid, start, n, value))
+            self.layout.append((valid, start, n, value, frozenset(starts)))
             start = start + z3.If(valid, z3.BitVecVal(n, 16), z3.BitVecVal(0, 16))
+            starts = {x + n for x in starts} | (set() if z3.is_true(valid) else starts)
         self.header_len = start
         self.length = inputs.length - run.header_len + start
         self._bytes: dict[int, z3.BitVecRef] = {}
 
     def byte(self, c: int) -> z3.BitVecRef:
+        """Byte ``c``: byte ``c - s`` of the valid header that starts at an offset ``s``
+        it can have, else the payload's."""
         if c in self._bytes:
             return self._bytes[c]
         at = z3.BitVecVal(c, 16)
         out = z3.Select(self.source, at - self.header_len + self.header_len_in)  # the payload, shifted
-        for valid, start, n, value in reversed(self.layout):
-            inside = z3.And(valid, z3.ULE(start, at), z3.ULT(at - start, n))
-            shift = _fit((z3.BitVecVal(n - 1, 16) - (at - start)) * 8, 8 * n)  # bits after this byte
-            out = z3.If(inside, z3.Extract(7, 0, z3.LShR(value, shift)), out)
+        for valid, start, n, value, starts in reversed(self.layout):
+            for s in sorted(starts, reverse=True):
+                k = c - s
+                if 0 <= k < n:
+                    bits = 8 * (n - k)
+                    out = z3.If(z3.And(valid, start == s), z3.Extract(bits - 1, bits - 8, value), out)
         self._bytes[c] = out
         return out
 
