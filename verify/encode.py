@@ -835,9 +835,10 @@ _statements = dpir.walk
 
 def reading_only(p: Program, headers: set[str]) -> Program:
     """``p`` with a parser that stops (accepts) wherever no state ahead extracts one of
-    ``headers``: what deciding conditions over those headers needs. It accepts at least
-    every packet ``p``'s parser accepts, with the same values for ``headers``, so a
-    property "some packet is claimed" proven false on it is false on ``p``."""
+    ``headers``, and checks nothing (no ``verify``): what deciding conditions over those
+    headers needs. It accepts at least every packet ``p``'s parser accepts, with the
+    same values for ``headers``, so a property "some packet is claimed" proven false on
+    it is false on ``p``."""
     reach: dict[str, bool] = {}
 
     def needed(name: str) -> bool:
@@ -854,7 +855,7 @@ def reading_only(p: Program, headers: set[str]) -> Program:
 
     states = tuple(
         dataclasses.replace(st, cases=tuple(dataclasses.replace(c, next=keep(c.next)) for c in st.cases),
-                            default=keep(st.default))
+                            default=keep(st.default), verify=None)
         for st in p.parser if needed(st.name) or st.name == "start"
     )
     return dataclasses.replace(p, parser=states)
