@@ -96,6 +96,14 @@ class LogicalTable:
         return any(i in mine and mine[i] != b for i, b in other.branches)
 
 
+
+def _described(t: LogicalTable) -> str:
+    """What an overflow message calls ``t``: a table by its name; statements outside any
+    table (the MAU runs them as an action of their own) as such."""
+    if t.kind == "action":
+        return f"a block of statements outside any table ('{t.name}')"
+    return f"table '{t.name}'" + (" (the backend's reduction of a hash modulo its size)" if t.kind == "hash_mod" else "")
+
 @dataclass(frozen=True)
 class Placement:
     table: str
@@ -400,7 +408,7 @@ def place(tables: list[LogicalTable], stages: int = STAGES) -> ResourceReport:
         sram, tcam = t.sram, t.tcam
         if sram > SRAM_PER_STAGE * STAGES or tcam > TCAM_PER_STAGE * STAGES:
             raise TofinoResourceError(
-                f"table '{t.name}' needs {sram} SRAM and {tcam} TCAM blocks, more than the whole "
+                f"{_described(t)} needs {sram} SRAM and {tcam} TCAM blocks, more than the whole "
                 f"pipeline has ({SRAM_PER_STAGE * STAGES} and {TCAM_PER_STAGE * STAGES}); reduce its size"
             )
         # Find the first stage from `earliest` where the table starts, spreading what
@@ -408,7 +416,7 @@ def place(tables: list[LogicalTable], stages: int = STAGES) -> ResourceReport:
         while True:
             if stage >= stages:
                 raise TofinoResourceError(
-                    f"table '{t.name}' does not fit in Tofino-1's {STAGES} MAU stages: the program needs "
+                    f"{_described(t)} does not fit in Tofino-1's {STAGES} MAU stages: the program needs "
                     f"{place(tables, 4 * len(tables) + STAGES).stages_used}, along the chain of dependent tables "
                     f"{_critical_chain(placed, deps, kinds)}; shorten it (fewer NFs on this device, or split the chain "
                     "over devices) or make tables smaller"

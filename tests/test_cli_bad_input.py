@@ -84,16 +84,19 @@ def test_a_failed_run_keeps_the_previous_output(site):
 
 
 def test_compile_of_a_site_is_all_or_nothing(tmp_path, monkeypatch):
-    # urllc_factory has two device programs: the SmartNIC's goes to BMv2, the host's
-    # does not fit Tofino (64-bit registers). The first one's files must not be left
-    # behind, the old output must stay.
+    # urllc_factory with its load balancer moved to the host: two device programs, the
+    # SmartNIC's goes to BMv2, the host's does not fit Tofino's 12 stages. The first
+    # one's files must not be left behind, the old output must stay.
     monkeypatch.chdir(tmp_path)
-    Path("f.sg").write_text(FACTORY)
+    moved = FACTORY.replace("place fw, mon_in, lb on smartnic", "place fw, mon_in on smartnic")
+    Path("f.sg").write_text(moved.replace("place mon_out on host", "place lb, mon_out on host"))
     assert run_cli("compile", "f.sg", "-t", "bmv2", "-o", "out")[0] == 0
     Path("out/notes.txt").write_text("mine")
     before = snapshot(tmp_path)
     code, stdout, err = run_cli("compile", "f.sg", "-t", "smartnic=bmv2", "-t", "host=tofino", "-o", "out")
-    assert_user_error(code, err, "device program 'host_factory_edge' (tofino)")
+    assert_user_error(code, err, "device program 'host_factory_edge' (tofino)", "does not fit in Tofino-1's 12 MAU stages",
+                      "a block of statements outside any table ('statements")  # not called a table
+    assert "table 'statements" not in err
     assert snapshot(tmp_path) == before and stdout == ""
     assert sorted(p.name for p in Path("out").iterdir() if p.name.startswith(".")) == []  # no stage left
     code, _, err = run_cli("compile", "f.sg", "-t", "tofino", "-o", "fresh/out")
