@@ -96,13 +96,13 @@ class LogicalTable:
         return any(i in mine and mine[i] != b for i, b in other.branches)
 
 
-
 def _described(t: LogicalTable) -> str:
     """What an overflow message calls ``t``: a table by its name; statements outside any
     table (the MAU runs them as an action of their own) as such."""
     if t.kind == "action":
         return f"a block of statements outside any table ('{t.name}')"
     return f"table '{t.name}'" + (" (the backend's reduction of a hash modulo its size)" if t.kind == "hash_mod" else "")
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -48,7 +48,8 @@ class ToolNotFound(MantraError):
         env = _ENV.get(tool)
         hint = f" or set {env} to its path" if env else ""
         super().__init__(
-            f"'{tool}' not found: install it (p4c and BMv2 come from p4lang; bf-p4c from p4c's Tofino back end or Intel P4 Studio){hint}"
+            f"'{tool}' not found: install it (p4c and BMv2 come from p4lang; bf-p4c from p4c's Tofino back end or "
+            f"Intel P4 Studio){hint}"
         )
         self.tool = tool
 

@@ -611,7 +611,8 @@ _PARSES: dict[tuple, tuple] = {}  # see _parse
 _PARSES_KEPT = 32
 
 
-def _parse(p: Program, inputs: Inputs) -> tuple[z3.BoolRef, dict[str, z3.BitVecRef], dict[str, z3.BoolRef], z3.BitVecRef]:
+def _parse(p: Program, inputs: Inputs
+           ) -> tuple[z3.BoolRef, dict[str, z3.BitVecRef], dict[str, z3.BoolRef], z3.BitVecRef]:
     """``p``'s parser on ``inputs``' packet: whether it accepts, the value of every
     extracted field and the validity of every extracted header after the parse (fields
     of a header not extracted are 0), and how many bytes it extracted.
