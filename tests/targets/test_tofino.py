@@ -62,17 +62,20 @@ def test_example_programs_for_switches_fit_or_say_which_table_overflows():
         try:
             out = tofino.emit(p)
         except TofinoResourceError as exc:
-            assert re.search(r"table '[^']+' does not fit", str(exc)), label
+            # named as what it is: a table, or statements outside any table
+            assert re.search(r"(table '[^']+'|a block of statements outside any table \('[^']+'\)) does not fit",
+                             str(exc)), label
             continue
-        except P4BackendError as exc:  # e.g. 64-bit registers of host (XDP) programs
+        except P4BackendError as exc:  # e.g. std.pkt_len, which the Tofino ingress lacks
             assert "register" in str(exc) or "pkt_len" in str(exc), label
             continue
         p4check.check(out.files[f"{p.name}.p4"])
         fitted += 1
-    # 6g_user_plane:smartnic_edge_a (11 stages), embb_video:pdp (8) and
-    # urllc_factory:smartnic_factory_edge (12); bf-p4c agrees within a stage
+    # 6g_user_plane:smartnic_edge_a (11 stages), embb_video:pdp (8),
+    # urllc_factory:smartnic_factory_edge (12) and its host program (12: the latency
+    # monitor's 32-bit words); bf-p4c agrees within a stage on the first three
     # (test_tools.py). edge_site_two_tenants:smartnic_edge_b needs 13.
-    assert fitted >= 3
+    assert fitted >= 4
 
 
 def test_two_accesses_of_one_register_on_one_path_are_refused_by_name():
