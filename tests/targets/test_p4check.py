@@ -273,10 +273,15 @@ def test_intrinsic_metadata_types_are_the_architecture_files(struct):
     """Oracle: p4c's own ``v1model.p4`` and ``tofino1_base.p4`` (with the widths of
     ``tofino1_specs.p4``): every intrinsic field the checker types has that type there."""
     include = toolchain.find("p4test").resolve().parent.parent / "share" / "p4c" / "p4include"
-    text = "\n".join((include / f).read_text() for f in ("v1model.p4", "tofino1_specs.p4", "tofino1_base.p4"))
+    files = [include / f for f in ("v1model.p4", "tofino1_specs.p4", "tofino1_base.p4")]
+    text = "\n".join(f.read_text() for f in files if f.is_file())
     defines = dict(re.findall(r"#define\s+(\w+)\s+(\d+)", text))
     typedefs = {name: int(defines.get(w, w)) for w, name in re.findall(r"typedef\s+bit<(\w+)>\s+(\w+)\s*;", text)}
-    body = re.search(rf"(?:struct|header)\s+{struct}\s*\{{(.*?)\n\}}", text, re.S).group(1)
+    found = re.search(rf"(?:struct|header)\s+{struct}\s*\{{(.*?)\n\}}", text, re.S)
+    missing = [f.name for f in files if not f.is_file()]
+    if found is None and missing:  # a p4c built without its Tofino back end has no tofino1_*.p4
+        pytest.skip(f"{struct} is declared in none of the files {include} has ({', '.join(missing)} missing)")
+    body = found.group(1)
     body = re.sub(r"#else.*?#endif", "", body, flags=re.S)  # v1model: the current declarations
     declared = {}
     for kind, name in re.findall(r"^\s*(?:@\w+(?:\([^)]*\))?\s*)*(bit<\w+>|\w+)\s+(\w+)\s*;", body, re.M):
