@@ -335,6 +335,13 @@ def state_bytes(program) -> int:
 # flow affinity) keeps the new instance's value where it has written one; a meter keeps
 # the new instance's bucket (it polices the traffic that now flows through it). One place
 # for this.
+def added(now: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """What an instance added to each 64-bit word of a map since ``base``, signed: a word
+    that wraps (the monitor's low sum word) adds a negative amount, which its high word's
+    carry makes up (``merge_rule`` "add")."""
+    return now.astype(np.int64) - base.astype(np.int64)
+
+
 def merge_rule(map_name: str) -> str:
     if map_name.startswith("meter_"):
         return "keep"

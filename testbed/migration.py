@@ -47,7 +47,7 @@ import numpy as np
 
 from mantra6g.errors import MantraError
 from mantra6g.testbed.chain import (
-    EGRESS, INGRESS, PinnedMaps, StageBuild, StateImage, compile_chain, compile_stage, egress_route, merge_rule,
+    EGRESS, INGRESS, PinnedMaps, StageBuild, StateImage, added, compile_chain, compile_stage, egress_route, merge_rule,
     snapshot, write_changes,
 )
 
@@ -162,7 +162,7 @@ class Migrator:
         for r in self.retiring:
             if r.build.stage == stage:
                 old = np.frombuffer(self.maps(r.node).counter_raw(name, index), dtype="<u8").astype(np.int64)
-                words = words + old - self._words(name, node, r.base[name])[index].astype(np.int64)
+                words = words + added(old, self._words(name, node, r.base[name])[index])
         if name in self.carried:
             words = words + self.carried[name][index].astype(np.int64)
         return int(words[0::2].sum()), int(words[1::2].sum())
@@ -178,7 +178,7 @@ class Migrator:
             rule = merge_rule(name)
             old, was = self._words(name, node, data), self._words(name, node, base[name])
             if rule == "add":
-                delta = old - was
+                delta = added(old, was)
                 n += int(np.count_nonzero(delta.any(axis=1)))
                 self.carried[name] = self.carried.get(name, np.zeros_like(delta)) + delta
             elif rule == "max":
