@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mantra6g.errors import MantraError
+from mantra6g.synth.nf.latency_monitor import SUM_WORDS
 
 INGRESS, EGRESS = "ingress", "egress"
 STAGES = (INGRESS, EGRESS)  # the URLLC chain's
@@ -345,7 +346,7 @@ def added(now: np.ndarray, base: np.ndarray) -> np.ndarray:
 def merge_rule(map_name: str) -> str:
     if map_name.startswith("meter_"):
         return "keep"
-    if map_name.startswith("ctr_") or map_name.endswith(("_sum", "_sum_lo", "_sum_hi", "_count", "_seq")):
+    if map_name.startswith("ctr_") or map_name.endswith(("_sum", *SUM_WORDS, "_count", "_seq")):
         return "add"
     if map_name.endswith("_max"):
         return "max"
