@@ -706,11 +706,30 @@ class Printer:
         nk = len(t.keys)
         out = [f"struct ent_{t.name} {{ __u32 used; __u32 action; __u64 args[{nargs}]; __u64 v[{nk}]; __u64 m[{nk}]; }};",
                *_map("BPF_MAP_TYPE_ARRAY", t.size, "__u32", f"struct ent_{t.name}", f"tbl_{t.name}")]
-        if t.size <= INLINE_SCAN:
-            return out
-        # A long scan is a bpf_loop callback, which the verifier checks once (an inline
-        # loop it follows entry by entry: ~200 instructions each, 1M at ~5,000 entries).
         keys = [f"x->k[{j}]" for j in range(nk)]
+        if t.size <= INLINE_SCAN:
+            # The scan is a global function, which the verifier checks once, for any
+            # caller: inline, it would follow the loop entry by entry again for every
+            # distinct state that reaches the table (the 5-NF chain: 127,000 -> 67,000).
+            return out + [
+                f"struct scan_{t.name} {{ __u64 k[{nk}]; }};",
+                f"__attribute__((noinline)) __u32 scan_{t.name}(const struct scan_{t.name} *x)",
+                "{",
+                f"{INDENT}if (!x)",
+                f"{INDENT * 2}return 0xffffffff;",
+                f"{INDENT}for (__u32 i = 0; i < {t.size}; i++) {{",
+                f"{INDENT * 2}__u32 idx = i;",
+                f"{INDENT * 2}struct ent_{t.name} *e = bpf_map_lookup_elem(&tbl_{t.name}, &idx);",
+                f"{INDENT * 2}if (!e || !e->used)",
+                f"{INDENT * 3}break;",
+                f"{INDENT * 2}if (!({self.misses(t, keys, 'e')}))",
+                f"{INDENT * 3}return i;",
+                f"{INDENT}}}",
+                f"{INDENT}return 0xffffffff; /* no entry matches */",
+                "}",
+            ]
+        # A long scan is a bpf_loop callback, which the verifier checks once, and not
+        # entry by entry either (~200 instructions each, 1M at ~5,000 entries).
         return out + [
             f"struct scan_{t.name} {{ __u64 k[{nk}]; __u32 found; }};",
             f"static long scan_fn_{t.name}(__u64 i, void *c)",
@@ -803,19 +822,13 @@ class Printer:
                     f"{INDENT}}}",
                 ]
             else:
-                i, e = self.fresh("i"), self.fresh("e")
+                x, found = self.fresh("scan"), self.fresh("found")
                 out += [
+                    f"{INDENT}struct scan_{t.name} {x} = {{ .k = {{ {', '.join(ks) or '0'} }} }};",
+                    f"{INDENT}__u32 {found} = scan_{t.name}(&{x});",
                     f"{INDENT}struct ent_{t.name} *{val} = 0;",
-                    f"{INDENT}for (__u32 {i} = 0; {i} < {t.size}; {i}++) {{",
-                    f"{INDENT * 2}__u32 idx = {i};",
-                    f"{INDENT * 2}struct ent_{t.name} *{e} = bpf_map_lookup_elem(&tbl_{t.name}, &idx);",
-                    f"{INDENT * 2}if (!{e} || !{e}->used)",
-                    f"{INDENT * 3}break;",
-                    f"{INDENT * 2}if (!({self.misses(t, ks, e)})) {{",
-                    f"{INDENT * 3}{val} = {e};",
-                    f"{INDENT * 3}break;",
-                    f"{INDENT * 2}}}",
-                    f"{INDENT}}}",
+                    f"{INDENT}if ({found} != 0xffffffff)",
+                    f"{INDENT * 2}{val} = bpf_map_lookup_elem(&tbl_{t.name}, &{found});",
                 ]
         cases, after = [], []
         for i, name in enumerate(t.actions):
