@@ -699,7 +699,7 @@ class Printer:
                     *_map("BPF_MAP_TYPE_HASH", t.size, f"struct key_{t.name}", f"struct val_{t.name}", f"tbl_{t.name}")]
         if kinds == {"lpm"} and len(t.keys) == 1:
             if widths[0] % 8:
-                raise XdpBackendError(f"table {t.name}: LPM keys must be whole bytes")
+                raise XdpBackendError(f"table '{t.name}': LPM keys must be whole bytes")
             return [f"struct key_{t.name} {{ __u32 prefixlen; __u8 b[{widths[0] // 8}]; }};", value,
                     *_map("BPF_MAP_TYPE_LPM_TRIE", t.size, f"struct key_{t.name}", f"struct val_{t.name}", f"tbl_{t.name}",
                           "BPF_F_NO_PREALLOC")]
@@ -764,7 +764,7 @@ class Printer:
         if wide:
             why = "it is updatable at run time" if not t.const else "its decision tree would be too large"
             raise XdpBackendError(
-                f"table {t.name} has a key wider than 64 bits ({', '.join(wide)}); the XDP backend compiles such "
+                f"table '{t.name}' has a key wider than 64 bits ({', '.join(wide)}); the XDP backend compiles such "
                 f"a table into code, but keeps this one in a map, whose keys are at most 64 bits, because {why}"
             )
 
@@ -1111,7 +1111,7 @@ def state_maps(p: Program) -> list[str]:
     out = []
     for r in p.registers:
         if r.width > 64:
-            raise XdpBackendError(f"register {r.name} is wider than 64 bits")
+            raise XdpBackendError(f"register '{r.name}' is wider than 64 bits")
         out += _map("BPF_MAP_TYPE_ARRAY", r.size, "__u32", "__u64", f"reg_{r.name}")
     for c in p.counters:
         out += _map("BPF_MAP_TYPE_PERCPU_ARRAY", c.size, "__u32", "struct counter", f"ctr_{c.name}")

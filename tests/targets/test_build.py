@@ -170,3 +170,23 @@ def test_deploy_errors_are_clear():
     assert r.returncode == 2 and "--port x: write PORT=INTERFACE" in r.stderr
     r = mantra("deploy", "--iface", "lo", "--netns", "mantra-no-such-ns", "--detach")
     assert r.returncode == 2 and "no network namespace 'mantra-no-such-ns'" in r.stderr
+
+
+def test_an_xdp_refusal_names_the_nf_where_the_user_wrote_it(tmp_path):
+    """A firewall rule on IPv6 addresses is code by default; kept in a map (``--tables
+    runtime``) its 128-bit key does not fit a BPF map's, and the refusal names the table,
+    the field and the reason, and points at the NF's line in the user's file."""
+    site = tmp_path / "v6.sg"
+    site.write_text("tenant acme id 1 {\n    slice gold {\n        latency <= 1 ms\n    }\n}\n"
+                    "graph g for acme.gold {\n"
+                    "    nf cls = classifier() {\n        match ipv6.dst in 2001:db8::/32\n    }\n"
+                    "    nf fw = firewall(default: allow) {\n        deny ipv6.src == 2001:db8::66\n    }\n"
+                    "    cls -> fw\n}\n")
+    assert mantra("compile", str(site), "-t", "xdp", "-o", str(tmp_path / "ok")).returncode == 0
+    r = mantra("compile", str(site), "-t", "xdp", "--tables", "runtime", "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "table 'g_fw_acl' has a key wider than 64 bits (ipv6.src)" in r.stderr
+    note = re.search(r"= note: 'g_fw_acl' belongs to the firewall 'fw' of graph 'g' \(.*v6\.sg:(\d+):\d+\)", r.stderr)
+    assert note, r.stderr
+    assert site.read_text().splitlines()[int(note.group(1)) - 1].strip().startswith("nf fw = firewall(")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -302,6 +302,6 @@ def test_a_wide_key_that_must_stay_in_a_map_is_refused_naming_table_field_and_re
 
     (case,) = [c for c in CASES if c.name == "firewall-v6-prefixes"]
     emit_c(case.program)
-    with pytest.raises(XdpBackendError, match=r"table g_fw_acl has a key wider than 64 bits \(ipv6\.src, ipv6\.dst\).*"
+    with pytest.raises(XdpBackendError, match=r"table 'g_fw_acl' has a key wider than 64 bits \(ipv6\.src, ipv6\.dst\).*"
                                               r"because it is updatable at run time"):
         emit_c(with_tables(case.program, "runtime"))
