@@ -306,23 +306,37 @@ def main() -> None:
     harness = [n - d for n, d in zip(samples["noop"], samples["drop"])]
     floor = statistics.median(samples["drop"])
 
+    def per_round(key: str, reset_: bool) -> list[float]:
+        """ns over that round's floor (and that round's harness, behind the reset)."""
+        vals = [v - d for v, d in zip(samples[key], samples["drop"])]
+        return [v - h for v, h in zip(vals, harness)] if reset_ else vals
+
     def over(key: str, reset_: bool) -> float:
         vals = samples[key]
         if reset_:
             vals = [v - h for v, h in zip(vals, harness)]
         return statistics.median(vals) - floor
 
+    def spread(key: str, hand_key: str, hand_reset: bool) -> str:
+        """The range of the ratio over rounds, each round's generated / hand-written."""
+        rs = [g / h for g, h in zip(per_round(key, True), per_round(hand_key, hand_reset)) if h > 0]
+        return f"{min(rs):.2f}-{max(rs):.2f}" if rs else "-"
+
     print(f"\nBPF_PROG_TEST_RUN, {args.rounds} rounds x {args.repeat} repeats, 64-byte UDP/IPv4 frame "
           f"(bench_helper.py's); ns over the XDP_DROP floor ({floor:.0f} ns); reset harness "
           f"{statistics.median(harness):.0f} ns, subtracted")
-    print(f"{'work':<34}{'hand-written':>13}{'Mantra const':>14}{'ratio':>7}{'Mantra runtime':>16}{'ratio':>7}"
-          f"{'verifier insns (const/runtime)':>32}")
+    print("ratio = median generated / median hand-written; in brackets, the range of the ratio "
+          "round by round (both timed in the same round)")
+    print(f"{'work':<34}{'hand-written':>13}{'Mantra const':>14}{'ratio':>7}{'rounds':>12}{'Mantra runtime':>16}"
+          f"{'ratio':>7}{'rounds':>12}{'verifier insns (const/runtime)':>32}")
     for w in WORKS:
         hand = over(w.baseline, w.via_reset)
         c, rt = over(f"{w.baseline}-const", True), over(f"{w.baseline}-runtime", True)
         gc, gr = gens[(w.name, "const")], gens[(w.name, "runtime")]
-        print(f"{w.name:<34}{hand:>13.1f}{c:>14.1f}{c / hand:>7.2f}{rt:>16.1f}{rt / hand:>7.2f}"
-              f"{f'{gc.instructions} / {gr.instructions}':>32}")
+        sc = spread(f"{w.baseline}-const", w.baseline, w.via_reset)
+        sr = spread(f"{w.baseline}-runtime", w.baseline, w.via_reset)
+        print(f"{w.name:<34}{hand:>13.1f}{c:>14.1f}{c / hand:>7.2f}{f'[{sc}]':>12}{rt:>16.1f}{rt / hand:>7.2f}"
+              f"{f'[{sr}]':>12}{f'{gc.instructions} / {gr.instructions}':>32}")
     print("\nmaps of the runtime builds (const builds: none but the LB's flow-affinity register):")
     for w in WORKS:
         print(f"  {w.name:<34}{', '.join(gens[(w.name, 'runtime')].maps)}")
