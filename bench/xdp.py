@@ -16,7 +16,7 @@ hand-written programs do).
 program that rewrites the packet runs behind the baselines' reset harness
 (``bench_reset.c``), whose own cost (reset -> ``bench_noop`` minus ``XDP_DROP``) is
 measured in each round and subtracted; the programs are interleaved round by round so
-background load hits them alike. Figures are medians over rounds, in ns over the
+background load hits them alike. Figures are medians over rounds, in ns over that round's
 ``XDP_DROP`` floor; "ratio" is generated / hand-written. Every program's verdict is
 checked, and the generated ones' output bytes against the interpreter. It also prints
 the verifier's instruction count and the compile time of every generated program,
@@ -312,10 +312,7 @@ def main() -> None:
         return [v - h for v, h in zip(vals, harness)] if reset_ else vals
 
     def over(key: str, reset_: bool) -> float:
-        vals = samples[key]
-        if reset_:
-            vals = [v - h for v, h in zip(vals, harness)]
-        return statistics.median(vals) - floor
+        return statistics.median(per_round(key, reset_))
 
     def spread(key: str, hand_key: str, hand_reset: bool) -> str:
         """The range of the ratio over rounds, each round's generated / hand-written."""
