@@ -18,8 +18,10 @@ program that rewrites the packet runs behind the baselines' reset harness
 measured in each round and subtracted; the programs are interleaved round by round so
 background load hits them alike. Figures are medians over rounds, in ns over that round's
 ``XDP_DROP`` floor; "ratio" is generated / hand-written. Every program's verdict is
-checked, and the generated ones' output bytes against the interpreter. It also prints
-the verifier's instruction count and the compile time of every generated program,
+checked, and the generated ones' output bytes against the interpreter. Then, for every
+program, the instructions it executes on the bench packet (``bench/xdp_count.py``, which
+interprets the kernel's translation; needs ``bpftool``): a count that does not move
+between runs. It also prints the verifier's instruction count and the compile time of every generated program,
 including each NF kind and the examples. A benchmark prints figures; it never passes
 or fails on time.
 """
@@ -50,6 +52,7 @@ from mantra6g.synth.interp import run  # noqa: E402
 from mantra6g.synth.tables import with_tables  # noqa: E402
 from mantra6g.targets import bpf, xdp  # noqa: E402
 from mantra6g.targets.bpf import BpfObject  # noqa: E402
+from bench import xdp_count  # noqa: E402
 
 BASELINES = Path(os.environ.get("MANTRA_BASELINES", ROOT.parent / "shared" / "baselines" / "xdp"))
 CFLAGS = ["-O2", "-g", "-Wall", "-target", "bpf", f"-I/usr/include/{platform.machine()}-linux-gnu"]
@@ -339,7 +342,36 @@ def main() -> None:
         print(f"  {w.name:<34}{', '.join(gens[(w.name, 'runtime')].maps)}")
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    executed(base, gens, packet)
     kinds_and_examples(work, gens, args)
+
+
+def executed(base: Baselines, gens: dict[tuple[str, str], Generated], packet: bytes) -> None:
+    """The instructions each program executes on the bench packet (bench/xdp_count.py):
+    the same in every run, where the timings above move by a few ns. A count is printed
+    only where the interpretation ends with the kernel's own verdict and bytes (bytes
+    that the kernel runs before and after it disagree on, a clock stamp's low bytes, are
+    not compared)."""
+    def one(obj: BpfObject) -> str:
+        verdict, out, _ = obj.test_run(packet)
+        try:
+            c = xdp_count.count(xdp_count.prog_id(obj.fd), packet)
+        except (xdp_count.Unmodelled, subprocess.CalledProcessError, FileNotFoundError) as e:
+            return f"- ({e})"[:40]
+        again = obj.test_run(packet)[1]  # the interpretation's clock lies between the two runs
+        same = len(c.packet) == len(out) == len(again) and all(
+            a == b for a, b, k in zip(c.packet, out, again) if b == k)
+        if c.verdict != verdict or not same:
+            return "- (differs from the kernel)"
+        calls = sum(c.calls.values())
+        return f"{c.instructions}" + (f" +{calls} call{'s' * (calls > 1)}" if calls else "")
+
+    print("\ninstructions executed on the bench packet (the kernel's translated program, "
+          "interpreted; a helper call counts one, +N calls says how many; a flow the LB has seen)")
+    print(f"{'work':<34}{'hand-written':>18}{'Mantra const':>18}{'Mantra runtime':>18}")
+    for w in WORKS:
+        print(f"{w.name:<34}{one(base.objs[w.baseline]):>18}{one(gens[(w.name, 'const')].obj):>18}"
+              f"{one(gens[(w.name, 'runtime')].obj):>18}")
 
 
 def kinds_and_examples(work: Path, gens, args) -> None:
