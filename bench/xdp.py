@@ -349,19 +349,15 @@ def main() -> None:
 def executed(base: Baselines, gens: dict[tuple[str, str], Generated], packet: bytes) -> None:
     """The instructions each program executes on the bench packet (bench/xdp_count.py):
     the same in every run, where the timings above move by a few ns. A count is printed
-    only where the interpretation ends with the kernel's own verdict and bytes (bytes
-    that the kernel runs before and after it disagree on, a clock stamp's low bytes, are
-    not compared)."""
+    only where the interpretation ends with the kernel's own verdict and bytes
+    (:func:`xdp_count.agrees`)."""
     def one(obj: BpfObject) -> str:
         verdict, out, _ = obj.test_run(packet)
         try:
             c = xdp_count.count(xdp_count.prog_id(obj.fd), packet)
         except (xdp_count.Unmodelled, subprocess.CalledProcessError, FileNotFoundError) as e:
             return f"- ({e})"[:40]
-        again = obj.test_run(packet)[1]  # the interpretation's clock lies between the two runs
-        same = len(c.packet) == len(out) == len(again) and all(
-            a == b for a, b, k in zip(c.packet, out, again) if b == k)
-        if c.verdict != verdict or not same:
+        if not xdp_count.agrees(c, verdict, out, obj.test_run(packet)[1]):
             return "- (differs from the kernel)"
         calls = sum(c.calls.values())
         return f"{c.instructions}" + (f" +{calls} call{'s' * (calls > 1)}" if calls else "")

@@ -293,6 +293,19 @@ def count(prog_id: int, packet: bytes) -> Count:
     return Machine(prog_id, packet).run()
 
 
+def agrees(c: Count, verdict: int, before: bytes, after: bytes) -> bool:
+    """Whether ``c`` ends as the kernel did: its verdict, and the bytes of the kernel's runs
+    just before and just after it (``BPF_PROG_TEST_RUN``). Where those two differ a clock
+    was read, and the interpretation, run between them, read a time in between: from the
+    first byte where they differ, the 7 after it are not compared either (a stamp's lower
+    bytes, equal in the two runs by chance)."""
+    if c.verdict != verdict or not len(c.packet) == len(before) == len(after):
+        return False
+    moved = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    clock = {j for i in moved for j in range(i, i + 8)}
+    return all(x == y for i, (x, y) in enumerate(zip(c.packet, before)) if i not in clock)
+
+
 def prog_id(fd: int) -> int:
     """The kernel's id of the program behind ``fd``."""
     with open(f"/proc/self/fdinfo/{fd}") as f:

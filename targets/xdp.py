@@ -52,7 +52,6 @@ from mantra6g.synth.motion import sink
 from mantra6g.targets.xdp_emit import (
     Printer,
     XdpBackendError,
-    _Env,
     crc32_table,
     field_parts,
     key_width,
@@ -124,9 +123,10 @@ def emit_c(p: Program, test_hooks: bool = False) -> str:
     start = pr.tracker.start()
     if start:
         pr.layout_id(start[0].content)
-    control, end = pr.stmts(p.control, start, _Env())
+    control, end = pr.control(start)
     deparse = pr.deparse(end)
     parser = pr.parser()
+    control = pr.reloaded(control)
 
     locals_ = []
     for h in p.headers:

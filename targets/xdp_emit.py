@@ -60,6 +60,7 @@ from mantra6g.synth.layout import FRESH, GONE, Layout, Tracker, join
 
 HASH_MAX = 64  # bytes of hash input
 INDENT = "    "
+RELOAD = "/*reload*/"  # a placeholder line of Printer.control: reload this header's pointer
 # The valid bits go through the per-CPU scratch map again before the deparse, which
 # reads them: else what every test of a header's validity taught the verifier about the
 # register keeps its states apart up to there (a pop before a scanned table multiplied
@@ -319,6 +320,7 @@ class Printer:
         self.fixed = {h: next(iter(o)) for h, o in offsets.items() if len(o) == 1}
         self.moving = sorted((h for h in offsets if h not in self.fixed), key=self.hidx.get)
         self.reached: set[str] = set()  # moving headers whose offset the control or deparse uses
+        self.touched: set[str] = set()  # those the statement being printed reaches
         self.shortest = min((path.length for path in self.tracker.paths), default=0)
 
     def fresh(self, stem: str) -> str:
@@ -337,7 +339,31 @@ class Printer:
         if h in self.fixed:
             return f"(data + {self.fixed[h]})"
         self.reached.add(h)
+        self.touched.add(h)
         return f"p_{h}"
+
+    def control(self, start) -> tuple[list[str], tuple[Layout, ...]]:
+        """The control's statements (the classifier, then each NF in turn). Before one
+        that reaches a header an earlier one reached too, that header's pointer is taken
+        again from the scratch map: what the earlier statement's bounds checks proved
+        differs between its paths (checked on one, not on another), and a pointer that
+        carries it would have the verifier check what follows once per such path (a
+        second load balancer after a first: twice the work). Each access has its own
+        check (:meth:`bounds`), so nothing relies on an earlier one."""
+        out, layouts, seen, env = [], start, set(), _Env()
+        for s in self.p.control:
+            self.touched = set()
+            lines, layouts = self.stmts((s,), layouts, env)
+            out += [f"{RELOAD}{h}" for h in sorted(self.touched & seen, key=self.hidx.get)] + lines
+            seen |= self.touched
+        return out, layouts
+
+    def reloaded(self, lines: list[str]) -> list[str]:
+        """``lines`` with each pointer reload of :meth:`control` written out (the scratch
+        map's slots are known once everything is printed)."""
+        slot = {h: i for i, h in enumerate(self.reached_offsets())}
+        return [f"p_{x[len(RELOAD):]} = data + (*(volatile __u32 *)&sc->o[{slot[x[len(RELOAD):]]}] & 0x1ff);"
+                if x.startswith(RELOAD) else x for x in lines]
 
     def bounds(self, h: str, end: int) -> list[str]:
         """The check that lets the verifier accept an access to bytes [0, end) of ``h``
