@@ -21,9 +21,9 @@ background load hits them alike. Figures are medians over rounds, in ns over tha
 checked, and the generated ones' output bytes against the interpreter. Then, for every
 program, the instructions it executes on the bench packet (``bench/xdp_count.py``, which
 interprets the kernel's translation; needs ``bpftool``): a count that does not move
-between runs. It also prints the verifier's instruction count and the compile time of every generated program,
-including each NF kind and the examples. A benchmark prints figures; it never passes
-or fails on time.
+between runs. It also prints the verifier's instruction count and the compile time of
+every generated program, including each NF kind and the examples. A benchmark prints
+figures; it never passes or fails on time.
 """
 
 from __future__ import annotations
